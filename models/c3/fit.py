@@ -1,0 +1,382 @@
+"""Per-image fitting of C3: the "encoder" is gradient descent on one image.
+
+The recipe of Kim et al. 2023 (C3, arXiv 2312.02753, Sec. 3 and App. A):
+
+1. Stage 1, `num_noise_steps` steps with soft-rounding + Kumaraswamy noise: Adam
+   (0.9, 0.999, 1e-8) on all parameters, global gradient-norm clip 0.1, learning rate
+   cosine-decayed from 1e-2 to 0, soft-round temperature 0.3 -> 0.1 and Kumaraswamy `a`
+   2 -> 1, both linear.
+2. Stage 2, up to `max_ste_steps` steps with straight-through rounding (soft-round
+   gradient at temperature 1e-4): Adam at 1e-4 with its moments carried over; after
+   `ste_patience` steps without a lower loss the learning rate is multiplied by 0.8 and
+   parameters and optimiser state are reset to the best so far; stop below 1e-8.
+3. Network quantisation: a grid search over (weight step, bias step) pairs, one pair for
+   all networks, minimising distortion (8-bit reconstruction) + lmbda * (latent bits +
+   network bits) / pixels.
+
+Every step is compiled: a chunk of `log_every` steps runs as one `tf.function`
+(optionally XLA-compiled) with schedules, Adam, clipping and stage-2 bookkeeping
+in-graph. A NaN or inf loss or gradient stops the chunk; the fitter then restores the
+state from the start of the chunk, halves the learning rate and retries, and logs it.
+
+Differences from C3's code, on purpose: the stage-2 "best" parameters are the ones whose
+loss was measured (C3 stores the parameters after the update that followed the
+measurement), and all state lives in `tf.Variable`s so a fit can be checkpointed and
+resumed mid-stage.
+"""
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from common import schedules
+from models.c3 import rate
+from models.c3.model import C3Model
+
+MAX_NAN_RETRIES = 8
+
+
+class FitError(RuntimeError):
+    """A fit that cannot continue (e.g. the loss stays NaN after every recovery)."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What a fit produced, with the networks quantised and latents rounded."""
+
+    noise_steps: int
+    ste_steps: int
+    seconds_noise: float
+    seconds_ste: float
+    seconds_quantization: float
+    weight_step: float
+    bias_step: float
+    bits_latents: float
+    bits_networks: float
+    bits_per_grid: list[float]
+    bits_per_network: dict[str, float]
+    mse: float  # of the 8-bit reconstruction
+    psnr: float
+    loss: float
+    nan_recoveries: int
+    reconstruction: np.ndarray  # uint8 (H, W, 3)
+
+
+def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
+    return float("inf") if mse <= 0 else 10.0 * math.log10(peak**2 / mse)
+
+
+class C3Fitter(tf.Module):
+    """Fits a `C3Model` to an image; reusable for other images and lambdas of that size.
+
+    Example:
+      fitter = C3Fitter(model, config.fit)
+      fitter.reset(image, lmbda=1e-3, seed=0)
+      result = fitter.fit()
+    """
+
+    def __init__(self, model: C3Model, config, name: str = "c3_fitter"):
+        super().__init__(name=name)
+        self.model = model
+        self.config = config
+        self._validate_config(config)
+        shape = (model.height, model.width, 3)
+        self.target = tf.Variable(tf.zeros(shape), trainable=False, name="target")
+        self.lmbda = tf.Variable(0.0, trainable=False, name="lmbda")
+        self.seed = tf.Variable(0, dtype=tf.int32, trainable=False, name="seed")
+        self.params = list(model.trainable_variables)
+        self.adam_m = [self._zeros_like(p, "adam_m") for p in self.params]
+        self.adam_v = [self._zeros_like(p, "adam_v") for p in self.params]
+        self.adam_count = tf.Variable(0.0, trainable=False, name="adam_count")
+        self.noise_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="noise_step")
+        self.ste_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="ste_step")
+        self.ste_lr = tf.Variable(0.0, trainable=False, name="ste_lr")
+        self.ste_done = tf.Variable(False, trainable=False, name="ste_done")
+        self.best_loss = tf.Variable(np.inf, dtype=tf.float32, trainable=False, name="best_loss")
+        self.not_improved = tf.Variable(0, dtype=tf.int64, trainable=False, name="not_improved")
+        self.lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
+        self.nan_recoveries = tf.Variable(0, dtype=tf.int64, trainable=False, name="nans")
+        # What stage 2 resets to, and what a NaN recovery restores.
+        self._state = self.params + self.adam_m + self.adam_v + [self.adam_count]
+        self.best_state = [self._copy_of(v, "best") for v in self._state]
+        counters = [self.noise_step, self.ste_step, self.ste_lr, self.not_improved]
+        self._recoverable = self._state + counters
+        self.good_state = [self._copy_of(v, "good") for v in self._recoverable]
+        jit = bool(config.jit_compile)
+        self._noise_chunk = tf.function(self._noise_chunk_fn, jit_compile=jit)
+        self._ste_chunk = tf.function(self._ste_chunk_fn, jit_compile=jit)
+        self._evaluate = tf.function(self._evaluate_fn, jit_compile=jit)
+
+    @staticmethod
+    def _validate_config(config) -> None:
+        if config.num_noise_steps < 0 or config.max_ste_steps < 0:
+            raise ValueError("Step counts must be >= 0.")
+        if config.log_every < 1:
+            raise ValueError("fit.log_every must be >= 1.")
+        if not config.weight_steps or not config.bias_steps:
+            raise ValueError("fit.weight_steps and fit.bias_steps must not be empty.")
+        if min(config.weight_steps) <= 0 or min(config.bias_steps) <= 0:
+            raise ValueError("Quantisation steps must be positive.")
+
+    @staticmethod
+    def _zeros_like(v: tf.Variable, prefix: str) -> tf.Variable:
+        return tf.Variable(tf.zeros_like(v), trainable=False, name=f"{prefix}_{v.name[:-2]}")
+
+    @staticmethod
+    def _copy_of(v: tf.Variable, prefix: str) -> tf.Variable:
+        return tf.Variable(v, trainable=False, name=f"{prefix}_{v.name.split(':')[0]}")
+
+    # Setting up a fit.
+
+    def reset(self, image: np.ndarray, lmbda: float, seed: int = 0) -> None:
+        """Starts a new fit: fresh initialisation (from `seed`), new image and lambda."""
+        image = np.asarray(image, np.float32)
+        if image.shape != tuple(self.target.shape):
+            raise ValueError(f"Image shape {image.shape} != model's {self.target.shape}.")
+        tf.keras.utils.set_random_seed(seed)
+        fresh = C3Model(**self.model.get_config())
+        self.model.set_weights(fresh.get_weights())
+        self.target.assign(image)
+        self.lmbda.assign(lmbda)
+        self.seed.assign(seed)
+        for v in self.adam_m + self.adam_v:
+            v.assign(tf.zeros_like(v))
+        self.adam_count.assign(0.0)
+        self.noise_step.assign(0)
+        self.ste_step.assign(0)
+        self.ste_lr.assign(self.config.ste_learning_rate)
+        self.ste_done.assign(False)
+        self.best_loss.assign(np.inf)
+        self.not_improved.assign(0)
+        self.lr_scale.assign(1.0)
+        self.nan_recoveries.assign(0)
+
+    # Compiled pieces.
+
+    def _loss(self, mode: str, temperature=None, kumaraswamy_a=None, seed=None):
+        out = self.model(self.target, mode, temperature, kumaraswamy_a, seed)
+        loss = out["mse"] + self.lmbda * out["bits"] / float(self.model.num_pixels)
+        return loss, out
+
+    def _loss_and_grads(self, mode, temperature, kumaraswamy_a=None, seed=None):
+        with tf.GradientTape() as tape:
+            loss, out = self._loss(mode, temperature, kumaraswamy_a, seed)
+        grads = tape.gradient(loss, self.params)
+        norm = tf.linalg.global_norm(grads)
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        return loss, out, grads, norm, finite
+
+    def _adam_update(self, grads, norm, learning_rate) -> None:
+        """Adam with global-norm clipping (optax.clip_by_global_norm + optax.adam)."""
+        c = self.config
+        clip = tf.minimum(1.0, c.grad_clip / tf.maximum(norm, 1e-12))
+        self.adam_count.assign_add(1.0)
+        t = self.adam_count
+        correction1 = 1.0 - tf.pow(c.adam_b1, t)
+        correction2 = 1.0 - tf.pow(c.adam_b2, t)
+        for p, g, m, v in zip(self.params, grads, self.adam_m, self.adam_v, strict=True):
+            g = g * clip
+            m.assign(c.adam_b1 * m + (1.0 - c.adam_b1) * g)
+            v.assign(c.adam_b2 * v + (1.0 - c.adam_b2) * tf.square(g))
+            p.assign_sub(learning_rate * (m / correction1) / (tf.sqrt(v / correction2) + c.adam_eps))
+
+    @staticmethod
+    def _copy(destination, source) -> None:
+        for d, s in zip(destination, source, strict=True):
+            d.assign(s)
+
+    def _metrics(self, loss, out):
+        return tf.stack([loss, out["mse"], out["bits"]])
+
+    def _noise_chunk_fn(self, num_steps):
+        c = self.config
+        total = c.num_noise_steps
+        self._copy(self.good_state, self._recoverable)
+        finite = tf.constant(True)
+        metrics = tf.zeros(3)
+        for _ in tf.range(num_steps):
+            step = self.noise_step
+            learning_rate = schedules.cosine_decay(step, total, c.learning_rate) * self.lr_scale
+            temperature = schedules.linear(
+                step, total - 1, c.temperature_start, c.temperature_end
+            )
+            kumaraswamy_a = schedules.linear(step, total, c.kumaraswamy_start, c.kumaraswamy_end)
+            seed = tf.stack([self.seed, tf.cast(step, tf.int32)])
+            loss, out, grads, norm, finite = self._loss_and_grads(
+                "noise", temperature, kumaraswamy_a, seed
+            )
+            if not finite:
+                break
+            self._adam_update(grads, norm, learning_rate)
+            self.noise_step.assign_add(1)
+            metrics = self._metrics(loss, out)
+        return finite, metrics
+
+    def _ste_chunk_fn(self, num_steps):
+        c = self.config
+        self._copy(self.good_state, self._recoverable)
+        finite = tf.constant(True)
+        metrics = tf.zeros(3)
+        for _ in tf.range(num_steps):
+            if self.ste_done:
+                break
+            loss, out, grads, norm, finite = self._loss_and_grads("ste", c.ste_temperature)
+            if not finite:
+                break
+            # The loss was measured at the current parameters: keep those if best.
+            if loss < self.best_loss:
+                self._copy(self.best_state, self._state)
+                self.best_loss.assign(loss)
+                self.not_improved.assign(0)
+            else:
+                self.not_improved.assign_add(1)
+            self._adam_update(grads, norm, self.ste_lr * self.lr_scale)
+            self.ste_step.assign_add(1)
+            if self.not_improved >= c.ste_patience:
+                self.ste_lr.assign(self.ste_lr * c.ste_lr_decay)
+                self.not_improved.assign(0)
+                self._copy(self._state, self.best_state)
+                if self.ste_lr < c.ste_min_learning_rate:
+                    self.ste_done.assign(True)
+            metrics = self._metrics(loss, out)
+        return finite, metrics
+
+    def _evaluate_fn(self):
+        out = self.model(self.target, "round")
+        reconstruction = tf.round(out["reconstruction"] * 255.0)
+        mse = tf.reduce_mean(tf.square(reconstruction / 255.0 - self.target))
+        return mse, out["bits"], out["bits_per_grid"], reconstruction
+
+    # The fit.
+
+    def _run_chunks(
+        self, stage: str, chunk_fn, step_var, total: int, log_fn, checkpoint_fn
+    ) -> None:
+        retries = 0
+        while int(step_var.numpy()) < total and not (stage == "ste" and self.ste_done.numpy()):
+            n = min(self.config.log_every, total - int(step_var.numpy()))
+            finite, metrics = chunk_fn(tf.constant(n, tf.int64))
+            if not bool(finite.numpy()):
+                retries += 1
+                if retries > MAX_NAN_RETRIES:
+                    raise FitError(
+                        f"{stage} stage: loss or gradient still NaN/inf after "
+                        f"{MAX_NAN_RETRIES} recoveries at step {int(step_var.numpy())}."
+                    )
+                self._copy(self._recoverable, self.good_state)
+                self.lr_scale.assign(self.lr_scale * 0.5)
+                self.nan_recoveries.assign_add(1)
+                logging.warning(
+                    "%s stage: NaN/inf loss or gradient near step %d; restored the state "
+                    "of step %d and halved the learning rate (scale now %.3g).",
+                    stage,
+                    int(step_var.numpy()),
+                    int(step_var.numpy()),
+                    float(self.lr_scale.numpy()),
+                )
+                continue
+            retries = 0
+            loss, mse, bits = (float(x) for x in metrics.numpy())
+            if log_fn is not None:
+                log_fn(
+                    stage,
+                    int(step_var.numpy()),
+                    {
+                        "loss": loss,
+                        "psnr": psnr_from_mse(mse),
+                        "bpp_latents": bits / self.model.num_pixels,
+                    },
+                )
+            if checkpoint_fn is not None:
+                checkpoint_fn()
+
+    def fit(
+        self,
+        log_fn: Callable[[str, int, dict], None] | None = None,
+        checkpoint_fn: Callable[[], None] | None = None,
+    ) -> FitResult:
+        """Runs (or resumes) both stages and the network quantisation search."""
+        c = self.config
+        start = time.perf_counter()
+        self._run_chunks(
+            "noise", self._noise_chunk, self.noise_step, c.num_noise_steps, log_fn, checkpoint_fn
+        )
+        seconds_noise = time.perf_counter() - start
+        start = time.perf_counter()
+        self._run_chunks(
+            "ste", self._ste_chunk, self.ste_step, c.max_ste_steps, log_fn, checkpoint_fn
+        )
+        if np.isfinite(self.best_loss.numpy()):
+            self._copy(self._state, self.best_state)
+        seconds_ste = time.perf_counter() - start
+        start = time.perf_counter()
+        result = self.quantize_networks()
+        seconds_quantization = time.perf_counter() - start
+        return dataclasses.replace(
+            result,
+            seconds_noise=seconds_noise,
+            seconds_ste=seconds_ste,
+            seconds_quantization=seconds_quantization,
+        )
+
+    def network_bits(self, integers: list[np.ndarray]) -> dict[str, float]:
+        """C3's Laplace estimate of the bits of each network's quantised parameters."""
+        bits = {}
+        sizes = [len(layer.trainable_variables) for layer in self.model.network_layers]
+        parts = np.split(np.arange(len(integers)), np.cumsum(sizes)[:-1])
+        for layer, idx in zip(self.model.network_layers, parts, strict=True):
+            bits[layer.name] = sum(rate.parameter_bits(integers[i]) for i in idx)
+        return bits
+
+    def quantize_networks(self) -> FitResult:
+        """Grid search over (weight step, bias step); leaves the best networks in place."""
+        c = self.config
+        num_pixels = float(self.model.num_pixels)
+        lmbda = float(self.lmbda.numpy())
+        float_params = [v.numpy() for v in self.model.network_variables]
+        best = None
+        for weight_step, bias_step in itertools.product(c.weight_steps, c.bias_steps):
+            integers = self.model.network_integers(weight_step, bias_step)
+            bits_per_network = self.network_bits(integers)
+            self.model.set_network_integers(integers, weight_step, bias_step)
+            mse, bits, bits_per_grid, reconstruction = self._evaluate()
+            total_bits = float(bits) + sum(bits_per_network.values())
+            loss = float(mse) + lmbda * total_bits / num_pixels
+            if np.isfinite(loss) and (best is None or loss < best[0]):
+                best = (loss, weight_step, bias_step, integers, bits_per_network,
+                        float(mse), float(bits), bits_per_grid.numpy(), reconstruction.numpy())
+            for v, value in zip(self.model.network_variables, float_params, strict=True):
+                v.assign(value)
+        if best is None:
+            raise FitError("Every network quantisation step gave a non-finite loss.")
+        loss, weight_step, bias_step, integers, bits_per_network, mse, bits = best[:7]
+        bits_per_grid, reconstruction = best[7:]
+        self.model.set_network_integers(integers, weight_step, bias_step)
+        logging.info(
+            "Network quantisation: weight step %g, bias step %g, %.0f network bits.",
+            weight_step, bias_step, sum(bits_per_network.values()),
+        )
+        return FitResult(
+            noise_steps=int(self.noise_step.numpy()),
+            ste_steps=int(self.ste_step.numpy()),
+            seconds_noise=0.0,
+            seconds_ste=0.0,
+            seconds_quantization=0.0,
+            weight_step=weight_step,
+            bias_step=bias_step,
+            bits_latents=bits,
+            bits_networks=sum(bits_per_network.values()),
+            bits_per_grid=[float(b) for b in bits_per_grid],
+            bits_per_network=bits_per_network,
+            mse=mse,
+            psnr=psnr_from_mse(mse),
+            loss=loss,
+            nan_recoveries=int(self.nan_recoveries.numpy()),
+            reconstruction=reconstruction.astype(np.uint8),
+        )

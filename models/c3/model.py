@@ -1,0 +1,213 @@
+"""The C3 image model: latent grids, context model, upsampling and synthesis together.
+
+Kim et al. 2023, "C3: High-performance and low-complexity neural compression from a
+single image or video" (arXiv 2312.02753), built on COOL-CHIC (Ladune et al. 2023, arXiv
+2212.05458). For one image, the model holds the latent grids and three tiny networks and
+computes, for a quantisation mode,
+
+    loss = MSE(x, x_hat) + lmbda * (bits of the latents) / (H * W),
+
+with x in [0, 1]. The bits of the quantised networks are added after fitting (see
+`models.c3.fit`), as in C3.
+
+Quantisation modes: "noise" (stage 1: soft-round + Kumaraswamy noise), "ste" (stage 2:
+rounding with soft-round gradients) and "round" (evaluation and coding).
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from models.c3 import quantization, rate
+from models.c3.context import ContextModel, flatten_grids, unflatten_grids
+from models.c3.latents import LatentGrids
+from models.c3.synthesis import Synthesis
+from models.c3.upsampling import Upsampling
+
+QUANTIZATION_MODES = ("noise", "ste", "round")
+
+
+class C3Model(tf.keras.Model):
+    """Overfitted per-image codec model (C3 / COOL-CHIC architecture).
+
+    Workflow: build one model per image (`height`, `width`), fit it with
+    `models.c3.fit.fit_image`, quantise its networks, then code `symbols()` with the
+    context model's (loc, scale) and the network integers.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        num_grids: int = 7,
+        q_step: float = 0.4,
+        gain_factor: float = 2.0,
+        synthesis_hidden: tuple[int, ...] = (18, 18),
+        num_residual_layers: int = 2,
+        residual_kernel_size: int = 3,
+        arm_hidden: tuple[int, ...] = (18, 18),
+        context_rows_cols: int = 3,
+        use_prev_grid: bool = False,
+        prev_kernel_size: int = 3,
+        shift_log_scale: float = 8.0,
+        scale_range: tuple[float, float] = (1e-3, 150.0),
+        gelu_approximate: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self._arch = dict(
+            height=int(height),
+            width=int(width),
+            num_grids=int(num_grids),
+            q_step=float(q_step),
+            gain_factor=float(gain_factor),
+            synthesis_hidden=tuple(synthesis_hidden),
+            num_residual_layers=int(num_residual_layers),
+            residual_kernel_size=int(residual_kernel_size),
+            arm_hidden=tuple(arm_hidden),
+            context_rows_cols=int(context_rows_cols),
+            use_prev_grid=bool(use_prev_grid),
+            prev_kernel_size=int(prev_kernel_size),
+            shift_log_scale=float(shift_log_scale),
+            scale_range=tuple(float(s) for s in scale_range),
+            gelu_approximate=bool(gelu_approximate),
+        )
+        self.latent_grids = LatentGrids(height, width, num_grids, q_step, gain_factor)
+        self.upsampling = Upsampling(height, width)
+        self.synthesis = Synthesis(
+            num_grids,
+            synthesis_hidden,
+            3,
+            num_residual_layers,
+            residual_kernel_size,
+            gelu_approximate,
+        )
+        self.context_model = ContextModel(
+            arm_hidden,
+            context_rows_cols,
+            use_prev_grid,
+            prev_kernel_size,
+            shift_log_scale,
+            scale_range,
+            gelu_approximate,
+        )
+        self.synthesis.build((None, None, num_grids))
+        self.context_model.build()
+
+    @property
+    def height(self) -> int:
+        return self._arch["height"]
+
+    @property
+    def width(self) -> int:
+        return self._arch["width"]
+
+    @property
+    def num_pixels(self) -> int:
+        return self.height * self.width
+
+    @property
+    def q_step(self) -> float:
+        return self._arch["q_step"]
+
+    @property
+    def grid_shapes(self) -> list[tuple[int, int]]:
+        return self.latent_grids.shapes
+
+    def get_config(self) -> dict:
+        return dict(self._arch)
+
+    @property
+    def network_layers(self) -> list[tf.keras.layers.Layer]:
+        """The layers whose parameters are quantised and sent: synthesis, then ARM."""
+        return [self.synthesis, self.context_model]
+
+    @property
+    def network_variables(self) -> list[tf.Variable]:
+        return [v for layer in self.network_layers for v in layer.trainable_variables]
+
+    def quantized_symbols(
+        self, mode: str, temperature=None, kumaraswamy_a=None, seed=None
+    ) -> tf.Tensor:
+        """All latents in symbol units (flat, grid by grid), quantised as `mode` says."""
+        y = flatten_grids(self.latent_grids.continuous_symbols())
+        if mode == "noise":
+            return quantization.noisy_soft_round(y, temperature, kumaraswamy_a, seed)
+        if mode == "ste":
+            return quantization.ste_soft_round(y, temperature)
+        if mode == "round":
+            return quantization.hard_round(y)
+        raise ValueError(f"Unknown quantisation mode {mode!r}; use one of {QUANTIZATION_MODES}.")
+
+    def call(
+        self,
+        target: tf.Tensor,
+        mode: str = "round",
+        temperature=None,
+        kumaraswamy_a=None,
+        seed=None,
+    ) -> dict[str, tf.Tensor]:
+        """Forward pass for an image `target` (H, W, 3) in [0, 1].
+
+        Returns a dict with `reconstruction` (H, W, 3), `bits_per_grid` (num_grids,),
+        `bits` (total latent bits) and `mse`.
+        """
+        symbols = self.quantized_symbols(mode, temperature, kumaraswamy_a, seed)
+        grids = unflatten_grids(symbols * self.q_step, self.grid_shapes)
+        loc, scale = self.context_model(grids)
+        bits = rate.latent_bits(symbols, loc, scale, self.q_step)
+        sizes = [h * w for h, w in self.grid_shapes]
+        bits_per_grid = tf.stack([tf.reduce_sum(b) for b in tf.split(bits, sizes)])
+        reconstruction = self.synthesis(self.upsampling(grids))
+        mse = tf.reduce_mean(tf.square(reconstruction - target))
+        return {
+            "reconstruction": reconstruction,
+            "bits_per_grid": bits_per_grid,
+            "bits": tf.reduce_sum(bits_per_grid),
+            "mse": mse,
+        }
+
+    def symbols(self) -> list[np.ndarray]:
+        """The integer latent symbols of every grid (what the coder sends)."""
+        flat = self.quantized_symbols("round").numpy().astype(np.int32)
+        shapes = self.grid_shapes
+        parts = np.split(flat, np.cumsum([h * w for h, w in shapes])[:-1])
+        return [p.reshape(s) for p, s in zip(parts, shapes, strict=True)]
+
+    # Network quantisation (C3 Sec. 3: one (weight step, bias step) pair for all networks).
+
+    def network_integers(self, weight_step: float, bias_step: float) -> list[np.ndarray]:
+        """Each network parameter divided by its step and rounded (kernels: weight step)."""
+        return [
+            np.round(v.numpy() / (weight_step if len(v.shape) > 1 else bias_step)).astype(
+                np.int64
+            )
+            for v in self.network_variables
+        ]
+
+    def set_network_integers(
+        self, integers: list[np.ndarray], weight_step: float, bias_step: float
+    ) -> None:
+        """Sets the network parameters to integers * step (the decoder's parameters)."""
+        for v, q in zip(self.network_variables, integers, strict=True):
+            step = weight_step if len(v.shape) > 1 else bias_step
+            v.assign(np.asarray(q, np.float32) * np.float32(step))
+
+    def macs_per_pixel(self) -> dict[str, int]:
+        """Decoder multiply-accumulates per pixel, counted as C3 does (utils/macs.py).
+
+        The context model runs once per latent; its total is divided by the number of
+        pixels and rounded up. Grids have ceil(H / 2^k) rows here (C3 floors), which is
+        identical when H and W are multiples of 2^(num_grids - 1).
+        """
+        num_latents = self.latent_grids.num_latents
+        arm = math.ceil(self.context_model.macs_per_latent() * num_latents / self.num_pixels)
+        synthesis = self.synthesis.macs_per_pixel()
+        upsampling = self.upsampling.macs_per_pixel(self._arch["num_grids"])
+        return {
+            "context_model": arm,
+            "synthesis": synthesis,
+            "upsampling": upsampling,
+            "total": arm + synthesis + upsampling,
+        }

@@ -1,0 +1,105 @@
+"""C3's synthesis: a per-pixel MLP followed by residual 3x3 convolutions.
+
+Kim et al. 2023 (C3, arXiv 2312.02753), Sec. 3: the upsampled latents (H x W x 7) go
+through a 1x1-convolution MLP 7 -> 18 -> 18 -> 3 with GELU, then through residual
+convolutions `x + conv(edge_pad(x))` on 3 channels whose weights and biases start at
+zero (so the stack starts as the identity), GELU between them, and the output is
+clipped to [0, 1].
+"""
+
+import tensorflow as tf
+
+from models.c3.mlp import dense_stack, gelu_fn, mlp_macs
+
+
+def edge_pad(x: tf.Tensor, pad: int) -> tf.Tensor:
+    """Replicates the border rows and columns of an (H, W, C) tensor `pad` times."""
+    if pad == 0:
+        return x
+    top = tf.repeat(x[:1], pad, axis=0)
+    bottom = tf.repeat(x[-1:], pad, axis=0)
+    x = tf.concat([top, x, bottom], axis=0)
+    left = tf.repeat(x[:, :1], pad, axis=1)
+    right = tf.repeat(x[:, -1:], pad, axis=1)
+    return tf.concat([left, x, right], axis=1)
+
+
+class Synthesis(tf.keras.layers.Layer):
+    """Maps upsampled latents (H, W, num_grids) to an image (H, W, out_channels)."""
+
+    def __init__(
+        self,
+        num_grids: int = 7,
+        hidden: tuple[int, ...] = (18, 18),
+        out_channels: int = 3,
+        num_residual_layers: int = 2,
+        residual_kernel_size: int = 3,
+        gelu_approximate: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_grids < 1 or out_channels < 1:
+            raise ValueError("num_grids and out_channels must be positive.")
+        if any(w < 1 for w in hidden):
+            raise ValueError(f"Hidden widths must be positive, got {hidden}.")
+        if num_residual_layers < 0:
+            raise ValueError("num_residual_layers must be >= 0.")
+        if residual_kernel_size < 1 or residual_kernel_size % 2 == 0:
+            raise ValueError(f"residual_kernel_size must be odd, got {residual_kernel_size}.")
+        self._num_grids = int(num_grids)
+        self._hidden = tuple(int(w) for w in hidden)
+        self._out_channels = int(out_channels)
+        self._num_residual_layers = int(num_residual_layers)
+        self._residual_kernel_size = int(residual_kernel_size)
+        self._gelu_approximate = bool(gelu_approximate)
+        self._activation = gelu_fn(gelu_approximate)
+        self.mlp = dense_stack(self._hidden + (self._out_channels,), self._num_grids, "mlp")
+        self.residual_convs = [
+            tf.keras.layers.Conv2D(
+                self._out_channels,
+                self._residual_kernel_size,
+                padding="valid",
+                kernel_initializer="zeros",
+                bias_initializer="zeros",
+                name=f"residual_conv_{i}",
+            )
+            for i in range(self._num_residual_layers)
+        ]
+
+    def build(self, input_shape):
+        widths = (self._num_grids,) + self._hidden
+        for layer, width in zip(self.mlp, widths, strict=True):
+            layer.build((None, width))
+        for conv in self.residual_convs:
+            conv.build((None, None, None, self._out_channels))
+        super().build(input_shape)
+
+    def call(self, latents: tf.Tensor) -> tf.Tensor:
+        x = latents
+        for i, layer in enumerate(self.mlp):
+            x = layer(x)
+            if i < len(self.mlp) - 1:
+                x = self._activation(x)
+        pad = self._residual_kernel_size // 2
+        for i, conv in enumerate(self.residual_convs):
+            x = x + conv(edge_pad(x, pad)[None])[0]
+            if i < len(self.residual_convs) - 1:
+                x = self._activation(x)
+        return tf.clip_by_value(x, 0.0, 1.0)
+
+    def macs_per_pixel(self) -> int:
+        mlp = mlp_macs((self._num_grids,) + self._hidden + (self._out_channels,))
+        k2 = self._residual_kernel_size**2
+        return mlp + self._num_residual_layers * k2 * self._out_channels**2
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            num_grids=self._num_grids,
+            hidden=self._hidden,
+            out_channels=self._out_channels,
+            num_residual_layers=self._num_residual_layers,
+            residual_kernel_size=self._residual_kernel_size,
+            gelu_approximate=self._gelu_approximate,
+        )
+        return config
