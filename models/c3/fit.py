@@ -141,7 +141,8 @@ class C3Fitter(tf.Module):
             raise ValueError(f"Image shape {image.shape} != model's {self.target.shape}.")
         tf.keras.utils.set_random_seed(seed)
         fresh = C3Model(**self.model.get_config())
-        self.model.set_weights(fresh.get_weights())
+        for variable, initial in zip(self.params, fresh.trainable_variables, strict=True):
+            variable.assign(initial)
         self.target.assign(image)
         self.lmbda.assign(lmbda)
         self.seed.assign(seed)
@@ -184,7 +185,8 @@ class C3Fitter(tf.Module):
             g = g * clip
             m.assign(c.adam_b1 * m + (1.0 - c.adam_b1) * g)
             v.assign(c.adam_b2 * v + (1.0 - c.adam_b2) * tf.square(g))
-            p.assign_sub(learning_rate * (m / correction1) / (tf.sqrt(v / correction2) + c.adam_eps))
+            update = (m / correction1) / (tf.sqrt(v / correction2) + c.adam_eps)
+            p.assign_sub(learning_rate * update)
 
     @staticmethod
     def _copy(destination, source) -> None:
@@ -203,9 +205,7 @@ class C3Fitter(tf.Module):
         for _ in tf.range(num_steps):
             step = self.noise_step
             learning_rate = schedules.cosine_decay(step, total, c.learning_rate) * self.lr_scale
-            temperature = schedules.linear(
-                step, total - 1, c.temperature_start, c.temperature_end
-            )
+            temperature = schedules.linear(step, total - 1, c.temperature_start, c.temperature_end)
             kumaraswamy_a = schedules.linear(step, total, c.kumaraswamy_start, c.kumaraswamy_end)
             seed = tf.stack([self.seed, tf.cast(step, tf.int32)])
             loss, out, grads, norm, finite = self._loss_and_grads(
@@ -349,8 +349,17 @@ class C3Fitter(tf.Module):
             total_bits = float(bits) + sum(bits_per_network.values())
             loss = float(mse) + lmbda * total_bits / num_pixels
             if np.isfinite(loss) and (best is None or loss < best[0]):
-                best = (loss, weight_step, bias_step, integers, bits_per_network,
-                        float(mse), float(bits), bits_per_grid.numpy(), reconstruction.numpy())
+                best = (
+                    loss,
+                    weight_step,
+                    bias_step,
+                    integers,
+                    bits_per_network,
+                    float(mse),
+                    float(bits),
+                    bits_per_grid.numpy(),
+                    reconstruction.numpy(),
+                )
             for v, value in zip(self.model.network_variables, float_params, strict=True):
                 v.assign(value)
         if best is None:
@@ -360,7 +369,9 @@ class C3Fitter(tf.Module):
         self.model.set_network_integers(integers, weight_step, bias_step)
         logging.info(
             "Network quantisation: weight step %g, bias step %g, %.0f network bits.",
-            weight_step, bias_step, sum(bits_per_network.values()),
+            weight_step,
+            bias_step,
+            sum(bits_per_network.values()),
         )
         return FitResult(
             noise_steps=int(self.noise_step.numpy()),

@@ -52,4 +52,4 @@ def dense_stack(
 
 def mlp_macs(widths: tuple[int, ...]) -> int:
     """Multiply-accumulates of one MLP evaluation with layer widths (in, ..., out)."""
-    return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    return sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))

@@ -180,9 +180,7 @@ class C3Model(tf.keras.Model):
     def network_integers(self, weight_step: float, bias_step: float) -> list[np.ndarray]:
         """Each network parameter divided by its step and rounded (kernels: weight step)."""
         return [
-            np.round(v.numpy() / (weight_step if len(v.shape) > 1 else bias_step)).astype(
-                np.int64
-            )
+            np.round(v.numpy() / (weight_step if len(v.shape) > 1 else bias_step)).astype(np.int64)
             for v in self.network_variables
         ]
 

@@ -1,0 +1,79 @@
+"""Reading and writing 8-bit RGB images, with clear errors for what we cannot code.
+
+Policy: grayscale, palette and bilevel images are converted to RGB (the codecs code
+three channels); images with real transparency and 16-bit images are refused, because
+silently dropping alpha or precision would change what the user asked us to code.
+"""
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from common.files import atomic_write_bytes
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class ImageError(ValueError):
+    """An image that cannot be read or is not something we code."""
+
+
+def _png_bit_depth(header: bytes) -> int | None:
+    """Bit depth from a PNG's IHDR chunk (byte 24), or None for other formats."""
+    if len(header) >= 25 and header.startswith(PNG_SIGNATURE) and header[12:16] == b"IHDR":
+        return header[24]
+    return None
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Decodes image bytes to a uint8 (H, W, 3) array, converting or refusing by policy."""
+    if _png_bit_depth(data[:32]) == 16:
+        raise ImageError(f"{name}: 16-bit PNG is not supported; convert it to 8 bits per channel.")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception as e:  # Pillow raises many types for corrupt data.
+        raise ImageError(f"{name}: cannot decode image ({e}).") from None
+    mode = image.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        raise ImageError(f"{name}: {mode} (high bit depth) images are not supported.")
+    if mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.asarray(image.getchannel("A"))
+        if alpha.min() < 255:
+            raise ImageError(
+                f"{name}: image has transparency (alpha < 255); flatten it onto a background first."
+            )
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+        raise ImageError(f"{name}: unexpected image shape {array.shape}.")
+    return array
+
+
+def read_image(path: str) -> np.ndarray:
+    """Reads an image file as uint8 (H, W, 3)."""
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: no such file.")
+    with open(path, "rb") as f:
+        return decode_image(f.read(), path)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(path: str, array: np.ndarray) -> None:
+    """Writes a uint8 (H, W, 3) array as PNG, atomically."""
+    atomic_write_bytes(path, encode_png(array))
+
+
+def to_float(array: np.ndarray) -> np.ndarray:
+    """uint8 image -> float32 in [0, 1]."""
+    return np.asarray(array, np.float32) / 255.0

@@ -1,0 +1,31 @@
+"""Distortion metrics on 8-bit RGB images: MSE, PSNR and MS-SSIM."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+# tf.image.ssim_multiscale with its 5 scales and 11-tap filter needs each side to be
+# larger than (11 - 1) * 2^4 = 160 pixels.
+MS_SSIM_MIN_SIZE = 161
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error on the 0..255 scale."""
+    return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images (peak 255)."""
+    error = mse(a, b)
+    return float("inf") if error == 0 else 10.0 * math.log10(255.0**2 / error)
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
+    """MS-SSIM (Wang et al. 2003) of two uint8 RGB images; None if too small for 5 scales."""
+    if min(a.shape[0], a.shape[1]) < MS_SSIM_MIN_SIZE:
+        return None
+    value = tf.image.ssim_multiscale(
+        tf.constant(a, tf.float32)[None], tf.constant(b, tf.float32)[None], max_val=255.0
+    )
+    return float(value[0])

@@ -1,0 +1,118 @@
+"""The results format: one JSON object per image and rate point, and an aggregate in
+CompressAI's layout. Documented in docs/results.md.
+"""
+
+import glob
+import json
+import math
+import os
+from collections import defaultdict
+
+from common.files import atomic_write_json
+
+# Fields every per-image result has (null where they do not apply yet).
+RESULT_FIELDS = (
+    "image",
+    "model",
+    "lmbda",
+    "bpp",
+    "bpp_estimated",
+    "bpp_latents",
+    "bpp_networks",
+    "bpp_header",
+    "psnr",
+    "mse",
+    "ms_ssim",
+    "encode_seconds",
+    "decode_seconds",
+    "steps",
+    "macs_per_pixel",
+    "height",
+    "width",
+    "bitstream",
+    "config_hash",
+)
+
+
+def result_row(**fields) -> dict:
+    """A per-image result with every standard field present (None by default)."""
+    row = {k: None for k in RESULT_FIELDS}
+    row.update(fields)  # extra, model-specific fields are kept beside the standard ones
+    return row
+
+
+def write_result(path: str, row: dict) -> None:
+    atomic_write_json(path, row)
+
+
+def read_results(pattern: str) -> list[dict]:
+    rows = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path) as f:
+            rows.append(json.load(f))
+    return rows
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def aggregate(rows: list[dict], name: str, description: str = "") -> dict:
+    """Means over images per rate point (lambda), in CompressAI's results layout.
+
+    `psnr-rgb` is the mean of per-image PSNRs (C3's and CompressAI's convention);
+    `psnr-rgb-of-mean-mse` is the PSNR of the mean MSE. `bpp` is the measured rate of
+    the files; where no file was written yet it is the estimate (`bpp_is_estimate`).
+    """
+    by_lmbda = defaultdict(list)
+    for row in rows:
+        by_lmbda[row["lmbda"]].append(row)
+    points = []
+    for lmbda, group in by_lmbda.items():
+        measured = all(r["bpp"] is not None for r in group)
+        bpp = _mean([r["bpp"] if measured else r["bpp_estimated"] for r in group])
+        mean_mse = _mean([r["mse"] for r in group])
+        points.append(
+            {
+                "lmbda": lmbda,
+                "bpp": bpp,
+                "bpp_is_estimate": not measured,
+                "psnr-rgb": _mean([r["psnr"] for r in group]),
+                "psnr-rgb-of-mean-mse": (
+                    10 * math.log10(255.0**2 / mean_mse) if mean_mse else None
+                ),
+                "ms-ssim-rgb": _mean([r["ms_ssim"] for r in group]),
+                "encoding_time": _mean([r["encode_seconds"] for r in group]),
+                "decoding_time": _mean([r["decode_seconds"] for r in group]),
+                "num_images": len(group),
+            }
+        )
+    points.sort(key=lambda p: (p["bpp"] is None, p["bpp"]))
+    keys = [
+        "bpp",
+        "psnr-rgb",
+        "psnr-rgb-of-mean-mse",
+        "ms-ssim-rgb",
+        "encoding_time",
+        "decoding_time",
+        "lmbda",
+        "num_images",
+        "bpp_is_estimate",
+    ]
+    return {
+        "name": name,
+        "description": description
+        + " Means over images per rate point; psnr-rgb is the mean per-image PSNR.",
+        "results": {k: [p[k] for p in points] for k in keys},
+    }
+
+
+def write_aggregate(path: str, rows: list[dict], name: str, description: str = "") -> dict:
+    summary = aggregate(rows, name, description)
+    atomic_write_json(path, summary)
+    return summary
+
+
+def result_path(directory: str, image: str) -> str:
+    return os.path.join(directory, "results", f"{image}.json")

@@ -1,0 +1,60 @@
+"""Run directories: `<root>/<xid>/wid=<wid>-<config name>-<k=v,...>/`.
+
+Each holds config.json, run_info.json (command line, git revision, host, Slurm ids),
+checkpoints, TensorBoard events, per-image results and reconstructions.
+"""
+
+import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from common.files import atomic_write_json
+
+
+def _short(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def work_unit_name(wid: int, config_name: str, overrides: dict) -> str:
+    """wid=<wid>-<name>-<k=v,...> with the last component of each dotted key."""
+    parts = ",".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in sorted(overrides.items()))
+    return f"wid={wid}-{config_name}" + (f"-{parts}" if parts else "")
+
+
+def default_workdir(config_name: str, wid: int | None, overrides: dict) -> str:
+    xid = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if wid is None:
+        return os.path.join("runs", f"{config_name}-{xid}")
+    return os.path.join("runs", xid, work_unit_name(wid, config_name, overrides))
+
+
+def git_revision() -> str | None:
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def prepare_workdir(workdir: str, config) -> None:
+    """Creates the run directory and writes config.json and run_info.json."""
+    os.makedirs(workdir, exist_ok=True)
+    config_json = json.loads(config.to_json_best_effort())
+    atomic_write_json(os.path.join(workdir, "config.json"), config_json)
+    slurm = {k: v for k, v in os.environ.items() if k.startswith("SLURM_") and "ID" in k}
+    atomic_write_json(
+        os.path.join(workdir, "run_info.json"),
+        {
+            "argv": sys.argv,
+            "git_revision": git_revision(),
+            "host": socket.gethostname(),
+            "slurm": slurm,
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        },
+    )

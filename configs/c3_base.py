@@ -1,0 +1,73 @@
+"""The C3 recipe shared by the per-image configs (Kim et al. 2023, arXiv 2312.02753).
+
+Not a runnable config on its own: `c3_kodak.py`, `c3_clic2020.py`, `coolchic.py` and
+`c3_quickstart.py` start from `get_base_config()` and change what differs.
+"""
+
+from ml_collections import config_dict
+
+# The 14 rate points of C3's RD curves (lambda 1e-2 ~ 0.1 bpp, 1e-4 ~ 1.4 bpp on Kodak).
+LAMBDAS = (1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 8e-4, 1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 8e-3, 1e-2, 2e-2)
+# C3 searches these steps for network weights and biases (49 pairs).
+NETWORK_QUANTIZATION_STEPS = (5e-5, 1e-4, 5e-4, 1e-3, 3e-3, 6e-3, 1e-2)
+
+
+def get_base_config() -> config_dict.ConfigDict:
+    config = config_dict.ConfigDict()
+    config.name = "c3"
+    config.seed = 0
+
+    config.data = config_dict.ConfigDict()
+    config.data.name = "folder"  # folder | kodak | tfds | scipy_face
+    config.data.root = ""  # image folder ("" = the default cache for kodak)
+    config.data.index = -1  # which image of the sorted folder; -1 for all
+    config.data.tfds_name = ""
+    config.data.tfds_split = "test"
+    config.data.kodak_url = "http://r0k.us/graphics/kodak/kodak"
+    config.data.num_images = 0  # size of the dataset's sweep (get_hyper)
+
+    config.model = config_dict.ConfigDict()
+    config.model.name = "c3"
+    config.model.lmbda = 1e-3
+    config.model.num_grids = 7
+    config.model.q_step = 0.4
+    config.model.gain_factor = 2.0
+    config.model.synthesis_hidden = (18, 18)
+    config.model.num_residual_layers = 2
+    config.model.residual_kernel_size = 3
+    config.model.arm_hidden = (18, 18)
+    config.model.context_rows_cols = 3
+    config.model.use_prev_grid = False
+    config.model.prev_kernel_size = 3
+    config.model.shift_log_scale = 8.0
+    config.model.scale_range = (1e-3, 150.0)
+    config.model.gelu_approximate = True  # C3's JAX code uses the tanh approximation
+
+    config.fit = config_dict.ConfigDict()
+    config.fit.num_noise_steps = 100_000
+    config.fit.max_ste_steps = 10_000
+    config.fit.learning_rate = 1e-2  # cosine-decayed to 0 over the noise stage
+    config.fit.grad_clip = 0.1
+    config.fit.adam_b1 = 0.9
+    config.fit.adam_b2 = 0.999
+    config.fit.adam_eps = 1e-8
+    config.fit.temperature_start = 0.3
+    config.fit.temperature_end = 0.1
+    config.fit.kumaraswamy_start = 2.0
+    config.fit.kumaraswamy_end = 1.0
+    config.fit.ste_temperature = 1e-4
+    config.fit.ste_learning_rate = 1e-4
+    config.fit.ste_patience = 20
+    config.fit.ste_lr_decay = 0.8
+    config.fit.ste_min_learning_rate = 1e-8
+    config.fit.weight_steps = NETWORK_QUANTIZATION_STEPS
+    config.fit.bias_steps = NETWORK_QUANTIZATION_STEPS
+    config.fit.log_every = 500
+    config.fit.checkpoint_every = 5000
+    config.fit.jit_compile = True
+    return config
+
+
+def image_lambda_sweep(num_images: int, lambdas=LAMBDAS) -> list[dict]:
+    """One work unit per (image, lambda): images outer, lambdas inner."""
+    return [{"data.index": i, "model.lmbda": lmbda} for i in range(num_images) for lmbda in lambdas]

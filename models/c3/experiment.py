@@ -1,0 +1,169 @@
+"""Fitting C3 to each selected image of a config and writing the run directory.
+
+For every image: fit (resuming from a checkpoint if the run was interrupted), write the
+8-bit reconstruction, a checkpoint of the fitted (quantised) model, TensorBoard scalars
+and one results JSON; finally the aggregate over images. A finished image (its results
+JSON exists) is skipped on rerun.
+"""
+
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from common import metrics, results
+from common.config import config_hash
+from common.datasets import load_images
+from common.images import to_float, write_png
+from models.c3.fit import C3Fitter
+from models.registry import build_per_image_model
+
+
+class _FitterCache:
+    """One model + compiled fitter per image shape, reused across images."""
+
+    def __init__(self, config):
+        self._config = config
+        self._fitters = {}
+
+    def get(self, height: int, width: int) -> C3Fitter:
+        key = (height, width)
+        if key not in self._fitters:
+            model = build_per_image_model(self._config.model, height, width)
+            self._fitters[key] = C3Fitter(model, self._config.fit)
+        return self._fitters[key]
+
+
+def fit_one(config, name: str, image: np.ndarray, fitter: C3Fitter, workdir: str) -> dict:
+    """Fits one image and writes its outputs; returns its results row."""
+    height, width = image.shape[:2]
+    lmbda = float(config.model.lmbda)
+    fitter.reset(to_float(image), lmbda, config.seed)
+    checkpoint = tf.train.Checkpoint(fitter=fitter)
+    manager = tf.train.CheckpointManager(
+        checkpoint, os.path.join(workdir, "checkpoints", name), max_to_keep=1
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        logging.info(
+            "%s: resuming from %s (noise step %d, ste step %d).",
+            name,
+            manager.latest_checkpoint,
+            int(fitter.noise_step.numpy()),
+            int(fitter.ste_step.numpy()),
+        )
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", name))
+    num_pixels = height * width
+    total_noise = config.fit.num_noise_steps
+
+    def log_fn(stage: str, step: int, values: dict) -> None:
+        global_step = step if stage == "noise" else total_noise + step
+        logging.info(
+            "%s %s step %d: loss %.6g, PSNR %.3f dB, latents %.4f bpp",
+            name,
+            stage,
+            step,
+            values["loss"],
+            values["psnr"],
+            values["bpp_latents"],
+        )
+        with writer.as_default(step=global_step):
+            for key, value in values.items():
+                tf.summary.scalar(f"{stage}/{key}", value)
+
+    chunk = [0]
+    every = int(config.fit.checkpoint_every)
+
+    def checkpoint_fn() -> None:
+        chunk[0] += config.fit.log_every
+        if every > 0 and chunk[0] >= every:
+            chunk[0] = 0
+            manager.save()
+
+    start = time.perf_counter()
+    fit = fitter.fit(log_fn, checkpoint_fn)
+    encode_seconds = time.perf_counter() - start
+    manager.save()
+    writer.flush()
+
+    reconstruction = fit.reconstruction
+    write_png(os.path.join(workdir, "reconstructions", f"{name}.png"), reconstruction)
+    macs = fitter.model.macs_per_pixel()
+    bpp_latents = fit.bits_latents / num_pixels
+    bpp_networks = fit.bits_networks / num_pixels
+    row = results.result_row(
+        image=name,
+        model=config.name,
+        lmbda=lmbda,
+        bpp=None,  # no bitstream yet: set when a file is written
+        bpp_estimated=bpp_latents + bpp_networks,
+        bpp_latents=bpp_latents,
+        bpp_networks=bpp_networks,
+        psnr=metrics.psnr(reconstruction, image),
+        mse=metrics.mse(reconstruction, image),
+        ms_ssim=metrics.ms_ssim(reconstruction, image),
+        encode_seconds=encode_seconds,
+        steps=fit.noise_steps + fit.ste_steps,
+        macs_per_pixel=macs["total"],
+        height=height,
+        width=width,
+        config_hash=config_hash(config),
+        macs_per_pixel_parts=macs,
+        noise_steps=fit.noise_steps,
+        ste_steps=fit.ste_steps,
+        seconds_noise=fit.seconds_noise,
+        seconds_ste=fit.seconds_ste,
+        seconds_quantization=fit.seconds_quantization,
+        weight_step=fit.weight_step,
+        bias_step=fit.bias_step,
+        bits_per_grid=fit.bits_per_grid,
+        bits_per_network=fit.bits_per_network,
+        nan_recoveries=fit.nan_recoveries,
+    )
+    results.write_result(results.result_path(workdir, name), row)
+    logging.info(
+        "%s: PSNR %.3f dB at %.4f bpp (estimate: latents %.4f + networks %.4f), "
+        "%d steps in %.1f s.",
+        name,
+        row["psnr"],
+        row["bpp_estimated"],
+        bpp_latents,
+        bpp_networks,
+        row["steps"],
+        encode_seconds,
+    )
+    return row
+
+
+def run(config, workdir: str) -> list[dict]:
+    """Fits every selected image; returns the results rows (also of skipped images)."""
+    images = load_images(config.data)
+    fitters = _FitterCache(config)
+    rows = []
+    for i, item in enumerate(images):
+        path = results.result_path(workdir, item.name)
+        if os.path.exists(path):
+            logging.info("%s: already finished (%s), skipping.", item.name, path)
+            rows.extend(results.read_results(path))
+            continue
+        image = item.load()
+        logging.info(
+            "Image %d/%d: %s (%dx%d), lambda %g.",
+            i + 1,
+            len(images),
+            item.name,
+            image.shape[1],
+            image.shape[0],
+            config.model.lmbda,
+        )
+        fitter = fitters.get(*image.shape[:2])
+        rows.append(fit_one(config, item.name, image, fitter, workdir))
+    results.write_aggregate(
+        os.path.join(workdir, "results.json"),
+        rows,
+        config.name,
+        f"{config.name}: per-image C3 fits (rates estimated).",
+    )
+    return rows

@@ -1,0 +1,145 @@
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.images import to_float
+from models.c3.fit import C3Fitter, FitError
+from models.c3.model import C3Model
+from tests.conftest import smooth_image, tiny_fit_config
+
+
+@pytest.fixture(scope="module")
+def fitter():
+    return C3Fitter(C3Model(32, 48), tiny_fit_config())
+
+
+def _initial_loss(fitter):
+    loss, _ = fitter._loss("round")
+    return float(loss)
+
+
+def test_fit_lowers_the_loss_and_larger_lambda_gives_fewer_bits(fitter):
+    image = to_float(smooth_image())
+    fitter.reset(image, lmbda=1e-3, seed=0)
+    before = _initial_loss(fitter)
+    low = fitter.fit()
+    assert low.loss < 0.5 * before
+    assert low.psnr > 20.0
+    assert low.noise_steps == 60 and 0 < low.ste_steps <= 10
+    fitter.reset(image, lmbda=5e-2, seed=0)
+    high = fitter.fit()
+    assert high.bits_latents < low.bits_latents
+    assert high.reconstruction.dtype == np.uint8 and high.reconstruction.shape == (32, 48, 3)
+
+
+def test_quantisation_search_picks_the_best_pair(fitter):
+    image = to_float(smooth_image(seed=3))
+    fitter.reset(image, lmbda=2e-3, seed=1)
+    result = fitter.fit()
+    # Recompute every pair's loss from the float networks that the search started from.
+    fitter.reset(image, lmbda=2e-3, seed=1)
+    fitter._run_chunks(
+        "noise", fitter._noise_chunk, fitter.noise_step, fitter.config.num_noise_steps, None, None
+    )
+    fitter._run_chunks(
+        "ste", fitter._ste_chunk, fitter.ste_step, fitter.config.max_ste_steps, None, None
+    )
+    fitter._copy(fitter._state, fitter.best_state)
+    float_params = [v.numpy() for v in fitter.model.network_variables]
+    losses = {}
+    for ws, bs in itertools.product(fitter.config.weight_steps, fitter.config.bias_steps):
+        integers = fitter.model.network_integers(ws, bs)
+        fitter.model.set_network_integers(integers, ws, bs)
+        mse, bits, _, _ = fitter._evaluate()
+        net = sum(fitter.network_bits(integers).values())
+        losses[(ws, bs)] = float(mse) + 2e-3 * (float(bits) + net) / (32 * 48)
+        for v, p in zip(fitter.model.network_variables, float_params, strict=True):
+            v.assign(p)
+    best_pair = min(losses, key=losses.get)
+    assert (result.weight_step, result.bias_step) == best_pair
+    assert abs(result.loss - losses[best_pair]) < 1e-6
+
+
+def test_network_integers_round_trip(fitter):
+    integers = fitter.model.network_integers(1e-3, 5e-4)
+    fitter.model.set_network_integers(integers, 1e-3, 5e-4)
+    again = fitter.model.network_integers(1e-3, 5e-4)
+    for a, b in zip(integers, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class _NanOnceModel(C3Model):
+    """Returns a NaN distortion once, the first time `poison` is set."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.poison = tf.Variable(False, trainable=False)
+
+    def call(self, target, mode="round", temperature=None, kumaraswamy_a=None, seed=None):
+        out = super().call(target, mode, temperature, kumaraswamy_a, seed)
+        nan = tf.cast(self.poison, tf.float32) * np.float32(np.nan)
+        out["mse"] = tf.where(self.poison, nan, out["mse"])
+        self.poison.assign(False)
+        return out
+
+
+def test_nan_loss_restores_state_and_lowers_learning_rate(caplog):
+    model = _NanOnceModel(32, 48)
+    fitter = C3Fitter(model, tiny_fit_config(num_noise_steps=40, max_ste_steps=0))
+    fitter.reset(to_float(smooth_image()), lmbda=1e-3)
+    model.poison.assign(True)
+    result = fitter.fit()
+    assert result.nan_recoveries == 1
+    assert float(fitter.lr_scale.numpy()) == 0.5
+    assert result.noise_steps == 40
+    assert np.isfinite(result.loss)
+    assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
+
+
+class _AlwaysNanModel(C3Model):
+    def call(self, target, mode="round", temperature=None, kumaraswamy_a=None, seed=None):
+        out = super().call(target, mode, temperature, kumaraswamy_a, seed)
+        out["mse"] = out["mse"] * np.float32(np.nan)
+        return out
+
+
+def test_persistent_nan_fails_with_a_clear_error():
+    fitter = C3Fitter(_AlwaysNanModel(8, 8), tiny_fit_config(num_noise_steps=5, max_ste_steps=0))
+    fitter.reset(np.zeros((8, 8, 3), np.float32), lmbda=1e-3)
+    with pytest.raises(FitError, match="NaN"):
+        fitter.fit()
+
+
+def test_xla_compiled_fit_runs_and_matches_shapes():
+    fitter = C3Fitter(
+        C3Model(16, 24), tiny_fit_config(num_noise_steps=10, max_ste_steps=4, jit=True)
+    )
+    fitter.reset(to_float(smooth_image(16, 24)), lmbda=1e-3)
+    result = fitter.fit()
+    assert result.noise_steps == 10 and np.isfinite(result.loss)
+
+
+def test_checkpoint_resume_continues_from_saved_step(tmp_path):
+    config = tiny_fit_config(num_noise_steps=40, max_ste_steps=0)
+    image = to_float(smooth_image())
+    fitter = C3Fitter(C3Model(32, 48), config)
+    fitter.reset(image, lmbda=1e-3)
+    checkpoint = tf.train.Checkpoint(fitter=fitter)
+    fitter._noise_chunk(tf.constant(20, tf.int64))
+    path = checkpoint.save(str(tmp_path / "ckpt"))
+    saved = [v.numpy() for v in fitter.model.trainable_variables]
+
+    other = C3Fitter(C3Model(32, 48), config)
+    other.reset(image, lmbda=1e-3)
+    tf.train.Checkpoint(fitter=other).restore(path)
+    assert int(other.noise_step.numpy()) == 20
+    for a, b in zip(saved, other.model.trainable_variables, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+    assert other.fit().noise_steps == 40
+
+
+def test_reset_rejects_wrong_image_shape(fitter):
+    with pytest.raises(ValueError, match="shape"):
+        fitter.reset(np.zeros((10, 10, 3), np.float32), lmbda=1e-3)

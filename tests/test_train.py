@@ -1,0 +1,147 @@
+"""End-to-end tests of train.py, run as a user would (in a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, smooth_image
+
+TINY = [
+    "--config.fit.num_noise_steps=30",
+    "--config.fit.max_ste_steps=5",
+    "--config.fit.log_every=10",
+    "--config.fit.jit_compile=False",
+    "--config.fit.weight_steps=(1e-3, 1e-2)",
+    "--config.fit.bias_steps=(1e-3, 1e-2)",
+]
+
+
+def run_train(*args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(smooth_image(32, 48, seed=1)).save(folder / "a.png")
+    Image.fromarray(smooth_image(33, 47, seed=2)).convert("L").save(folder / "b_gray.png")
+    return folder
+
+
+def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
+    workdir = tmp_path / "run"
+    out = run_train(
+        "--config",
+        "configs/c3_kodak.py",
+        "--hid",
+        "15",
+        "--config.data.name=folder",
+        f"--config.data.root={image_folder}",
+        f"--workdir={workdir}",
+        *TINY,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # hid 15 = image 1 (b_gray, odd size, converted to RGB) at the second lambda.
+    row = json.loads((workdir / "results" / "b_gray.json").read_text())
+    assert row["lmbda"] == 2e-4 and row["height"] == 33 and row["width"] == 47
+    assert row["bpp"] is None and row["bpp_estimated"] > 0
+    assert row["bpp_estimated"] == pytest.approx(row["bpp_latents"] + row["bpp_networks"])
+    assert row["steps"] >= 30 and row["macs_per_pixel"] > 0 and row["psnr"] > 10
+    recon = np.asarray(Image.open(workdir / "reconstructions" / "b_gray.png"))
+    assert recon.shape == (33, 47, 3)
+    assert (workdir / "config.json").exists() and (workdir / "run_info.json").exists()
+    assert any((workdir / "tensorboard" / "b_gray").iterdir())
+    assert any((workdir / "checkpoints" / "b_gray").iterdir())
+    summary = json.loads((workdir / "results.json").read_text())
+    assert summary["results"]["lmbda"] == [2e-4]
+    # A finished work unit is skipped on rerun.
+    again = run_train(
+        "--config",
+        "configs/c3_kodak.py",
+        "--hid",
+        "15",
+        "--config.data.name=folder",
+        f"--config.data.root={image_folder}",
+        f"--workdir={workdir}",
+        *TINY,
+    )
+    assert again.returncode == 0 and "already finished" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--config.data.name=folder", "--config.data.root=/nonexistent/dir"], "not a folder"),
+        (["--hid", "9999"], "out of range"),
+        (
+            [
+                "--config.data.name=kodak",
+                "--config.data.kodak_url=http://127.0.0.1:9",
+                "--config.data.root={tmp}/cache",
+            ],
+            "cannot download",
+        ),
+    ],
+)
+def test_bad_input_gives_one_clear_line(args, message, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = run_train("--config", "configs/c3_kodak.py", f"--workdir={tmp_path}/w", *args, *TINY)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error:") and message in last, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+
+
+def test_kodak_checksum_mismatch_is_refused(tmp_path):
+    cache = tmp_path / "kodak"
+    cache.mkdir()
+    Image.fromarray(smooth_image()).save(cache / "kodim01.png")
+    out = run_train(
+        "--config",
+        "configs/c3_kodak.py",
+        f"--config.data.root={cache}",
+        f"--workdir={tmp_path}/w",
+        *TINY,
+    )
+    assert out.returncode != 0 and "checksum mismatch" in out.stderr.strip().splitlines()[-1]
+
+
+def test_empty_folder_and_transparent_image(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = run_train(
+        "--config",
+        "configs/c3_kodak.py",
+        "--config.data.name=folder",
+        f"--config.data.root={empty}",
+        f"--workdir={tmp_path}/w",
+        *TINY,
+    )
+    assert out.returncode != 0 and "no PNG images" in out.stderr.strip().splitlines()[-1]
+    rgba = np.full((8, 8, 4), 255, np.uint8)
+    rgba[..., 3] = 0
+    Image.fromarray(rgba, "RGBA").save(empty / "t.png")
+    out = run_train(
+        "--config",
+        "configs/c3_kodak.py",
+        "--config.data.name=folder",
+        f"--config.data.root={empty}",
+        f"--workdir={tmp_path}/w2",
+        *TINY,
+    )
+    assert out.returncode != 0 and "transparency" in out.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "w2" / "results").exists()

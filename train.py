@@ -1,0 +1,56 @@
+"""Fits per-image codecs (C3, COOL-CHIC) to images; one run directory per work unit.
+
+python train.py --config configs/c3_kodak.py [--hid N] [--config.data.root=DIR]
+                [--workdir DIR] [--config.fit.num_noise_steps=1000 ...]
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from common.config import ConfigError, apply_sweep_entry, cli_overridden_keys, sweep_entry
+from common.datasets import DatasetError
+from common.images import ImageError
+from common.rundir import default_workdir, prepare_workdir
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
+_HID = flags.DEFINE_integer("hid", None, "Sweep entry of the config's get_hyper() to run.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: ./runs/...).")
+
+
+def main(argv):
+    del argv
+    config = _CONFIG.value
+    overrides = {}
+    if _HID.value is not None:
+        overrides = sweep_entry(flags.FLAGS["config"].config_filename, _HID.value)
+        apply_sweep_entry(config, overrides, keep=cli_overridden_keys(sys.argv))
+    workdir = _WORKDIR.value or default_workdir(config.name, _HID.value, overrides)
+    prepare_workdir(workdir, config)
+    logging.info("Run directory: %s", os.path.abspath(workdir))
+    if config.model.name in ("c3",):
+        from models.c3 import experiment
+        from models.c3.fit import FitError
+
+        try:
+            experiment.run(config, workdir)
+        except FitError as e:
+            raise SystemExit(f"train.py: error: fit failed: {e}") from None
+    else:
+        raise ConfigError(f"train.py does not know how to train model {config.model.name!r}.")
+    logging.info("Done: results in %s", os.path.join(os.path.abspath(workdir), "results"))
+
+
+def run() -> None:
+    flags.mark_flag_as_required("config")
+    try:
+        app.run(main)
+    except (ConfigError, DatasetError, ImageError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
