@@ -64,7 +64,7 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit.bias_steps = NETWORK_QUANTIZATION_STEPS
     config.fit.log_every = 500
     config.fit.checkpoint_every = 5000
-    config.fit.jit_compile = True
+    config.fit.jit_compile = False  # measured faster on CPU (benchmarks/fit_speed.py)
     return config
 
 

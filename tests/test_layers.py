@@ -117,3 +117,17 @@ def test_model_forward_returns_reconstruction_bits_and_distortion():
     assert out["reconstruction"].shape == (33, 47, 3)
     assert out["bits_per_grid"].shape == (7,)
     assert float(out["mse"]) >= 0.0
+
+
+def test_gelu_tanh_matches_tensorflow_in_value_and_gradient():
+    from models.c3.mlp import gelu_tanh
+
+    x = tf.constant(np.linspace(-8, 8, 2001), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = gelu_tanh(x)
+        reference = tf.nn.gelu(x, approximate=True)
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=2e-6)
+    np.testing.assert_allclose(
+        tape.gradient(ours, x).numpy(), tape.gradient(reference, x).numpy(), atol=2e-5
+    )

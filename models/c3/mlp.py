@@ -11,10 +11,34 @@ import math
 
 import tensorflow as tf
 
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715
+
+
+@tf.custom_gradient
+def gelu_tanh(x: tf.Tensor):
+    """Tanh-approximate GELU, x/2 (1 + tanh(z)) with z = sqrt(2/pi) (x + 0.044715 x^3).
+
+    Computed as x * sigmoid(2 z) (the same function) with a hand-written gradient that
+    reuses the sigmoid: same values as `tf.nn.gelu(x, approximate=True)` (tested), with
+    ~14 elementwise passes for forward + backward instead of ~25. On a CPU these
+    memory-bound passes over every latent and pixel dominate a fitting step.
+    """
+    x2 = tf.square(x)
+    s = tf.sigmoid(x * (2.0 * _SQRT_2_OVER_PI + (2.0 * _SQRT_2_OVER_PI * _GELU_CUBIC) * x2))
+
+    def grad(dy):
+        dz = 2.0 * _SQRT_2_OVER_PI + (6.0 * _SQRT_2_OVER_PI * _GELU_CUBIC) * x2
+        return dy * (s + x * (s - tf.square(s)) * dz)
+
+    return x * s, grad
+
 
 def gelu_fn(approximate: bool):
     """GELU, either tanh-approximate (JAX's default, C3) or exact (erf)."""
-    return lambda x: tf.nn.gelu(x, approximate=approximate)
+    if approximate:
+        return gelu_tanh
+    return lambda x: tf.nn.gelu(x, approximate=False)
 
 
 def fan_in_initializer(fan_in: int) -> tf.keras.initializers.Initializer:
