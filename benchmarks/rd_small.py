@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 CROP = (128, 256, 256, 256)  # y, x, height, width
 
 
-def run_one(image, name, lmbda, noise_steps, ste_steps):
+def run_one(image, name, lmbda, noise_steps, ste_steps, seed=0):
     from common import metrics
     from common.images import to_float
     from configs import c3_kodak
@@ -37,7 +37,7 @@ def run_one(image, name, lmbda, noise_steps, ste_steps):
     config.fit.log_every = 100
     model = build_per_image_model(config.model, *image.shape[:2])
     fitter = C3Fitter(model, config.fit)
-    fitter.reset(to_float(image), lmbda, seed=0)
+    fitter.reset(to_float(image), lmbda, seed=seed)
     start = time.perf_counter()
     fit = fitter.fit()
     seconds = time.perf_counter() - start
@@ -45,6 +45,7 @@ def run_one(image, name, lmbda, noise_steps, ste_steps):
     row = {
         "image": name,
         "lmbda": lmbda,
+        "seed": seed,
         "noise_steps": fit.noise_steps,
         "ste_steps": fit.ste_steps,
         "psnr": metrics.psnr(fit.reconstruction, image),
@@ -64,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kodak", required=True, help="folder with kodim01.png ... kodim24.png")
     parser.add_argument("--protocols", default="crop23,full23,crops4")
+    parser.add_argument("--seeds", default="0", help="comma-separated fit seeds")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/rd_small.json"))
     args = parser.parse_args()
     from common.images import read_image
@@ -77,17 +79,18 @@ def main() -> None:
 
     rows = []
     protocols = args.protocols.split(",")
-    if "crop23" in protocols:
-        rows.append(
-            run_one(crop(load(23)), "kodim23_crop", 1e-3, 2000, 200) | {"protocol": "crop23"}
-        )
-    if "full23" in protocols:
-        rows.append(run_one(load(23), "kodim23", 1e-3, 500, 50) | {"protocol": "full23"})
-    if "crops4" in protocols:
-        for i in range(1, 5):
-            for lmbda in (1e-3, 4e-3):
-                row = run_one(crop(load(i)), f"kodim{i:02d}_crop", lmbda, 2000, 200)
-                rows.append(row | {"protocol": "crops4"})
+    for seed in (int(s) for s in args.seeds.split(",")):
+        if "crop23" in protocols:
+            row = run_one(crop(load(23)), "kodim23_crop", 1e-3, 2000, 200, seed)
+            rows.append(row | {"protocol": "crop23"})
+        if "full23" in protocols:
+            row = run_one(load(23), "kodim23", 1e-3, 500, 50, seed)
+            rows.append(row | {"protocol": "full23"})
+        if "crops4" in protocols:
+            for i in range(1, 5):
+                for lmbda in (1e-3, 4e-3):
+                    row = run_one(crop(load(i)), f"kodim{i:02d}_crop", lmbda, 2000, 200, seed)
+                    rows.append(row | {"protocol": "crops4"})
     report = {
         "benchmark": "C3 small RD runs on Kodak (estimated rates)",
         "peers": {

@@ -16,9 +16,9 @@ def get_config():
     config.data.index = 0
     config.data.num_images = 1
     config.model.lmbda = 2e-3
-    config.fit.num_noise_steps = 150
-    config.fit.max_ste_steps = 30
-    config.fit.log_every = 25
+    config.fit.num_noise_steps = 300
+    config.fit.max_ste_steps = 40
+    config.fit.log_every = 50
     config.fit.checkpoint_every = 0
     return config
 

@@ -71,17 +71,16 @@ def test_network_integers_round_trip(fitter):
 
 
 class _NanOnceModel(C3Model):
-    """Returns a NaN distortion once, the first time `poison` is set."""
+    """Returns a NaN distortion once: at the call when `countdown` reaches zero."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.poison = tf.Variable(False, trainable=False)
+        self.countdown = tf.Variable(-1, trainable=False)
 
     def call(self, target, mode="round", temperature=None, kumaraswamy_a=None, seed=None):
         out = super().call(target, mode, temperature, kumaraswamy_a, seed)
-        nan = tf.cast(self.poison, tf.float32) * np.float32(np.nan)
-        out["mse"] = tf.where(self.poison, nan, out["mse"])
-        self.poison.assign(False)
+        self.countdown.assign_sub(1)
+        out["mse"] = tf.where(self.countdown == 0, np.float32(np.nan), out["mse"])
         return out
 
 
@@ -89,8 +88,10 @@ def test_nan_loss_restores_state_and_lowers_learning_rate(caplog):
     model = _NanOnceModel(32, 48)
     fitter = C3Fitter(model, tiny_fit_config(num_noise_steps=40, max_ste_steps=0))
     fitter.reset(to_float(smooth_image()), lmbda=1e-3)
-    model.poison.assign(True)
-    result = fitter.fit()
+    model.countdown.assign(26)  # the loss of step 25 (in the chunk of steps 20-39) is NaN
+    with caplog.at_level("WARNING"):
+        result = fitter.fit()
+    assert "NaN/inf loss or gradient at step 25; restored the state of step 20" in caplog.text
     assert result.nan_recoveries == 1
     assert float(fitter.lr_scale.numpy()) == 0.5
     assert result.noise_steps == 40

@@ -269,14 +269,15 @@ class C3Fitter(tf.Module):
                         f"{stage} stage: loss or gradient still NaN/inf after "
                         f"{MAX_NAN_RETRIES} recoveries at step {int(step_var.numpy())}."
                     )
+                failed_at = int(step_var.numpy())
                 self._copy(self._recoverable, self.good_state)
                 self.lr_scale.assign(self.lr_scale * 0.5)
                 self.nan_recoveries.assign_add(1)
                 logging.warning(
-                    "%s stage: NaN/inf loss or gradient near step %d; restored the state "
+                    "%s stage: NaN/inf loss or gradient at step %d; restored the state "
                     "of step %d and halved the learning rate (scale now %.3g).",
                     stage,
-                    int(step_var.numpy()),
+                    failed_at,
                     int(step_var.numpy()),
                     float(self.lr_scale.numpy()),
                 )
