@@ -30,7 +30,9 @@ def main(argv):
     workdir = _WORKDIR.value or default_workdir(config.name, _HID.value, overrides)
     prepare_workdir(workdir, config)
     logging.info("Run directory: %s", os.path.abspath(workdir))
-    if config.model.name in ("c3",):
+    from models.registry import PER_IMAGE_MODELS
+
+    if config.model.name in PER_IMAGE_MODELS:
         from models.c3 import experiment
         from models.c3.fit import FitError
 

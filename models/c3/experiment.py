@@ -36,6 +36,11 @@ class _FitterCache:
         return self._fitters[key]
 
 
+def fitter_steps(fitter: C3Fitter) -> int:
+    """Steps done so far in both stages."""
+    return int(fitter.noise_step.numpy()) + int(fitter.ste_step.numpy())
+
+
 def fit_one(config, name: str, image: np.ndarray, fitter: C3Fitter, workdir: str) -> dict:
     """Fits one image and writes its outputs; returns its results row."""
     height, width = image.shape[:2]
@@ -73,14 +78,13 @@ def fit_one(config, name: str, image: np.ndarray, fitter: C3Fitter, workdir: str
             for key, value in values.items():
                 tf.summary.scalar(f"{stage}/{key}", value)
 
-    chunk = [0]
     every = int(config.fit.checkpoint_every)
+    last_saved = [fitter_steps(fitter)]
 
     def checkpoint_fn() -> None:
-        chunk[0] += config.fit.log_every
-        if every > 0 and chunk[0] >= every:
-            chunk[0] = 0
+        if every > 0 and fitter_steps(fitter) - last_saved[0] >= every:
             manager.save()
+            last_saved[0] = fitter_steps(fitter)
 
     start = time.perf_counter()
     fit = fitter.fit(log_fn, checkpoint_fn)
