@@ -18,10 +18,14 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from common.files import atomic_write_json  # noqa: E402
 
 
 def measure(height: int, width: int, steps: int, jit: bool) -> dict:
     sys.path.insert(0, ROOT)
+
     import numpy as np
     import tensorflow as tf
 
@@ -99,9 +103,7 @@ def main() -> None:
         "target_seconds_per_step": {"512x768": 0.75, "256x256": 0.12},
         "results": rows,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
 
 

@@ -15,6 +15,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from common.files import atomic_write_json  # noqa: E402
+
 
 def timed(fn, variables, repeats: int = 5) -> float:
     import tensorflow as tf
@@ -88,9 +90,7 @@ def main() -> None:
         "ms_full_forward_backward": timed(full, model.trainable_variables),
     }
     print(json.dumps(report, indent=2))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    atomic_write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from common.files import atomic_write_json  # noqa: E402
+
 CROP = (128, 256, 256, 256)  # y, x, height, width
 
 
@@ -100,9 +102,7 @@ def main() -> None:
         },
         "results": rows,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
 
 
