@@ -10,7 +10,13 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from common.config import ConfigError, apply_sweep_entry, cli_overridden_keys, sweep_entry
+from common.config import (
+    ConfigError,
+    apply_sweep_entry,
+    check_config_path,
+    cli_overridden_keys,
+    sweep_entry,
+)
 from common.datasets import DatasetError
 from common.images import ImageError
 from common.rundir import default_workdir, prepare_workdir
@@ -48,6 +54,7 @@ def main(argv):
 def run() -> None:
     flags.mark_flag_as_required("config")
     try:
+        check_config_path(sys.argv)
         app.run(main)
     except (ConfigError, DatasetError, ImageError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)

@@ -15,6 +15,24 @@ class ConfigError(ValueError):
     """A config or sweep that cannot be used."""
 
 
+def config_path_from_argv(argv: list[str]) -> str | None:
+    """The value of --config (`--config PATH` or `--config=PATH`; the last one wins)."""
+    path = None
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+    return path
+
+
+def check_config_path(argv: list[str]) -> None:
+    """Fails with a ConfigError when --config names a file that does not exist."""
+    path = config_path_from_argv(argv)
+    if path is not None and not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist.")
+
+
 def load_module(path: str):
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist.")
