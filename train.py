@@ -51,11 +51,21 @@ def main(argv):
     logging.info("Done: results in %s", os.path.join(os.path.abspath(workdir), "results"))
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with bad --config overrides turned into one-line errors."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        raise ConfigError(f"invalid flag: {e}") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"invalid config override: {e}") from None
+
+
 def run() -> None:
     flags.mark_flag_as_required("config")
     try:
         check_config_path(sys.argv)
-        app.run(main)
+        app.run(main, flags_parser=parse_flags)
     except (ConfigError, DatasetError, ImageError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         sys.exit(2)

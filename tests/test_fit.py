@@ -141,6 +141,12 @@ def test_checkpoint_resume_continues_from_saved_step(tmp_path):
     assert other.fit().noise_steps == 40
 
 
+def test_invalid_fit_config_is_refused():
+    config = tiny_fit_config(num_noise_steps=-1)
+    with pytest.raises(FitError, match="invalid fit config"):
+        C3Fitter(C3Model(8, 8), config)
+
+
 def test_reset_rejects_wrong_image_shape(fitter):
     with pytest.raises(ValueError, match="shape"):
         fitter.reset(np.zeros((10, 10, 3), np.float32), lmbda=1e-3)

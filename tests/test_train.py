@@ -88,6 +88,8 @@ def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
         (["--config.data.name=folder", "--config.data.root=/nonexistent/dir"], "not a folder"),
         (["--hid", "9999"], "out of range"),
         (["--config", "configs/no_such_config.py"], "does not exist"),
+        (["--config.fit.no_such_field=1"], "invalid config override"),
+        (["--config.fit.num_noise_steps=abc"], "invalid flag"),
         (
             [
                 "--config.data.name=kodak",

@@ -115,14 +115,17 @@ class C3Fitter(tf.Module):
 
     @staticmethod
     def _validate_config(config) -> None:
+        problems = []
         if config.num_noise_steps < 0 or config.max_ste_steps < 0:
-            raise ValueError("Step counts must be >= 0.")
+            problems.append("step counts must be >= 0")
         if config.log_every < 1:
-            raise ValueError("fit.log_every must be >= 1.")
+            problems.append("fit.log_every must be >= 1")
         if not config.weight_steps or not config.bias_steps:
-            raise ValueError("fit.weight_steps and fit.bias_steps must not be empty.")
-        if min(config.weight_steps) <= 0 or min(config.bias_steps) <= 0:
-            raise ValueError("Quantisation steps must be positive.")
+            problems.append("fit.weight_steps and fit.bias_steps must not be empty")
+        elif min(config.weight_steps) <= 0 or min(config.bias_steps) <= 0:
+            problems.append("quantisation steps must be positive")
+        if problems:
+            raise FitError("invalid fit config: " + "; ".join(problems) + ".")
 
     @staticmethod
     def _zeros_like(v: tf.Variable, prefix: str) -> tf.Variable:
