@@ -44,16 +44,9 @@ def image_folder(tmp_path):
 
 def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
     workdir = tmp_path / "run"
-    out = run_train(
-        "--config",
-        "configs/c3_kodak.py",
-        "--hid",
-        "15",
-        "--config.data.name=folder",
-        f"--config.data.root={image_folder}",
-        f"--workdir={workdir}",
-        *TINY,
-    )
+    args = ["--config", "configs/c3_kodak.py", "--hid", "15", "--config.data.name=folder"]
+    args += [f"--config.data.root={image_folder}", f"--workdir={workdir}", *TINY]
+    out = run_train(*args)
     assert out.returncode == 0, out.stderr[-3000:]
     # hid 15 = image 1 (b_gray, odd size, converted to RGB) at the second lambda.
     row = json.loads((workdir / "results" / "b_gray.json").read_text())
@@ -69,16 +62,7 @@ def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
     summary = json.loads((workdir / "results.json").read_text())
     assert summary["results"]["lmbda"] == [2e-4]
     # A finished work unit is skipped on rerun.
-    again = run_train(
-        "--config",
-        "configs/c3_kodak.py",
-        "--hid",
-        "15",
-        "--config.data.name=folder",
-        f"--config.data.root={image_folder}",
-        f"--workdir={workdir}",
-        *TINY,
-    )
+    again = run_train(*args)
     assert again.returncode == 0 and "already finished" in again.stderr
 
 
