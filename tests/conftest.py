@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic images (tests never read ../shared) and a tiny fit config."""
+"""Shared fixtures: small synthetic images made here (no external data) and a tiny fit config."""
 
 import os
 import sys
