@@ -90,7 +90,12 @@ def apply_sweep_entry(config, entry: dict, keep: set[str] = frozenset()) -> None
             set_dotted(config, key, value)
 
 
+def config_to_dict(config) -> dict:
+    """The config as plain JSON-compatible data (what config.json holds)."""
+    return json.loads(config.to_json_best_effort())
+
+
 def config_hash(config) -> str:
     """A short, stable hash of the config's content."""
-    text = json.dumps(json.loads(config.to_json_best_effort()), sort_keys=True)
+    text = json.dumps(config_to_dict(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

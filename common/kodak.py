@@ -5,6 +5,8 @@ import os
 import urllib.error
 import urllib.request
 
+from common.files import atomic_write_bytes
+
 KODAK_SHA256 = {
     "kodim01.png": "6b4fbe6f3e8e0e20150d5b0c32248bf072e22b5989d415f96f796c5b7004a70f",
     "kodim02.png": "1788370471429d992750a09caf6702ac74e56962447de02520d4b161738c0369",
@@ -70,10 +72,7 @@ def ensure_kodak(root: str, url: str, timeout: float = 30.0) -> list[str]:
                 ) from None
             if hashlib.sha256(data).hexdigest() != expected:
                 raise DatasetError(f"checksum mismatch for {source}: not the Kodak image.")
-            tmp = path + ".part"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, data)
         elif sha256_of(path) != expected:
             raise DatasetError(f"checksum mismatch for {path}: not the official Kodak image.")
         paths.append(path)

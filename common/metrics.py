@@ -15,10 +15,14 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
 
 
+def psnr_from_mse(error: float, peak: float = 255.0) -> float:
+    """PSNR in dB for a mean squared error measured on a scale whose peak is `peak`."""
+    return float("inf") if error <= 0 else 10.0 * math.log10(peak**2 / error)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images (peak 255)."""
-    error = mse(a, b)
-    return float("inf") if error == 0 else 10.0 * math.log10(255.0**2 / error)
+    return psnr_from_mse(mse(a, b))
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:

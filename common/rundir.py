@@ -5,12 +5,12 @@ checkpoints, TensorBoard events, per-image results and reconstructions.
 """
 
 import datetime
-import json
 import os
 import socket
 import subprocess
 import sys
 
+from common.config import config_to_dict
 from common.files import atomic_write_json
 
 
@@ -45,8 +45,7 @@ def git_revision() -> str | None:
 def prepare_workdir(workdir: str, config) -> None:
     """Creates the run directory and writes config.json and run_info.json."""
     os.makedirs(workdir, exist_ok=True)
-    config_json = json.loads(config.to_json_best_effort())
-    atomic_write_json(os.path.join(workdir, "config.json"), config_json)
+    atomic_write_json(os.path.join(workdir, "config.json"), config_to_dict(config))
     slurm = {k: v for k, v in os.environ.items() if k.startswith("SLURM_") and "ID" in k}
     atomic_write_json(
         os.path.join(workdir, "run_info.json"),

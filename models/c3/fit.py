@@ -27,7 +27,6 @@ resumed mid-stage.
 
 import dataclasses
 import itertools
-import math
 import time
 from collections.abc import Callable
 
@@ -36,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from common import schedules
+from common.metrics import psnr_from_mse
 from models.c3 import rate
 from models.c3.model import C3Model
 
@@ -66,10 +66,6 @@ class FitResult:
     loss: float
     nan_recoveries: int
     reconstruction: np.ndarray  # uint8 (H, W, 3)
-
-
-def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
-    return float("inf") if mse <= 0 else 10.0 * math.log10(peak**2 / mse)
 
 
 class C3Fitter(tf.Module):
@@ -293,7 +289,7 @@ class C3Fitter(tf.Module):
                     int(step_var.numpy()),
                     {
                         "loss": loss,
-                        "psnr": psnr_from_mse(mse),
+                        "psnr": psnr_from_mse(mse, peak=1.0),
                         "bpp_latents": bits / self.model.num_pixels,
                     },
                 )
@@ -390,7 +386,7 @@ class C3Fitter(tf.Module):
             bits_per_grid=[float(b) for b in bits_per_grid],
             bits_per_network=bits_per_network,
             mse=mse,
-            psnr=psnr_from_mse(mse),
+            psnr=psnr_from_mse(mse, peak=1.0),
             loss=loss,
             nan_recoveries=int(self.nan_recoveries.numpy()),
             reconstruction=reconstruction.astype(np.uint8),
