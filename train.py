@@ -15,6 +15,8 @@ from common.config import (
     apply_sweep_entry,
     check_config_path,
     cli_overridden_keys,
+    parse_flags,
+    quiet_tensorflow,
     sweep_entry,
 )
 from common.datasets import DatasetError
@@ -39,11 +41,11 @@ def main(argv):
     from models.registry import PER_IMAGE_MODELS
 
     if config.model.name in PER_IMAGE_MODELS:
-        from models.c3 import experiment
+        from coding import c3_experiment
         from models.c3.fit import FitError
 
         try:
-            experiment.run(config, workdir)
+            c3_experiment.run(config, workdir)
         except FitError as e:
             raise SystemExit(f"train.py: error: fit failed: {e}") from None
     else:
@@ -51,17 +53,8 @@ def main(argv):
     logging.info("Done: results in %s", os.path.join(os.path.abspath(workdir), "results"))
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with bad --config overrides turned into one-line errors."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        raise ConfigError(f"invalid flag: {e}") from None
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"invalid config override: {e}") from None
-
-
 def run() -> None:
+    quiet_tensorflow()
     flags.mark_flag_as_required("config")
     try:
         check_config_path(sys.argv)

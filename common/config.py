@@ -33,6 +33,26 @@ def check_config_path(argv: list[str]) -> None:
         raise ConfigError(f"config file {path!r} does not exist.")
 
 
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's start-up chatter (CUDA probes) unless the user asked for it.
+
+    Takes effect only before TensorFlow is imported: scripts call it first.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with bad flags and --config overrides as ConfigErrors."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        raise ConfigError(f"invalid flag: {e}") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"invalid config override: {e}") from None
+
+
 def load_module(path: str):
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist.")

@@ -8,8 +8,10 @@ from ml_collections import config_dict
 
 # The 14 rate points of C3's RD curves (lambda 1e-2 ~ 0.1 bpp, 1e-4 ~ 1.4 bpp on Kodak).
 LAMBDAS = (1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 8e-4, 1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 8e-3, 1e-2, 2e-2)
-# C3 searches these steps for network weights and biases (49 pairs).
-NETWORK_QUANTIZATION_STEPS = (5e-5, 1e-4, 5e-4, 1e-3, 3e-3, 6e-3, 1e-2)
+# Steps searched for network weights and biases (81 pairs). C3 searches 7 steps from 5e-5
+# to 1e-2; we search the powers of two that span that range, so that the quantised
+# parameters are exactly fixed-point numbers for the integer decoder (docs/bitstream.md).
+NETWORK_QUANTIZATION_STEPS = tuple(2.0**-k for k in range(14, 5, -1))
 
 
 def get_base_config() -> config_dict.ConfigDict:

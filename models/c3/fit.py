@@ -37,9 +37,14 @@ from absl import logging
 from common import schedules
 from common.metrics import psnr_from_mse
 from models.c3 import rate
-from models.c3.model import C3Model
+from models.c3.model import MAX_NETWORK_INTEGER, C3Model
 
 MAX_NAN_RETRIES = 8
+
+
+def is_power_of_two(step: float) -> bool:
+    mantissa, _ = np.frexp(step)
+    return step > 0 and mantissa == 0.5
 
 
 class FitError(RuntimeError):
@@ -118,8 +123,9 @@ class C3Fitter(tf.Module):
             problems.append("fit.log_every must be >= 1")
         if not config.weight_steps or not config.bias_steps:
             problems.append("fit.weight_steps and fit.bias_steps must not be empty")
-        elif min(config.weight_steps) <= 0 or min(config.bias_steps) <= 0:
-            problems.append("quantisation steps must be positive")
+        elif not all(is_power_of_two(s) for s in (*config.weight_steps, *config.bias_steps)):
+            # The bitstream's integer decoder needs parameters that are fixed-point numbers.
+            problems.append("fit.weight_steps and fit.bias_steps must be powers of two")
         if problems:
             raise FitError("invalid fit config: " + "; ".join(problems) + ".")
 
@@ -343,6 +349,8 @@ class C3Fitter(tf.Module):
         best = None
         for weight_step, bias_step in itertools.product(c.weight_steps, c.bias_steps):
             integers = self.model.network_integers(weight_step, bias_step)
+            if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
+                continue  # too fine a step for these parameters: not codable
             bits_per_network = self.network_bits(integers)
             self.model.set_network_integers(integers, weight_step, bias_step)
             mse, bits, bits_per_grid, reconstruction = self._evaluate()

@@ -26,6 +26,8 @@ from models.c3.synthesis import Synthesis
 from models.c3.upsampling import Upsampling
 
 QUANTIZATION_MODES = ("noise", "ste", "round")
+# The bitstream format's limit on a quantised network parameter (`coding.fixed_point`).
+MAX_NETWORK_INTEGER = 2**19
 
 
 class C3Model(tf.keras.Model):

@@ -1,0 +1,151 @@
+"""C3 / COOL-CHIC bitstreams: a fitted model -> bytes -> the decoded image.
+
+File = container (`coding.container`) with codec "c3":
+- header: `C3Architecture.to_bytes()` (image size, architecture, q_step, network steps);
+- section 0: the quantised networks (`coding.weights`);
+- section 1: the latent symbols, range coded in wavefront order with the fixed-point
+  context model (`coding.wavefront`).
+
+The decoder builds everything from the file alone. Every byte counts in the measured
+bpp; `EncodedC3` splits it into header (container, architecture and the per-tensor code
+bytes), networks and latents.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from coding import fixed_point as fp
+from coding import weights
+from coding.c3_networks import C3Architecture, IntegerC3, prepare_parameters
+from coding.container import BitstreamError, Container, parse
+from coding.wavefront import LatentCoder
+
+
+@dataclasses.dataclass
+class EncodedC3:
+    data: bytes
+    bits_header: int  # container + architecture + per-tensor code bytes and lengths
+    bits_networks: int  # entropy-coded network parameters
+    bits_latents: int  # range-coded latents
+    clipped_latents: int  # latents beyond the format's range (normally 0)
+    seconds: float  # entropy coding (networks + latents), not fitting
+
+    @property
+    def num_bits(self) -> int:
+        return 8 * len(self.data)
+
+
+@dataclasses.dataclass
+class DecodedC3:
+    image: np.ndarray  # uint8 (H, W, 3)
+    symbols: list[np.ndarray]
+    arch: C3Architecture
+    seconds_networks: float
+    seconds_latents: float
+    seconds_synthesis: float
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_networks + self.seconds_latents + self.seconds_synthesis
+
+
+_LATENT_CODERS: dict = {}
+_SYNTHESIS_FNS: dict = {}
+
+
+def latent_coder(arch: C3Architecture) -> LatentCoder:
+    """One coder (and compiled decoder) per architecture, reused for every file."""
+    if arch not in _LATENT_CODERS:
+        _LATENT_CODERS[arch] = LatentCoder(arch)
+    return _LATENT_CODERS[arch]
+
+
+def synthesize(
+    arch: C3Architecture, parameters: list[np.ndarray], symbols: list[np.ndarray], jit: bool
+) -> np.ndarray:
+    """The decoded image of the given symbols. Exact integers: `jit` changes nothing."""
+    key = (arch, jit)
+    if key not in _SYNTHESIS_FNS:
+
+        def fn(parameters, symbols):
+            return IntegerC3(arch, parameters).synthesize(symbols)
+
+        _SYNTHESIS_FNS[key] = tf.function(fn, jit_compile=jit, autograph=False)
+    parameters = [tf.constant(p, tf.float64) for p in parameters]
+    return _SYNTHESIS_FNS[key](parameters, [tf.constant(s) for s in symbols]).numpy()
+
+
+def encode(model, weight_step: float, bias_step: float) -> EncodedC3:
+    """Writes the bitstream of a fitted `C3Model` whose networks are quantised.
+
+    Args:
+      model: the fitted model; its network parameters are integers * steps.
+      weight_step, bias_step: the network quantisation steps (powers of two).
+    """
+    start = time.perf_counter()
+    arch = C3Architecture.from_model_config(model.get_config(), weight_step, bias_step)
+    # The decoder sees the header's values (float32 fields): so must the encoder.
+    arch = C3Architecture.from_bytes(arch.to_bytes())
+    integers = model.network_integers(weight_step, bias_step)
+    parameters = prepare_parameters(arch, integers)
+    symbols = model.symbols()
+    clipped = int(sum(np.sum(np.abs(s) > fp.SYMBOL_LIMIT) for s in symbols))
+    if clipped:
+        logging.warning("%d latents exceed +-%d and are clipped.", clipped, fp.SYMBOL_LIMIT)
+        symbols = [np.clip(s, -fp.SYMBOL_LIMIT, fp.SYMBOL_LIMIT) for s in symbols]
+    network_section = weights.encode_networks(integers)
+    latent_section = latent_coder(arch).encode(symbols, parameters)
+    container = Container("c3", arch.to_bytes(), (network_section, latent_section))
+    data = container.to_bytes()
+    # The per-tensor code bytes are side information: counted with the header.
+    bits_networks = 8 * (len(network_section) - len(integers))
+    bits_latents = 8 * len(latent_section)
+    return EncodedC3(
+        data=data,
+        bits_header=8 * len(data) - bits_networks - bits_latents,
+        bits_networks=bits_networks,
+        bits_latents=bits_latents,
+        clipped_latents=clipped,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def decode(data: bytes, jit: bool = True, what: str = "bitstream") -> DecodedC3:
+    """Decodes a C3 bitstream to an 8-bit image; BitstreamError if it is not valid.
+
+    `jit` runs the fixed-point networks through XLA: faster on a CPU, same integers.
+    """
+    container = parse(data, what)
+    if container.codec != "c3":
+        raise BitstreamError(f"{what}: codec {container.codec!r} is not C3.")
+    if len(container.sections) != 2:
+        raise BitstreamError(f"{what}: C3 needs 2 sections, found {len(container.sections)}.")
+    arch = C3Architecture.from_bytes(container.header, what)
+    start = time.perf_counter()
+    integers = weights.decode_networks(container.sections[0], arch.network_shapes())
+    try:
+        parameters = prepare_parameters(arch, integers)
+    except ValueError as e:
+        raise BitstreamError(f"{what}: network section: {e}.") from None
+    seconds_networks = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        grids, _ = latent_coder(arch).decode(container.sections[1], parameters, jit)
+    except tf.errors.OpError as e:
+        raise BitstreamError(f"{what}: latents cannot be decoded ({e.message}).") from None
+    symbols = [g.numpy() for g in grids]
+    seconds_latents = time.perf_counter() - start
+    start = time.perf_counter()
+    image = synthesize(arch, parameters, symbols, jit)
+    return DecodedC3(
+        image=image,
+        symbols=symbols,
+        arch=arch,
+        seconds_networks=seconds_networks,
+        seconds_latents=seconds_latents,
+        seconds_synthesis=time.perf_counter() - start,
+    )

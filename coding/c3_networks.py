@@ -1,0 +1,371 @@
+"""C3's decoder in fixed point: the context model, upsampling and synthesis of a bitstream.
+
+The architecture (`C3Architecture`) is what the bitstream header carries: everything the
+decoder needs to rebuild the networks, and nothing else. `IntegerC3` evaluates them with
+`coding.fixed_point`, so the encoder and every decoder compute the same probabilities and
+the same pixels, whatever the machine, thread count or XLA setting.
+
+Differences from the float model that was fitted (`models.c3.model.C3Model`), all below
+the 8-bit output precision and the table resolution of the coder: activations are rounded
+to 2^-12, GELU is interpolated from a table, bilinear weights are rounded to 2^-8 (exact
+for power-of-two size ratios), and q_step is applied as a 16-bit fixed-point multiplier.
+"""
+
+import dataclasses
+import fractions
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from coding import fixed_point as fp
+from coding import laplace_tables as lt
+from coding.container import BitstreamError, Reader, f32, pack_f32, pack_u16
+from models.c3.context import causal_offsets
+from models.c3.latents import grid_shapes
+from models.c3.synthesis import edge_pad
+
+MAX_PIXELS = 2**26  # 8192 x 8192: bounds the decoder's work and memory
+MAX_GRIDS = 12
+MAX_LAYERS = 8
+MAX_KERNEL = 7
+MAX_STEP_BITS = 24
+
+
+@dataclasses.dataclass(frozen=True)
+class C3Architecture:
+    """The decoder's view of a C3 model: sizes, layer widths and quantisation steps."""
+
+    height: int
+    width: int
+    num_grids: int
+    q_step: float
+    synthesis_hidden: tuple[int, ...]
+    num_residual_layers: int
+    residual_kernel_size: int
+    arm_hidden: tuple[int, ...]
+    context_rows_cols: int
+    use_prev_grid: bool
+    prev_kernel_size: int
+    shift_log_scale: float
+    scale_range: tuple[float, float]
+    gelu_approximate: bool
+    weight_bits: int  # network weight step 2^-weight_bits
+    bias_bits: int  # network bias step 2^-bias_bits
+
+    @classmethod
+    def from_model_config(cls, config: dict, weight_step: float, bias_step: float):
+        """From `C3Model.get_config()` and the network quantisation steps."""
+        arch = cls(
+            height=int(config["height"]),
+            width=int(config["width"]),
+            num_grids=int(config["num_grids"]),
+            q_step=f32(config["q_step"]),
+            synthesis_hidden=tuple(int(w) for w in config["synthesis_hidden"]),
+            num_residual_layers=int(config["num_residual_layers"]),
+            residual_kernel_size=int(config["residual_kernel_size"]),
+            arm_hidden=tuple(int(w) for w in config["arm_hidden"]),
+            context_rows_cols=int(config["context_rows_cols"]),
+            use_prev_grid=bool(config["use_prev_grid"]),
+            prev_kernel_size=int(config["prev_kernel_size"]),
+            shift_log_scale=f32(config["shift_log_scale"]),
+            scale_range=tuple(f32(s) for s in config["scale_range"]),
+            gelu_approximate=bool(config["gelu_approximate"]),
+            weight_bits=fp.step_bits(weight_step, "weight step"),
+            bias_bits=fp.step_bits(bias_step, "bias step"),
+        )
+        problem = arch.problem()
+        if problem:
+            raise ValueError(f"This model cannot be written as a bitstream: {problem}.")
+        return arch
+
+    def problem(self) -> str | None:
+        """What makes this architecture invalid for the format, or None."""
+        checks = [
+            (1 <= self.height <= 65535 and 1 <= self.width <= 65535, "image size"),
+            (self.height * self.width <= MAX_PIXELS, f"more than {MAX_PIXELS} pixels"),
+            (1 <= self.num_grids <= MAX_GRIDS, "number of grids"),
+            (math.isfinite(self.q_step) and 2**-10 <= self.q_step <= 16, "q_step"),
+            (len(self.synthesis_hidden) <= MAX_LAYERS, "synthesis depth"),
+            (len(self.arm_hidden) <= MAX_LAYERS, "context model depth"),
+            (all(1 <= w <= 255 for w in self.synthesis_hidden + self.arm_hidden), "widths"),
+            (0 <= self.num_residual_layers <= MAX_LAYERS, "residual layers"),
+            (self.residual_kernel_size in (1, 3, 5, 7), "residual kernel size"),
+            (1 <= self.context_rows_cols <= MAX_KERNEL, "context size"),
+            (self.prev_kernel_size in (1, 3, 5, 7), "previous-grid kernel size"),
+            (math.isfinite(self.shift_log_scale) and abs(self.shift_log_scale) < 64, "shift"),
+            (all(math.isfinite(s) for s in self.scale_range), "scale range"),
+            (0 < self.scale_range[0] < self.scale_range[1] <= 1e6, "scale range"),
+            (0 <= self.weight_bits <= MAX_STEP_BITS, "weight step"),
+            (0 <= self.bias_bits <= MAX_STEP_BITS, "bias step"),
+            (fp.ACTIVATION_BITS + self.weight_bits >= self.bias_bits, "bias step too fine"),
+        ]
+        for ok, what in checks:
+            if not ok:
+                return f"invalid {what}"
+        return None
+
+    def to_bytes(self) -> bytes:
+        flags = int(self.use_prev_grid) | (int(self.gelu_approximate) << 1)
+        out = bytearray(pack_u16(self.height) + pack_u16(self.width))
+        out += bytes([self.num_grids]) + pack_f32(self.q_step)
+        out += bytes([len(self.synthesis_hidden), *self.synthesis_hidden])
+        out += bytes([self.num_residual_layers, self.residual_kernel_size])
+        out += bytes([len(self.arm_hidden), *self.arm_hidden])
+        out += bytes([self.context_rows_cols, self.prev_kernel_size, flags])
+        out += pack_f32(self.shift_log_scale)
+        out += pack_f32(self.scale_range[0]) + pack_f32(self.scale_range[1])
+        out += bytes([self.weight_bits, self.bias_bits])
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "bitstream"):
+        r = Reader(data, f"{what} (C3 header)")
+        height, width = r.u16("height"), r.u16("width")
+        num_grids = r.u8("number of grids")
+        q_step = r.f32("q_step")
+        synthesis_hidden = tuple(r.take(r.u8("synthesis depth"), "synthesis widths"))
+        num_residual_layers = r.u8("residual layers")
+        residual_kernel_size = r.u8("residual kernel size")
+        arm_hidden = tuple(r.take(r.u8("context model depth"), "context model widths"))
+        context_rows_cols = r.u8("context size")
+        prev_kernel_size = r.u8("previous-grid kernel size")
+        flags = r.u8("flags")
+        shift = r.f32("shift_log_scale")
+        scale_range = (r.f32("minimum scale"), r.f32("maximum scale"))
+        weight_bits, bias_bits = r.u8("weight step"), r.u8("bias step")
+        r.expect_end()
+        if flags > 3:
+            raise BitstreamError(f"{what}: unknown flags {flags:#x} in the C3 header.")
+        arch = cls(
+            height,
+            width,
+            num_grids,
+            q_step,
+            synthesis_hidden,
+            num_residual_layers,
+            residual_kernel_size,
+            arm_hidden,
+            context_rows_cols,
+            bool(flags & 1),
+            prev_kernel_size,
+            shift,
+            scale_range,
+            bool(flags & 2),
+            weight_bits,
+            bias_bits,
+        )
+        problem = arch.problem()
+        if problem:
+            raise BitstreamError(f"{what}: C3 header has an {problem}.")
+        return arch
+
+    @property
+    def grid_shapes(self) -> list[tuple[int, int]]:
+        return grid_shapes(self.height, self.width, self.num_grids)
+
+    @property
+    def num_context_inputs(self) -> int:
+        prev = self.prev_kernel_size**2 if self.use_prev_grid else 0
+        return len(causal_offsets(self.context_rows_cols)) + prev
+
+    def network_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of the quantised parameters, in `C3Model.network_variables` order."""
+        shapes = []
+        widths = (self.num_grids, *self.synthesis_hidden, 3)
+        for a, b in zip(widths[:-1], widths[1:], strict=True):
+            shapes += [(a, b), (b,)]
+        k = self.residual_kernel_size
+        shapes += [(k, k, 3, 3), (3,)] * self.num_residual_layers
+        widths = (self.num_context_inputs, *self.arm_hidden, 2)
+        for a, b in zip(widths[:-1], widths[1:], strict=True):
+            shapes += [(a, b), (b,)]
+        return shapes
+
+
+def integer_bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`models.c3.upsampling.bilinear_taps` with the weight as an integer at 2^-8.
+
+    Output i samples input coordinate x = ((2i + 1) n_in - n_out) / (2 n_out), a
+    rational number, so the rounded weight is computed exactly.
+    """
+    i = np.arange(n_out, dtype=np.int64)
+    numerator = (2 * i + 1) * n_in - n_out
+    lower = numerator // (2 * n_out)
+    remainder = numerator - lower * (2 * n_out)
+    one = 2**fp.UPSAMPLING_BITS
+    weight = (2 * remainder * one + 2 * n_out) // (4 * n_out)
+    i0 = np.clip(lower, 0, n_in - 1)
+    i1 = np.clip(lower + 1, 0, n_in - 1)
+    return i0.astype(np.int32), i1.astype(np.int32), weight.astype(np.float64)
+
+
+def integer_antialias_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) antialiased bilinear resize weights as integers summing to 2^8.
+
+    The kernel of `tf.image.resize(..., antialias=True)`: a triangle stretched by the
+    downscaling factor, centred at each output sample, renormalised over the input; the
+    weights are rational, rounded to 2^-8, and the rounding error goes to the largest tap.
+    """
+    one = 2**fp.UPSAMPLING_BITS
+    ratio = fractions.Fraction(n_in, n_out)
+    support = max(ratio, fractions.Fraction(1))
+    matrix = np.zeros((n_out, n_in), np.int64)
+    for i in range(n_out):
+        centre = (i + fractions.Fraction(1, 2)) * ratio
+        weights = {}
+        for j in range(n_in):
+            distance = abs(j + fractions.Fraction(1, 2) - centre) / support
+            if distance < 1:
+                weights[j] = 1 - distance
+        total = sum(weights.values())
+        for j, w in weights.items():
+            matrix[i, j] = math.floor(w / total * one + fractions.Fraction(1, 2))
+        largest = max(weights, key=lambda j: (weights[j], -j))
+        matrix[i, largest] += one - matrix[i].sum()
+    return matrix
+
+
+def _resize_fixed(grid: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """Bilinear resize of integer symbols (h, w) -> fixed point at 2^-16 (H, W)."""
+    one = 2.0**fp.UPSAMPLING_BITS
+    x = tf.cast(grid, tf.float64)
+    for axis, n_out in enumerate(size):
+        n_in = int(grid.shape[axis])
+        if n_in == n_out:
+            x = x * one
+            continue
+        i0, i1, weight = integer_bilinear_taps(n_in, n_out)
+        weight = weight[:, None] if axis == 0 else weight[None, :]
+        lower = tf.gather(x, i0, axis=axis)
+        upper = tf.gather(x, i1, axis=axis)
+        x = lower * (one - weight) + upper * weight
+    return x
+
+
+def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list[np.ndarray]:
+    """Checks the quantised parameters and converts them for `IntegerC3` (float64).
+
+    Raises ValueError when they do not fit the architecture or the format's range.
+    """
+    if [tuple(np.shape(q)) for q in integers] != arch.network_shapes():
+        raise ValueError("network parameters do not match the architecture")
+    parameters = []
+    for i in range(0, len(integers), 2):
+        kernel, bias = fp.layer_parameters(
+            integers[i], integers[i + 1], arch.weight_bits, arch.bias_bits, f"layer {i // 2}"
+        )
+        parameters += [kernel, bias]
+    return parameters
+
+
+class IntegerC3:
+    """The fixed-point decoder networks of one bitstream.
+
+    Args:
+      arch: the architecture from the header.
+      parameters: `prepare_parameters(arch, integers)`, as arrays or tensors (a traced
+        function takes them as inputs, so that one trace serves every file of an
+        architecture).
+    """
+
+    def __init__(self, arch: C3Architecture, parameters):
+        self.arch = arch
+        self.gelu_table = tf.constant(fp.gelu_lookup_table(arch.gelu_approximate))
+        layers = [
+            fp.FixedPointLayer(kernel, bias, arch.weight_bits)
+            for kernel, bias in zip(parameters[0::2], parameters[1::2], strict=True)
+        ]
+        num_mlp = len(arch.synthesis_hidden) + 1
+        num_res = arch.num_residual_layers
+        self.synthesis_layers = layers[:num_mlp]
+        self.residual_layers = layers[num_mlp : num_mlp + num_res]
+        self.arm_layers = layers[num_mlp + num_res :]
+        bits = fp.MULTIPLIER_BITS
+        self.q_fixed = float(fp.to_fixed(arch.q_step, bits))
+        self.inverse_q_fixed = float(fp.to_fixed(1.0 / arch.q_step, bits))
+        act = fp.ACTIVATION_BITS
+        self.shift_fixed = float(fp.to_fixed(arch.shift_log_scale, act))
+        low, high = arch.scale_range
+        # log_scale is clipped to [-2 ln(high), -2 ln(low)], as in the float model.
+        self.log_scale_min = float(-fp.decimal_ln(high, act + 1))
+        self.log_scale_max = float(-fp.decimal_ln(low, act + 1))
+        self.two_ln_q = float(fp.decimal_ln(arch.q_step, act + 1))
+
+    # Context model.
+
+    def _value_inputs(self, fixed: tf.Tensor, bits: int) -> tf.Tensor:
+        """Latent values q * x for x at scale 2^-bits -> activations (scale 2^-12)."""
+        shift = bits + fp.MULTIPLIER_BITS - fp.ACTIVATION_BITS
+        limit = float(fp.ACTIVATION_LIMIT)
+        return tf.clip_by_value(fp.round_shift(fixed * self.q_fixed, shift), -limit, limit)
+
+    def context_rows(self, context: tf.Tensor, prev_window: tf.Tensor | None = None):
+        """Coding table rows and round(mu) for latents with the given contexts.
+
+        Args:
+          context: int32 (n, num causal offsets): the causal symbols of each latent.
+          prev_window: float64 (n, prev_kernel_size^2): the finer grid resized to this
+            one (fixed point, 2^-16), when the model conditions on it.
+        Returns:
+          (rows, rounded_mu): int32 (n,) each.
+        """
+        x = self._value_inputs(tf.cast(context, tf.float64), 0)
+        if self.arch.use_prev_grid:
+            prev = self._value_inputs(prev_window, 2 * fp.UPSAMPLING_BITS)
+            x = tf.concat([x, prev], axis=1)
+        out = fp.mlp(x, self.arm_layers, self.gelu_table)
+        act = fp.ACTIVATION_BITS
+        # mu in symbol units (mu_value / q_step).
+        mu = fp.round_shift(out[:, 0] * self.inverse_q_fixed, fp.MULTIPLIER_BITS)
+        rounded = fp.round_shift(mu, act)
+        limit = float(fp.SYMBOL_LIMIT)
+        rounded = tf.clip_by_value(rounded, -limit, limit)
+        frac = tf.clip_by_value(mu - rounded * 2**act, -(2.0 ** (act - 1)), 2.0 ** (act - 1) - 1)
+        bucket_bits = act - int(math.log2(lt.OFFSET_BUCKETS))
+        bucket = fp.round_shift(frac + 2 ** (act - 1), bucket_bits)
+        # 2 ln(scale in symbols) = -log_scale - 2 ln q; rows are 1/16 apart in ln(scale).
+        log_scale = tf.clip_by_value(
+            out[:, 1] + self.shift_fixed, self.log_scale_min, self.log_scale_max
+        )
+        two_ln_scale = -log_scale - self.two_ln_q
+        origin = 2.0 * lt.LN_SCALE_MIN * 2**act
+        index_bits = act + 1 - int(math.log2(lt.SCALES_PER_LN))
+        scale_index = fp.round_shift(two_ln_scale - origin, index_bits)
+        scale_index = tf.clip_by_value(scale_index, 0.0, lt.NUM_SCALES - 1.0)
+        rows = lt.row_index(scale_index, bucket)
+        return tf.cast(rows, tf.int32), tf.cast(rounded, tf.int32)
+
+    def resize_prev(self, grid: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
+        """The finer grid (h, w) of symbols resized to `shape`, fixed point at 2^-16."""
+        x = tf.cast(grid, tf.float64)
+        for axis, n_out in enumerate(shape):
+            n_in = int(grid.shape[axis])
+            if n_in == n_out:
+                x = x * 2.0**fp.UPSAMPLING_BITS
+                continue
+            matrix = tf.constant(integer_antialias_matrix(n_in, n_out).astype(np.float64))
+            x = tf.matmul(matrix, x) if axis == 0 else tf.matmul(x, matrix, transpose_b=True)
+        return x
+
+    # Synthesis.
+
+    def upsample(self, grids: list[tf.Tensor]) -> tf.Tensor:
+        size = (self.arch.height, self.arch.width)
+        return tf.stack([_resize_fixed(g, size) for g in grids], axis=-1)
+
+    def synthesize(self, grids: list[tf.Tensor]) -> tf.Tensor:
+        """Symbols of every grid -> the decoded 8-bit image (H, W, 3) as uint8."""
+        h, w = self.arch.height, self.arch.width
+        upsampled = self.upsample(grids)
+        x = self._value_inputs(tf.reshape(upsampled, (h * w, -1)), 2 * fp.UPSAMPLING_BITS)
+        x = tf.reshape(fp.mlp(x, self.synthesis_layers, self.gelu_table), (h, w, 3))
+        pad = self.arch.residual_kernel_size // 2
+        for i, layer in enumerate(self.residual_layers):
+            accumulator = tf.nn.conv2d(edge_pad(x, pad)[None], layer.weights, 1, "VALID")[0]
+            limit = float(fp.ACTIVATION_LIMIT)
+            x = tf.clip_by_value(x + layer.rescale(accumulator), -limit, limit)
+            if i < len(self.residual_layers) - 1:
+                x = fp.gelu(x, self.gelu_table)
+        pixels = fp.round_shift(x * 255.0, fp.ACTIVATION_BITS)
+        return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)

@@ -1,0 +1,249 @@
+"""Wavefront-order range coding of C3's latent grids.
+
+The context model predicts each latent from the causal window before it (rows above up
+to r columns left and right, and r latents to the left). A latent at (y, x) can
+therefore be decoded once every latent with a smaller t = (r + 1) y + x is known: all
+latents with the same t form a *wavefront* and are independent. The decoder makes one
+batched fixed-point context-model evaluation and one `entropy_decode_index` call per
+wavefront, inside one compiled `tf.while_loop`: (r + 1)(H - 1) + W steps for the largest
+grid instead of one per latent. Without previous-grid conditioning every grid is decoded
+in the same wavefronts; with it (C3's CLIC2020 configuration), grid k needs all of grid
+k - 1, so grids are decoded one after the other, finest first, each in wavefronts.
+
+The encoder computes the same contexts from the same layout (`Canvas`), evaluates the
+same fixed-point context model (in one batch: exact arithmetic makes the batching
+irrelevant) and range codes all symbols in the decoder's order in one call; tfc's decoder
+can decode what was encoded in one call in many successive calls on the same handle.
+
+Latents live on a `Canvas`: every grid in one flat buffer with a common row stride and
+zero borders, so the causal context of any latent is `position + offsets` for one
+constant offset vector.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from coding import fixed_point as fp
+from coding import laplace_tables as lt
+from coding.c3_networks import C3Architecture, IntegerC3
+from models.c3.context import causal_offsets, window_offsets
+
+_ARM_BATCH = 2**16  # encoder: latents per context-model evaluation (bounds memory)
+
+
+class Canvas:
+    """All grids in one zero-padded flat buffer with a common row stride."""
+
+    def __init__(self, shapes: list[tuple[int, int]], pad: int):
+        self.shapes = list(shapes)
+        self.pad = int(pad)
+        self.stride = max(w for _, w in shapes) + 2 * pad
+        self.row_bases = []
+        row = 0
+        for h, _ in shapes:
+            row += pad  # zero rows above each grid (and between grids)
+            self.row_bases.append(row)
+            row += h
+        self.size = (row + pad) * self.stride
+
+    def positions(self, k: int) -> np.ndarray:
+        """Flat positions of grid k's latents, in raster order."""
+        h, w = self.shapes[k]
+        ys, xs = np.mgrid[0:h, 0:w]
+        return ((self.row_bases[k] + ys) * self.stride + self.pad + xs).ravel().astype(np.int32)
+
+    def offsets(self, offsets: list[tuple[int, int]]) -> np.ndarray:
+        return np.asarray([dy * self.stride + dx for dy, dx in offsets], np.int32)
+
+
+class Schedule:
+    """The decoding order: phases of wavefronts.
+
+    Phase p decodes the grids `phase_grids[p]`. Its wavefront s holds
+    `phase_counts[p][s]` latents, whose canvas positions are the first entries of row s
+    of `phase_waves[p]`; rows are padded (with the phase's first position) to the
+    largest wavefront, so that every context-model evaluation has the same shape.
+    """
+
+    def __init__(self, canvas: Canvas, context_rows_cols: int, sequential_grids: bool):
+        slope = context_rows_cols + 1
+        groups = [[k] for k in range(len(canvas.shapes))]
+        if not sequential_grids:
+            groups = [list(range(len(canvas.shapes)))]
+        self.phase_grids, self.phase_waves, self.phase_counts = [], [], []
+        orders = []
+        for grids in groups:
+            positions, wave, grid_ids, rows = [], [], [], []
+            for k in grids:
+                h, w = canvas.shapes[k]
+                ys, xs = np.mgrid[0:h, 0:w]
+                positions.append(canvas.positions(k))
+                wave.append((slope * ys + xs).ravel())
+                grid_ids.append(np.full(h * w, k))
+                rows.append(ys.ravel())
+            positions, wave = np.concatenate(positions), np.concatenate(wave)
+            perm = np.lexsort((np.concatenate(rows), np.concatenate(grid_ids), wave))
+            order, wave = positions[perm].astype(np.int32), wave[perm]
+            counts = np.bincount(wave).astype(np.int32)
+            starts = np.concatenate([[0], np.cumsum(counts)])
+            waves = np.full((len(counts), counts.max()), order[0], np.int32)
+            column = np.arange(len(order)) - np.repeat(starts[:-1], counts)
+            waves[wave, column] = order
+            orders.append(order)
+            self.phase_grids.append(grids)
+            self.phase_waves.append(waves)
+            self.phase_counts.append(counts)
+        self.order = np.concatenate(orders)
+
+    @property
+    def num_wavefronts(self) -> int:
+        return sum(len(c) for c in self.phase_counts)
+
+
+class LatentCoder:
+    """Codes the latent symbols of one architecture with its fixed-point context model."""
+
+    def __init__(self, arch: C3Architecture):
+        self.arch = arch
+        self.shapes = arch.grid_shapes
+        pad = max(arch.context_rows_cols, arch.prev_kernel_size // 2)
+        self.canvas = Canvas(self.shapes, pad)
+        self.schedule = Schedule(self.canvas, arch.context_rows_cols, arch.use_prev_grid)
+        self.offsets = self.canvas.offsets(causal_offsets(arch.context_rows_cols))
+        self.prev_offsets = self.canvas.offsets(window_offsets(arch.prev_kernel_size))
+        self.tables = lt.tables()
+        self._decode_fns = {}
+
+    # Previous-grid features (C3's CLIC2020 configuration).
+
+    def _prev_canvas(self, model: IntegerC3, grids: list[tf.Tensor]) -> tf.Tensor:
+        """Canvas whose grid-k positions hold grid k - 1 resized to grid k (2^-16)."""
+        values, positions = [], []
+        for k in range(1, len(self.shapes)):
+            values.append(tf.reshape(model.resize_prev(grids[k - 1], self.shapes[k]), [-1]))
+            positions.append(self.canvas.positions(k))
+        if not values:
+            return tf.zeros([self.canvas.size], tf.float64)
+        return tf.scatter_nd(
+            np.concatenate(positions)[:, None], tf.concat(values, 0), [self.canvas.size]
+        )
+
+    def _contexts(self, canvas, prev_canvas, positions):
+        """Context-model inputs of the latents at `positions` of a canvas."""
+        context = tf.gather(canvas, positions[:, None] + self.offsets)
+        prev = None
+        if self.arch.use_prev_grid:
+            prev = tf.gather(prev_canvas, positions[:, None] + self.prev_offsets)
+        return context, prev
+
+    # Encoder.
+
+    def encode(self, symbols: list[np.ndarray], parameters: list[np.ndarray]) -> bytes:
+        """Range codes the symbols (one int array per grid) in wavefront order.
+
+        `parameters` are the networks' (`c3_networks.prepare_parameters`).
+        """
+        model = IntegerC3(self.arch, parameters)
+        canvas = np.zeros(self.canvas.size, np.int32)
+        for k, s in enumerate(symbols):
+            if s.shape != self.shapes[k]:
+                raise ValueError(f"Grid {k} has shape {s.shape}, expected {self.shapes[k]}.")
+            if np.abs(s).max(initial=0) > fp.SYMBOL_LIMIT:
+                raise ValueError(f"Latent symbols exceed the format's limit {fp.SYMBOL_LIMIT}.")
+            canvas[self.canvas.positions(k)] = s.ravel()
+        canvas = tf.constant(canvas)
+        prev_canvas = None
+        if self.arch.use_prev_grid:
+            prev_canvas = self._prev_canvas(model, [tf.constant(s) for s in symbols])
+        order = self.schedule.order
+        rows, rounded = [], []
+        for start in range(0, len(order), _ARM_BATCH):
+            positions = tf.constant(order[start : start + _ARM_BATCH])
+            r, m = model.context_rows(*self._contexts(canvas, prev_canvas, positions))
+            rows.append(r.numpy())
+            rounded.append(m.numpy())
+        rows, rounded = np.concatenate(rows), np.concatenate(rounded)
+        values = canvas.numpy()[order] - rounded + self.tables.half_widths[rows]
+        handle = tfc.create_range_encoder([], self.tables.lookup)
+        handle = tfc.entropy_encode_index(handle, rows, values)
+        return tfc.entropy_encode_finalize(handle).numpy()
+
+    # Decoder.
+
+    def _build_decoder(self, jit: bool):
+        canvas = tf.Variable(tf.zeros([self.canvas.size], tf.int32), trainable=False)
+        prev_canvas = tf.Variable(tf.zeros([self.canvas.size], tf.float64), trainable=False)
+        lookup = tf.constant(self.tables.lookup)
+        half_widths = tf.constant(self.tables.half_widths)
+        limit = fp.SYMBOL_LIMIT
+        schedule = self.schedule
+        use_prev = self.arch.use_prev_grid
+        num_parameters = len(self.arch.network_shapes())
+
+        # Exact arithmetic makes XLA's fusion harmless: same integers with or without it.
+        @tf.function(jit_compile=jit, autograph=False)
+        def context_rows(parameters, context, prev):
+            return IntegerC3(self.arch, parameters).context_rows(context, prev)
+
+        def grid(k):
+            return tf.reshape(tf.gather(canvas, self.canvas.positions(k)), self.shapes[k])
+
+        signature = [
+            tf.TensorSpec([], tf.string),
+            [tf.TensorSpec(None, tf.float64)] * num_parameters,
+        ]
+
+        @tf.function(input_signature=signature, autograph=False)
+        def decode(string, parameters):
+            model = IntegerC3(self.arch, parameters)
+            canvas.assign(tf.zeros_like(canvas))
+            handle = tfc.create_range_decoder(string, lookup)
+            for grids, waves, counts in zip(
+                schedule.phase_grids, schedule.phase_waves, schedule.phase_counts, strict=True
+            ):
+                if use_prev and grids[0] > 0:
+                    k = grids[0]
+                    resized = model.resize_prev(grid(k - 1), self.shapes[k])
+                    prev_canvas.scatter_nd_update(
+                        self.canvas.positions(k)[:, None], tf.reshape(resized, [-1])
+                    )
+                num_steps = len(counts)
+                waves, counts = tf.constant(waves), tf.constant(counts)
+
+                def body(step, handle, waves=waves, counts=counts):
+                    padded = waves[step]
+                    context, prev = self._contexts(canvas, prev_canvas, padded)
+                    rows, rounded = context_rows(parameters, context, prev)
+                    n = counts[step]
+                    rows, rounded, positions = rows[:n], rounded[:n], padded[:n]
+                    handle, coded = tfc.entropy_decode_index(handle, rows, n[None], tf.int32)
+                    values = coded - tf.gather(half_widths, rows) + rounded
+                    values = tf.clip_by_value(values, -limit, limit)
+                    update = canvas.scatter_nd_update(positions[:, None], values)
+                    # The next wavefront reads the canvas: it must see this update.
+                    with tf.control_dependencies([update]):
+                        return tf.identity(step + 1), tf.identity(handle)
+
+                _, handle = tf.while_loop(
+                    lambda step, _, n=num_steps: step < n, body, (tf.constant(0), handle)
+                )
+            ok = tfc.entropy_decode_finalize(handle)
+            with tf.control_dependencies([ok]):
+                return [grid(k) for k in range(len(self.shapes))], ok
+
+        return decode
+
+    def decode(
+        self, string: bytes, parameters: list[np.ndarray], jit: bool = True
+    ) -> tuple[list[tf.Tensor], bool]:
+        """Decodes the symbols of every grid; also returns tfc's (weak) sanity flag.
+
+        `jit` compiles the context model with XLA (faster on a CPU; the same integers).
+        The compiled decoder is kept per architecture and reused for every file.
+        """
+        if jit not in self._decode_fns:
+            self._decode_fns[jit] = self._build_decoder(jit)
+        parameters = [tf.constant(p, tf.float64) for p in parameters]
+        grids, ok = self._decode_fns[jit](tf.constant(string), parameters)
+        return grids, bool(ok.numpy())

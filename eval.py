@@ -1,0 +1,70 @@
+"""Decodes bitstreams and measures them: bpp from file sizes, PSNR / MS-SSIM, decode time.
+
+python eval.py --workdir RUN [--originals DIR] [--out DIR]
+python eval.py --bitstreams "DIR/*.c3" --originals DIR --out DIR
+
+Writes one results JSON per image (OUT/results/<image>.json) and the aggregate in
+CompressAI's layout (OUT/results.json); OUT defaults to RUN/eval.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from common.config import ConfigError, parse_flags, quiet_tensorflow
+from common.datasets import DatasetError
+from common.images import ImageError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory whose bitstreams to evaluate.")
+_BITSTREAMS = flags.DEFINE_string("bitstreams", None, "Glob of bitstream files.")
+_ORIGINALS = flags.DEFINE_string("originals", None, "Folder of the original images (PNG).")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: RUN/eval).")
+_NAME = flags.DEFINE_string("name", None, "Name of the curve in the aggregate.")
+_JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA (same output).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ConfigError(f"unexpected arguments {argv[1:]}.")
+    from coding import evaluate
+
+    if bool(_WORKDIR.value) == bool(_BITSTREAMS.value):
+        raise ConfigError("pass exactly one of --workdir RUN or --bitstreams GLOB.")
+    if _WORKDIR.value:
+        if not os.path.isdir(_WORKDIR.value):
+            raise ConfigError(f"--workdir {_WORKDIR.value!r} is not a folder.")
+        items = evaluate.items_from_workdir(_WORKDIR.value, _ORIGINALS.value)
+        out = _OUT.value or os.path.join(_WORKDIR.value, "eval")
+        name = _NAME.value or (items[0].encoder_row or {}).get("model", "c3")
+    else:
+        if not _ORIGINALS.value or not _OUT.value:
+            raise ConfigError("--bitstreams needs --originals DIR and --out DIR.")
+        items = evaluate.items_from_glob(_BITSTREAMS.value, _ORIGINALS.value)
+        out, name = _OUT.value, _NAME.value or "c3"
+    rows = evaluate.evaluate_all(items, out, name, _JIT.value)
+    for row in rows:
+        logging.info(
+            "%s: %.4f bpp, PSNR %.3f dB, decoded in %.3f s",
+            row["image"],
+            row["bpp"],
+            row["psnr"],
+            row["decode_seconds"],
+        )
+    print(f"{len(rows)} bitstreams evaluated; results in {os.path.join(out, 'results.json')}")
+
+
+def run() -> None:
+    quiet_tensorflow()
+    from coding.container import BitstreamError
+    from coding.evaluate import EvaluationError
+
+    try:
+        app.run(main, flags_parser=parse_flags)
+    except (BitstreamError, ConfigError, DatasetError, EvaluationError, ImageError) as e:
+        print(f"eval.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
