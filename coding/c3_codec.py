@@ -12,6 +12,7 @@ bytes), networks and latents.
 """
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
@@ -20,7 +21,7 @@ from absl import logging
 
 from coding import fixed_point as fp
 from coding import weights
-from coding.c3_networks import C3Architecture, IntegerC3, prepare_parameters
+from coding.c3_networks import C3Architecture, IntegerC3, compiled_key, prepare_parameters
 from coding.container import BitstreamError, Container, parse
 from coding.wavefront import LatentCoder
 
@@ -53,30 +54,44 @@ class DecodedC3:
         return self.seconds_networks + self.seconds_latents + self.seconds_synthesis
 
 
-_LATENT_CODERS: dict = {}
-_SYNTHESIS_FNS: dict = {}
+# Compiled decoders are kept per architecture (image size included) and reused for every
+# file; a few sizes at a time bound the memory of a long evaluation.
+_CACHED_ARCHITECTURES = 8
 
 
 def latent_coder(arch: C3Architecture) -> LatentCoder:
-    """One coder (and compiled decoder) per architecture, reused for every file."""
-    if arch not in _LATENT_CODERS:
-        _LATENT_CODERS[arch] = LatentCoder(arch)
-    return _LATENT_CODERS[arch]
+    """One coder (and compiled decoder) per architecture (steps aside)."""
+    return _latent_coder(compiled_key(arch))
+
+
+@functools.lru_cache(maxsize=_CACHED_ARCHITECTURES)
+def _latent_coder(arch: C3Architecture) -> LatentCoder:
+    return LatentCoder(arch)
+
+
+@functools.lru_cache(maxsize=2 * _CACHED_ARCHITECTURES)
+def _synthesis_fn(arch: C3Architecture, jit: bool):
+    def fn(parameters, symbols):
+        return IntegerC3(arch, parameters).synthesize(symbols)
+
+    return tf.function(fn, jit_compile=jit, autograph=False)
 
 
 def synthesize(
     arch: C3Architecture, parameters: list[np.ndarray], symbols: list[np.ndarray], jit: bool
 ) -> np.ndarray:
     """The decoded image of the given symbols. Exact integers: `jit` changes nothing."""
-    key = (arch, jit)
-    if key not in _SYNTHESIS_FNS:
-
-        def fn(parameters, symbols):
-            return IntegerC3(arch, parameters).synthesize(symbols)
-
-        _SYNTHESIS_FNS[key] = tf.function(fn, jit_compile=jit, autograph=False)
     parameters = [tf.constant(p, tf.float64) for p in parameters]
-    return _SYNTHESIS_FNS[key](parameters, [tf.constant(s) for s in symbols]).numpy()
+    fn = _synthesis_fn(compiled_key(arch), jit)
+    return fn(parameters, [tf.constant(s) for s in symbols]).numpy()
+
+
+def architecture(data: bytes, what: str = "bitstream") -> C3Architecture:
+    """The architecture a C3 file declares (BitstreamError if it is not a C3 file)."""
+    container = parse(data, what)
+    if container.codec != "c3":
+        raise BitstreamError(f"{what}: codec {container.codec!r} is not C3.")
+    return C3Architecture.from_bytes(container.header, what)
 
 
 def encode(model, weight_step: float, bias_step: float) -> EncodedC3:

@@ -246,7 +246,9 @@ def _resize_fixed(grid: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
 def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list[np.ndarray]:
     """Checks the quantised parameters and converts them for `IntegerC3` (float64).
 
-    Raises ValueError when they do not fit the architecture or the format's range.
+    Returns kernels and accumulator biases in `network_shapes()` order, then the weight
+    step 2^-weight_bits as a scalar. Raises ValueError when they do not fit the
+    architecture or the format's range.
     """
     if [tuple(np.shape(q)) for q in integers] != arch.network_shapes():
         raise ValueError("network parameters do not match the architecture")
@@ -256,7 +258,16 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
             integers[i], integers[i + 1], arch.weight_bits, arch.bias_bits, f"layer {i // 2}"
         )
         parameters += [kernel, bias]
-    return parameters
+    return parameters + [np.float64(np.ldexp(1.0, -arch.weight_bits))]
+
+
+def compiled_key(arch: C3Architecture) -> C3Architecture:
+    """What a compiled decoder depends on: the architecture without the network steps.
+
+    The steps reach the fixed-point networks as inputs (`prepare_parameters`), so files
+    that differ only in their steps share one compiled decoder.
+    """
+    return dataclasses.replace(arch, weight_bits=0, bias_bits=0)
 
 
 class IntegerC3:
@@ -272,9 +283,10 @@ class IntegerC3:
     def __init__(self, arch: C3Architecture, parameters):
         self.arch = arch
         self.gelu_table = tf.constant(fp.gelu_lookup_table(arch.gelu_approximate))
+        weight_step = parameters[-1]
         layers = [
-            fp.FixedPointLayer(kernel, bias, arch.weight_bits)
-            for kernel, bias in zip(parameters[0::2], parameters[1::2], strict=True)
+            fp.FixedPointLayer(kernel, bias, weight_step)
+            for kernel, bias in zip(parameters[0:-1:2], parameters[1:-1:2], strict=True)
         ]
         num_mlp = len(arch.synthesis_hidden) + 1
         num_res = arch.num_residual_layers

@@ -175,16 +175,21 @@ def layer_parameters(
 
 
 class FixedPointLayer:
-    """One layer (dense or conv kernel) of `layer_parameters`, evaluated in fixed point."""
+    """One layer (dense or conv kernel) of `layer_parameters`, evaluated in fixed point.
 
-    def __init__(self, kernel, accumulator_bias, weight_bits: int):
+    `weight_step` is 2^-weight_bits (a float or a scalar tensor: a traced decoder takes it
+    as an input, so that one compilation serves files with any step).
+    """
+
+    def __init__(self, kernel, accumulator_bias, weight_step):
         self.weights = kernel
         self.bias = accumulator_bias
-        self.weight_bits = int(weight_bits)
+        self.weight_step = weight_step
 
     def rescale(self, accumulator: tf.Tensor) -> tf.Tensor:
         """Accumulator (scale 2^-(12 + k)) + bias -> clamped activation (scale 2^-12)."""
-        out = round_shift(accumulator + self.bias, self.weight_bits)
+        # round_shift by k bits: multiplying by 2^-k is exact.
+        out = tf.floor((accumulator + self.bias) * self.weight_step + 0.5)
         limit = float(ACTIVATION_LIMIT)
         return tf.clip_by_value(out, -limit, limit)
 

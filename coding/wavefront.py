@@ -179,7 +179,7 @@ class LatentCoder:
         limit = fp.SYMBOL_LIMIT
         schedule = self.schedule
         use_prev = self.arch.use_prev_grid
-        num_parameters = len(self.arch.network_shapes())
+        num_parameters = len(self.arch.network_shapes()) + 1  # + the weight step
 
         # Exact arithmetic makes XLA's fusion harmless: same integers with or without it.
         @tf.function(jit_compile=jit, autograph=False)

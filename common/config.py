@@ -34,11 +34,12 @@ def check_config_path(argv: list[str]) -> None:
 
 
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's start-up chatter (CUDA probes) unless the user asked for it.
+    """Hides TensorFlow's C++ start-up chatter (CUDA probes) unless the user asked for it.
 
-    Takes effect only before TensorFlow is imported: scripts call it first.
+    Takes effect only before TensorFlow is imported: scripts call it first. Errors that
+    matter reach the user as Python exceptions, which the scripts report.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -1,0 +1,168 @@
+"""C3 bitstreams end to end: real files that decode anywhere to what the encoder promised."""
+
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from coding import c3_codec
+from coding.container import BitstreamError, parse
+from common.images import encode_png, to_float
+from configs import c3_kodak
+from models.c3.fit import C3Fitter
+from models.registry import build_per_image_model
+from tests.conftest import ROOT, smooth_image, tiny_fit_config
+
+GOLDEN = os.path.join(ROOT, "tests", "data", "golden.c3")
+# sha256 of the PNG that tests/data/golden.c3 decodes to (see tests/data/README.md).
+GOLDEN_PNG_SHA256 = "88d494d949fdf69045f41794fe08707e4ff0dccf1cbaa9f1eafd0955c6beb076"
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A 32x48 image fitted briefly at lambda 2e-3, and its bitstream."""
+    image = smooth_image(32, 48, seed=4)
+    model = build_per_image_model(c3_kodak.get_config().model, 32, 48)
+    fitter = C3Fitter(model, tiny_fit_config(60, 6))
+    fitter.reset(to_float(image), 2e-3)
+    fit = fitter.fit()
+    return image, model, fit, c3_codec.encode(model, fit.weight_step, fit.bias_step)
+
+
+def test_decodes_to_the_encoders_latents_and_rate_is_as_estimated(fitted):
+    image, model, fit, encoded = fitted
+    decoded = c3_codec.decode(encoded.data)
+    for a, b in zip(decoded.symbols, model.symbols(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert encoded.num_bits == 8 * len(encoded.data)
+    assert encoded.num_bits == encoded.bits_header + encoded.bits_networks + encoded.bits_latents
+    # Measured <= 1.01 x estimated (latents + networks) + the header.
+    estimate = fit.bits_latents + fit.bits_networks
+    assert encoded.num_bits <= 1.01 * estimate + encoded.bits_header
+    # The decoded image is the fitted model's (fixed point vs float: rare 1-level steps).
+    assert np.abs(decoded.image.astype(int) - fit.reconstruction).max() <= 1
+    assert np.mean(decoded.image != fit.reconstruction) < 0.05
+
+
+DECODE_IN_SUBPROCESS = """
+import sys
+import tensorflow as tf
+inter, intra, jit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+tf.config.threading.set_inter_op_parallelism_threads(inter)
+tf.config.threading.set_intra_op_parallelism_threads(intra)
+from coding import c3_codec
+from common.images import encode_png
+data = open(sys.argv[4], "rb").read()
+sys.stdout.buffer.write(encode_png(c3_codec.decode(data, jit=jit).image))
+"""
+
+
+def test_other_processes_decode_bit_identically(fitted, tmp_path):
+    """Another process, other thread counts, XLA on or off: the same PNG bytes."""
+    _, _, _, encoded = fitted
+    path = tmp_path / "image.c3"
+    path.write_bytes(encoded.data)
+    expected = encode_png(c3_codec.decode(encoded.data).image)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    for inter, intra, jit in [(1, 1, "0"), (2, 2, "1")]:
+        out = subprocess.run(
+            [sys.executable, "-c", DECODE_IN_SUBPROCESS, str(inter), str(intra), jit, str(path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr.decode()[-2000:]
+        assert out.stdout == expected
+
+
+def test_golden_bitstream_decodes_to_the_pinned_image():
+    """The format cannot change silently: a change needs a version bump and a new golden."""
+    with open(GOLDEN, "rb") as f:
+        decoded = c3_codec.decode(f.read())
+    assert decoded.image.shape == (32, 48, 3)
+    assert hashlib.sha256(encode_png(decoded.image)).hexdigest() == GOLDEN_PNG_SHA256
+
+
+def mutations(data: bytes, header_end: int, count: int, seed: int = 0):
+    """Damaged versions of a file: bit flips, bytes, cuts, insertions; some keep a valid CRC."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        d = bytearray(data)
+        kind = i % 6
+        if kind == 0:  # a few bit flips anywhere
+            for _ in range(rng.randint(1, 8)):
+                j = rng.randrange(len(d))
+                d[j] ^= 1 << rng.randrange(8)
+        elif kind == 1:  # bit flips in the payload only (the header stays valid)
+            for _ in range(rng.randint(1, 4)):
+                j = rng.randrange(header_end, len(d))
+                d[j] ^= 1 << rng.randrange(8)
+        elif kind == 2:  # truncation
+            d = d[: rng.randrange(len(d))]
+        elif kind == 3:  # random bytes inserted or deleted
+            j = rng.randrange(len(d))
+            if rng.random() < 0.5:
+                d[j:j] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+            else:
+                del d[j : j + rng.randint(1, 16)]
+        elif kind == 4:  # random overwrite of a payload run
+            j = rng.randrange(header_end, len(d))
+            n = min(len(d) - j, rng.randint(1, 64))
+            d[j : j + n] = bytes(rng.randrange(256) for _ in range(n))
+        else:  # C3 header fields other than the image size, with the CRC recomputed
+            d = bytearray(recrc(bytes(d), rng))
+        out.append(bytes(d))
+    return out
+
+
+def recrc(data: bytes, rng: random.Random) -> bytes:
+    import binascii
+
+    container = parse(data)
+    header = bytearray(container.header)
+    j = rng.randrange(4, len(header))  # bytes 0-3 are the image size
+    header[j] ^= 1 << rng.randrange(8)
+    rebuilt = type(container)(container.codec, bytes(header), container.sections).to_bytes()
+    assert rebuilt[:2] == data[:2] and binascii.crc_hqx(b"", 0) == 0
+    return rebuilt
+
+
+def test_fuzzed_files_decode_or_fail_cleanly(fitted):
+    """300 damaged files: each decodes to an image or raises BitstreamError, quickly."""
+    _, _, _, encoded = fitted
+    data = encoded.data
+    header_end = len(data) - sum(len(s) for s in parse(data).sections)
+    outcomes = {"image": 0, "error": 0}
+    for i, damaged in enumerate(mutations(data, header_end, 300)):
+        start = time.perf_counter()
+        try:
+            decoded = c3_codec.decode(damaged, jit=False)
+        except BitstreamError as e:
+            assert str(e)
+            outcomes["error"] += 1
+        else:
+            assert decoded.image.dtype == np.uint8 and decoded.image.ndim == 3
+            outcomes["image"] += 1
+        assert time.perf_counter() - start < 30, f"mutation {i} took too long"
+    assert outcomes["image"] > 0 and outcomes["error"] > 0, outcomes
+
+
+@pytest.mark.parametrize("height,width", [(0, 48), (60000, 60000)])
+def test_absurd_sizes_are_refused(fitted, height, width):
+    from coding.c3_networks import C3Architecture
+
+    _, _, _, encoded = fitted
+    container = parse(encoded.data)
+    header = bytearray(container.header)
+    header[0:4] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    bad = type(container)(container.codec, bytes(header), container.sections).to_bytes()
+    with pytest.raises(BitstreamError, match="image size|pixels"):
+        c3_codec.decode(bad)
+    assert C3Architecture.from_bytes(container.header).height == 32

@@ -1,0 +1,124 @@
+"""The fixed-point C3 decoder networks: header round trip, shapes, closeness to the float model."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from coding import laplace_tables as lt
+from coding.c3_networks import (
+    C3Architecture,
+    IntegerC3,
+    integer_antialias_matrix,
+    integer_bilinear_taps,
+    prepare_parameters,
+)
+from coding.container import BitstreamError
+from configs import c3_clic2020, c3_kodak, coolchic
+from models.c3.model import C3Model
+from models.c3.upsampling import bilinear_taps
+from models.registry import build_per_image_model
+
+STEPS = (2.0**-8, 2.0**-10)
+
+
+def random_model(config=None, height=24, width=40, seed=0) -> C3Model:
+    config = config or c3_kodak.get_config().model
+    model = build_per_image_model(config, height, width)
+    rng = np.random.default_rng(seed)
+    for v in model.network_variables:
+        v.assign(rng.normal(0, 0.3, v.shape).astype(np.float32))
+    model.set_network_integers(model.network_integers(*STEPS), *STEPS)
+    return model
+
+
+@pytest.mark.parametrize("module", [c3_kodak, c3_clic2020, coolchic])
+def test_header_round_trip_and_shapes(module):
+    model = build_per_image_model(module.get_config().model, 33, 47)
+    arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
+    assert C3Architecture.from_bytes(arch.to_bytes()) == arch
+    assert arch.network_shapes() == [tuple(v.shape) for v in model.network_variables]
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(height=0), "image size"),
+        (dict(height=65535, width=65535), "pixels"),
+        (dict(num_grids=0), "number of grids"),
+        (dict(residual_kernel_size=4), "residual kernel"),
+        (dict(scale_range=(2.0, 1.0)), "scale range"),
+        (dict(q_step=float("nan")), "q_step"),
+    ],
+)
+def test_invalid_header_is_a_bitstream_error(change, message):
+    model = build_per_image_model(c3_kodak.get_config().model, 16, 16)
+    arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
+    bad = dataclasses.replace(arch, **change)
+    with pytest.raises(BitstreamError, match=message):
+        C3Architecture.from_bytes(bad.to_bytes())
+
+
+def test_steps_must_be_powers_of_two():
+    model = build_per_image_model(c3_kodak.get_config().model, 16, 16)
+    with pytest.raises(ValueError, match="power of two"):
+        C3Architecture.from_model_config(model.get_config(), 1e-3, 2.0**-8)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(12, 768), (3, 47), (1, 33), (24, 48), (47, 47)])
+def test_integer_bilinear_taps_match_the_float_taps(n_in, n_out):
+    x = np.random.default_rng(0).normal(size=n_in)
+    i0, i1, weight = integer_bilinear_taps(n_in, n_out)
+    ours = x[i0] + (x[i1] - x[i0]) * weight / 256
+    f0, f1, float_weight = bilinear_taps(n_in, n_out)
+    reference = x[f0] + (x[f1] - x[f0]) * float_weight
+    # Weights rounded to 2^-8 (exact for power-of-two ratios such as 12 -> 768).
+    np.testing.assert_allclose(ours, reference, atol=np.abs(np.diff(x)).max(initial=0) / 512)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(48, 24), (47, 24), (33, 17), (2, 1), (5, 5)])
+def test_integer_antialias_resize_matches_tf(n_in, n_out):
+    matrix = integer_antialias_matrix(n_in, n_out)
+    assert np.all(matrix.sum(axis=1) == 256)
+    x = np.random.default_rng(0).normal(size=(n_in, 3)).astype(np.float32)
+    reference = tf.image.resize(x[None, :, :, None], (n_out, 3), antialias=True)[0, :, :, 0]
+    np.testing.assert_allclose(matrix @ x / 256, reference.numpy(), atol=0.02)
+
+
+def integer_model(model: C3Model) -> IntegerC3:
+    arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
+    return IntegerC3(arch, prepare_parameters(arch, model.network_integers(*STEPS)))
+
+
+@pytest.mark.parametrize("module", [c3_kodak, coolchic])
+def test_context_model_matches_the_float_model(module):
+    model = random_model(module.get_config().model)
+    integer = integer_model(model)
+    rng = np.random.default_rng(1)
+    context = rng.integers(-6, 7, (2000, len(model.context_model.offsets))).astype(np.int32)
+    loc, scale = model.context_model.distribution_params(tf.constant(context * model.q_step))
+    rows, rounded = integer.context_rows(tf.constant(context))
+    mu = loc.numpy() / model.q_step
+    scale_index = np.clip(
+        np.round((np.log(scale.numpy() / model.q_step) - lt.LN_SCALE_MIN) * lt.SCALES_PER_LN),
+        0,
+        lt.NUM_SCALES - 1,
+    )
+    got_scale, got_bucket = np.divmod(rows.numpy(), lt.NUM_OFFSETS)
+    got_mu = rounded.numpy() + got_bucket / lt.OFFSET_BUCKETS - 0.5
+    assert np.abs(got_mu - mu).max() < 1 / lt.OFFSET_BUCKETS
+    assert np.abs(got_scale - scale_index).max() <= 1
+
+
+def test_synthesis_matches_the_float_model():
+    model = random_model(height=24, width=40)
+    integer = integer_model(model)
+    rng = np.random.default_rng(2)
+    symbols = [rng.integers(-3, 4, s).astype(np.int32) for s in model.grid_shapes]
+    model.latent_grids.assign_symbols(symbols)
+    target = np.zeros((24, 40, 3), np.float32)
+    floats = np.round(model(target, mode="round")["reconstruction"].numpy() * 255)
+    ours = integer.synthesize([tf.constant(s) for s in symbols]).numpy()
+    assert np.abs(ours.astype(int) - floats).max() <= 1
+    assert np.mean(ours != floats) < 0.05
