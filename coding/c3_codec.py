@@ -86,12 +86,18 @@ def synthesize(
     return fn(parameters, [tf.constant(s) for s in symbols]).numpy()
 
 
-def architecture(data: bytes, what: str = "bitstream") -> C3Architecture:
-    """The architecture a C3 file declares (BitstreamError if it is not a C3 file)."""
+def _parse_c3(data: bytes, what: str) -> tuple[Container, C3Architecture]:
     container = parse(data, what)
     if container.codec != "c3":
         raise BitstreamError(f"{what}: codec {container.codec!r} is not C3.")
-    return C3Architecture.from_bytes(container.header, what)
+    if len(container.sections) != 2:
+        raise BitstreamError(f"{what}: C3 needs 2 sections, found {len(container.sections)}.")
+    return container, C3Architecture.from_bytes(container.header, what)
+
+
+def architecture(data: bytes, what: str = "bitstream") -> C3Architecture:
+    """The architecture a C3 file declares (BitstreamError if it is not a C3 file)."""
+    return _parse_c3(data, what)[1]
 
 
 def encode(model, weight_step: float, bias_step: float) -> EncodedC3:
@@ -134,12 +140,7 @@ def decode(data: bytes, jit: bool = True, what: str = "bitstream") -> DecodedC3:
 
     `jit` runs the fixed-point networks through XLA: faster on a CPU, same integers.
     """
-    container = parse(data, what)
-    if container.codec != "c3":
-        raise BitstreamError(f"{what}: codec {container.codec!r} is not C3.")
-    if len(container.sections) != 2:
-        raise BitstreamError(f"{what}: C3 needs 2 sections, found {len(container.sections)}.")
-    arch = C3Architecture.from_bytes(container.header, what)
+    container, arch = _parse_c3(data, what)
     start = time.perf_counter()
     integers = weights.decode_networks(container.sections[0], arch.network_shapes())
     try:

@@ -150,8 +150,11 @@ def decode_networks(data: bytes, shapes: list[tuple[int, ...]]) -> list[np.ndarr
                 for i, n in zip(laplace, sizes, strict=True)
             ]
         )
-        handle = tfc.create_range_decoder(range_coded, tables.lookup)
-        handle, symbols = tfc.entropy_decode_index(handle, rows, [len(rows)], tf.int32)
+        try:
+            handle = tfc.create_range_decoder(range_coded, tables.lookup)
+            handle, symbols = tfc.entropy_decode_index(handle, rows, [len(rows)], tf.int32)
+        except tf.errors.OpError as e:
+            raise BitstreamError(f"network section: cannot be decoded ({e.message}).") from None
         values = symbols.numpy().astype(np.int64) - tables.half_widths[rows]
         for i, part in zip(laplace, np.split(values, np.cumsum(sizes)[:-1]), strict=True):
             decoded[i] = part
