@@ -58,24 +58,27 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
-def aggregate(rows: list[dict], name: str, description: str = "") -> dict:
-    """Means over images per rate point (lambda), in CompressAI's results layout.
+def aggregate(rows: list[dict], name: str, description: str = "", point_key: str = "lmbda") -> dict:
+    """Means over images per rate point, in CompressAI's results layout.
+
+    A rate point is a value of `point_key`: lambda for learned codecs, the quality
+    setting for classical ones (`quality`).
 
     `psnr-rgb` is the mean of per-image PSNRs (C3's and CompressAI's convention);
     `psnr-rgb-of-mean-mse` is the PSNR of the mean MSE. `bpp` is the measured rate of
     the files; where no file was written yet it is the estimate (`bpp_is_estimate`).
     """
-    by_lmbda = defaultdict(list)
+    by_point = defaultdict(list)
     for row in rows:
-        by_lmbda[row["lmbda"]].append(row)
+        by_point[row.get(point_key)].append(row)
     points = []
-    for lmbda, group in by_lmbda.items():
+    for point, group in by_point.items():
         measured = all(r["bpp"] is not None for r in group)
         bpp = _mean([r["bpp"] if measured else r["bpp_estimated"] for r in group])
         mean_mse = _mean([r["mse"] for r in group])
         points.append(
             {
-                "lmbda": lmbda,
+                point_key: point,
                 "bpp": bpp,
                 "bpp_is_estimate": not measured,
                 "psnr-rgb": _mean([r["psnr"] for r in group]),
@@ -96,7 +99,7 @@ def aggregate(rows: list[dict], name: str, description: str = "") -> dict:
         "ms-ssim-rgb",
         "encoding_time",
         "decoding_time",
-        "lmbda",
+        point_key,
         "num_images",
         "bpp_is_estimate",
     ]
@@ -108,8 +111,10 @@ def aggregate(rows: list[dict], name: str, description: str = "") -> dict:
     }
 
 
-def write_aggregate(path: str, rows: list[dict], name: str, description: str = "") -> dict:
-    summary = aggregate(rows, name, description)
+def write_aggregate(
+    path: str, rows: list[dict], name: str, description: str = "", point_key: str = "lmbda"
+) -> dict:
+    summary = aggregate(rows, name, description, point_key)
     atomic_write_json(path, summary)
     return summary
 

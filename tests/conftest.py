@@ -38,3 +38,34 @@ def tiny_fit_config(num_noise_steps: int = 60, max_ste_steps: int = 10, jit: boo
     fit.log_every = 20
     fit.jit_compile = jit
     return fit
+
+
+# Debian packages of the classical codecs' command-line tools (bench.codecs).
+CODEC_PACKAGES = ("libjpeg-turbo-progs", "webp", "libopenjp2-tools", "libavif-bin",
+                  "libjxl-tools", "ffmpeg", "x265")  # fmt: skip
+CODEC_TOOLS = ("cjxl", "djxl", "x265", "ffmpeg")
+
+
+@pytest.fixture(scope="session")
+def codec_tools():
+    """Makes sure the codec tools exist: installs them when the tests run as root (CI)."""
+    import shutil
+    import subprocess
+
+    missing = [t for t in CODEC_TOOLS if shutil.which(t) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        pytest.skip(f"codec tools {missing} missing and not root: apt-get install them.")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+    out = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *CODEC_PACKAGES],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    still = [t for t in CODEC_TOOLS if shutil.which(t) is None]
+    if still:
+        pytest.fail(f"apt-get could not install {still}: {out.stderr[-1000:]}")

@@ -1,0 +1,1 @@
+"""Benchmarks against the field: classical codecs, BD-rate, RD plots."""

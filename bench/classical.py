@@ -1,0 +1,149 @@
+"""Runs classical codecs on a folder of images and writes their RD curves.
+
+    python -m bench.classical --codecs jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420 \\
+        --images DIR --out DIR [--jobs N] [--qualities 30,50,70]
+
+For every codec, image and quality setting: encode to a real file, decode it, and record
+bpp = 8 * file bytes / pixels and PSNR / MS-SSIM of the decoded 8-bit RGB against the
+original. Writes OUT/<codec>/results/<image>_q<quality>.json (the project's results
+rows), OUT/<codec>.json (the aggregate in CompressAI's layout: one point per quality
+setting, means over images; codec versions in the description) and OUT/<codec>.csv
+(bpp,psnr) for the BD-rate and plot tools.
+"""
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+
+from bench.codecs import CODECS, CodecError
+
+DEFAULT_CODECS = "jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420"
+
+
+def _measure(task) -> dict:
+    """One (codec, image, quality) point: runs in a worker process."""
+    codec_name, path, quality = task
+    from common import metrics, results
+    from common.images import read_image
+
+    codec = CODECS[codec_name]
+    image = read_image(path)
+    start = time.perf_counter()
+    data = codec.encode(image, quality)
+    encode_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = codec.decode(data, image.shape[:2])
+    decode_seconds = time.perf_counter() - start
+    if decoded.shape != image.shape:
+        raise CodecError(f"{codec_name} decoded {path} to shape {decoded.shape}.")
+    height, width = image.shape[:2]
+    return results.result_row(
+        image=os.path.splitext(os.path.basename(path))[0],
+        model=codec_name,
+        quality=quality,
+        bpp=8 * len(data) / (height * width),
+        bytes=len(data),
+        psnr=metrics.psnr(decoded, image),
+        mse=metrics.mse(decoded, image),
+        ms_ssim=metrics.ms_ssim(decoded, image),
+        encode_seconds=encode_seconds,
+        decode_seconds=decode_seconds,
+        height=height,
+        width=width,
+    )
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # MS-SSIM imports TensorFlow
+
+
+def run(codec_names, image_paths, out_dir, jobs=1, qualities=None) -> dict:
+    """Measures every codec; returns {codec: aggregate} and writes the files above."""
+    from bench.curves import Curve, write_csv
+    from common import results
+
+    codecs = [CODECS[name] for name in codec_names]
+    for codec in codecs:
+        codec.check()
+    tasks = [
+        (codec.name, path, quality)
+        for codec in codecs
+        for quality in (qualities or codec.qualities)
+        for path in image_paths
+    ]
+    if jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(jobs, initializer=_worker_init) as pool:
+            rows = pool.map(_measure, tasks, chunksize=1)
+    else:
+        _worker_init()
+        rows = [_measure(task) for task in tasks]
+    summaries = {}
+    for codec in codecs:
+        codec_rows = [r for r in rows if r["model"] == codec.name]
+        for row in codec_rows:
+            name = f"{row['image']}_q{row['quality']}.json"
+            results.write_result(os.path.join(out_dir, codec.name, "results", name), row)
+        summary = results.write_aggregate(
+            os.path.join(out_dir, f"{codec.name}.json"),
+            codec_rows,
+            codec.name,
+            f"{codec.name} ({codec.version()}), one quality setting per point over "
+            f"{len(image_paths)} images; bpp from the file size, PSNR on decoded 8-bit RGB.",
+            point_key="quality",
+        )
+        points = summary["results"]
+        write_csv(
+            os.path.join(out_dir, f"{codec.name}.csv"),
+            Curve(codec.name, points["bpp"], points["psnr-rgb"], classical=True),
+        )
+        summaries[codec.name] = summary
+    return summaries
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.classical", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--codecs", default=DEFAULT_CODECS, help="comma-separated")
+    parser.add_argument("--images", required=True, help="folder of PNG images")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--qualities", default="", help="comma-separated (one codec only)")
+    args = parser.parse_args(argv)
+    from common.datasets import IMAGE_EXTENSIONS
+
+    try:
+        names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+        unknown = [n for n in names if n not in CODECS]
+        if unknown or not names:
+            raise CodecError(f"unknown codec(s) {unknown}; choose from {', '.join(CODECS)}.")
+        if not os.path.isdir(args.images):
+            raise CodecError(f"--images {args.images!r} is not a folder.")
+        paths = sorted(
+            os.path.join(args.images, f)
+            for f in os.listdir(args.images)
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if not paths:
+            raise CodecError(f"no PNG images in {args.images!r}.")
+        qualities = None
+        if args.qualities:
+            if len(names) != 1:
+                raise CodecError("--qualities applies to one codec at a time.")
+            qualities = [float(q) if "." in q else int(q) for q in args.qualities.split(",")]
+        summaries = run(names, paths, args.out, max(1, args.jobs), qualities)
+    except (CodecError, ValueError) as e:
+        print(f"bench.classical: error: {e}", file=sys.stderr)
+        return 2
+    for name, summary in summaries.items():
+        points = summary["results"]
+        span = f"{min(points['bpp']):.3f} .. {max(points['bpp']):.3f} bpp"
+        print(f"{name}: {len(points['bpp'])} points, {span} -> {args.out}/{name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

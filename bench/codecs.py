@@ -1,0 +1,321 @@
+"""Classical image codecs, driven through their real libraries and command-line tools.
+
+Each codec maps (8-bit RGB image, one quality setting) to the bytes of a real file and
+decodes those bytes back to 8-bit RGB. A curve point uses ONE setting for every image,
+as VTM, BPG and the published learned curves do. Settings follow what measures each codec
+at its best on PSNR (../reference notes, docs/bench.md):
+
+- JPEG, WebP, JPEG 2000, AVIF: Pillow's built-in libjpeg-turbo, libwebp, OpenJPEG and
+  libavif. JPEG 2000 uses the irreversible 9/7 wavelet with the colour transform (without
+  them Pillow codes losslessly-oriented 5/3 and loses ~6 dB); AVIF is 4:4:4, speed 6.
+- JPEG XL: `cjxl -d D -e 7`, decoded by `djxl`.
+- HEVC intra (our stand-in for BPG, which is x265 intra inside): we convert RGB to
+  full-range BT.601 Y'CbCr ourselves, hand x265 raw planes (`--keyint 1 --preset
+  veryslow --tune psnr --no-info`), decode with ffmpeg to raw planes and convert back
+  with the same matrix. Letting ffmpeg's scaler convert (limited range) or keeping x265's
+  psycho-visual tuning and settings SEI would cost quality and bits that are not HEVC's.
+"""
+
+import dataclasses
+import functools
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, features
+
+# Debian packages that provide each command-line tool.
+TOOL_PACKAGES = {
+    "cjxl": "libjxl-tools",
+    "djxl": "libjxl-tools",
+    "x265": "x265",
+    "ffmpeg": "ffmpeg",
+}
+
+
+class CodecError(RuntimeError):
+    """A codec that cannot run here (missing tool) or that failed on an image."""
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        package = TOOL_PACKAGES.get(name, name)
+        raise CodecError(
+            f"{name} not found: install the Debian package {package} (apt-get install {package})."
+        )
+    return path
+
+
+def _run(args: list[str], what: str) -> bytes:
+    out = subprocess.run(args, capture_output=True, timeout=600)
+    if out.returncode != 0:
+        message = out.stderr.decode(errors="replace").strip().splitlines()
+        raise CodecError(f"{what} failed: {message[-1] if message else out.returncode}")
+    return out.stdout
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    name: str
+    qualities: tuple  # one curve point per setting, from low to high rate
+    encode: Callable[[np.ndarray, float], bytes]
+    decode: Callable[[bytes, tuple[int, int]], np.ndarray]
+    version: Callable[[], str]
+    check: Callable[[], None] = lambda: None  # raises CodecError if it cannot run here
+
+
+# Pillow codecs.
+
+
+def _pillow_encode(image: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _pillow_decode(data: bytes, size) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _pillow_check(feature: str, name: str) -> Callable[[], None]:
+    def check():
+        if not features.check(feature):
+            raise CodecError(f"this Pillow has no {name} support; pip install pillow>=11.")
+
+    return check
+
+
+def _pillow_version(feature: str) -> Callable[[], str]:
+    import PIL
+
+    return lambda: f"Pillow {PIL.__version__}, {feature} {features.version(feature)}"
+
+
+def _jpeg2000_encode(image: np.ndarray, bpp: float) -> bytes:
+    # One compression ratio for every image: 24 bits per pixel / target bpp.
+    return _pillow_encode(
+        image,
+        "JPEG2000",
+        irreversible=True,
+        mct=1,
+        quality_mode="rates",
+        quality_layers=[24.0 / bpp],
+    )
+
+
+# JPEG XL.
+
+
+def _jxl_encode(image: np.ndarray, distance: float) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in.png"), os.path.join(tmp, "out.jxl")
+        Image.fromarray(image).save(source)
+        _run([require_tool("cjxl"), source, target, "-d", str(distance), "-e", "7"], "cjxl")
+        with open(target, "rb") as f:
+            return f.read()
+
+
+def _jxl_decode(data: bytes, size) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in.jxl"), os.path.join(tmp, "out.png")
+        with open(source, "wb") as f:
+            f.write(data)
+        _run([require_tool("djxl"), source, target], "djxl")
+        with Image.open(target) as decoded:
+            return np.asarray(decoded.convert("RGB"))
+
+
+def _tool_version(args: list[str], pattern: str) -> str:
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    for line in (out.stdout + out.stderr).splitlines():
+        if pattern in line:
+            return line.strip()
+    return "unknown version"
+
+
+# HEVC intra with x265 on our own full-range BT.601 Y'CbCr planes.
+
+_KR, _KB = 0.299, 0.114
+
+
+def rgb_to_ycbcr(image: np.ndarray) -> np.ndarray:
+    """Full-range BT.601 (JPEG / BPG) Y'CbCr, float, planes last."""
+    rgb = image.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = _KR * r + (1 - _KR - _KB) * g + _KB * b
+    cb = (b - y) / (2 * (1 - _KB)) + 128
+    cr = (r - y) / (2 * (1 - _KR)) + 128
+    return np.stack([y, cb, cr], axis=-1)
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    y, cb, cr = ycbcr[..., 0], ycbcr[..., 1] - 128, ycbcr[..., 2] - 128
+    r = y + 2 * (1 - _KR) * cr
+    b = y + 2 * (1 - _KB) * cb
+    g = (y - _KR * r - _KB * b) / (1 - _KR - _KB)
+    rgb = np.stack([r, g, b], axis=-1)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+# x265 (64x64 coding tree units with the veryslow preset) cannot code a picture smaller
+# than one unit: smaller images are padded by edge replication and cropped after decoding.
+_MIN_HEVC_SIDE = 64
+
+
+def _hevc_size(h: int, w: int) -> tuple[int, int]:
+    """The coded picture size: even (4:2:0 chroma) and at least one coding tree unit."""
+    return max(_MIN_HEVC_SIDE, h + h % 2), max(_MIN_HEVC_SIDE, w + w % 2)
+
+
+def _planes(image: np.ndarray, chroma_420: bool) -> tuple[bytes, tuple[int, int]]:
+    """Raw 8-bit planes (Y, Cb, Cr) of the padded image (`_hevc_size`), and its size."""
+    h, w = image.shape[:2]
+    ph, pw = _hevc_size(h, w)
+    padded = np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    ycbcr = rgb_to_ycbcr(padded)
+    planes = [ycbcr[..., 0]]
+    for c in (1, 2):
+        plane = ycbcr[..., c]
+        if chroma_420:  # 2x2 mean: chroma sited between the luma samples
+            plane = plane.reshape(plane.shape[0] // 2, 2, plane.shape[1] // 2, 2).mean((1, 3))
+        planes.append(plane)
+    data = b"".join(np.clip(np.round(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
+    return data, padded.shape[:2]
+
+
+def _upsample_chroma(plane: np.ndarray) -> np.ndarray:
+    """2x bilinear upsampling with half-pixel centres (the inverse siting of `_planes`)."""
+    h, w = plane.shape
+    image = Image.fromarray(plane.astype(np.float32), mode="F")
+    return np.asarray(image.resize((2 * w, 2 * h), Image.Resampling.BILINEAR), np.float64)
+
+
+def _hevc_encode(image: np.ndarray, qp: float, chroma_420: bool) -> bytes:
+    raw, (h, w) = _planes(image, chroma_420)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in.yuv"), os.path.join(tmp, "out.hevc")
+        with open(source, "wb") as f:
+            f.write(raw)
+        args = [
+            require_tool("x265"),
+            "--input", source,
+            "--input-res", f"{w}x{h}",
+            "--input-csp", "i420" if chroma_420 else "i444",
+            "--input-depth", "8",
+            "--fps", "1",
+            "--frames", "1",
+            "--keyint", "1",
+            "--preset", "veryslow",
+            "--tune", "psnr",
+            "--qp", str(int(qp)),
+            "--no-info",
+            "--log-level", "error",
+            "--output", target,
+        ]  # fmt: skip
+        _run(args, "x265")
+        with open(target, "rb") as f:
+            return f.read()
+
+
+def _hevc_decode(data: bytes, size, chroma_420: bool) -> np.ndarray:
+    h, w = size
+    ph, pw = _hevc_size(h, w)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "in.hevc")
+        with open(source, "wb") as f:
+            f.write(data)
+        pix_fmt = "yuv420p" if chroma_420 else "yuv444p"
+        raw = _run(
+            [require_tool("ffmpeg"), "-loglevel", "error", "-i", source, "-f", "rawvideo",
+             "-pix_fmt", pix_fmt, "-"],
+            "ffmpeg",
+        )  # fmt: skip
+    luma = np.frombuffer(raw[: ph * pw], np.uint8).reshape(ph, pw).astype(np.float64)
+    ch, cw = (ph // 2, pw // 2) if chroma_420 else (ph, pw)
+    chroma = []
+    for i in range(2):
+        start = ph * pw + i * ch * cw
+        plane = np.frombuffer(raw[start : start + ch * cw], np.uint8).reshape(ch, cw)
+        chroma.append(_upsample_chroma(plane) if chroma_420 else plane.astype(np.float64))
+    if len(raw) != ph * pw + 2 * ch * cw:
+        raise CodecError(f"ffmpeg returned {len(raw)} bytes for a {pw}x{ph} {pix_fmt} frame.")
+    return ycbcr_to_rgb(np.stack([luma, *chroma], axis=-1))[:h, :w]
+
+
+def _hevc_check() -> None:
+    require_tool("x265")
+    require_tool("ffmpeg")
+
+
+def _hevc_codec(name: str, chroma_420: bool) -> Codec:
+    def version():
+        x265 = _tool_version([require_tool("x265"), "--version"], "HEVC encoder version")
+        ffmpeg = _tool_version([require_tool("ffmpeg"), "-version"], "ffmpeg version")
+        return f"x265 {x265.split('version ')[-1]}; {ffmpeg.split(' Copyright')[0]}"
+
+    return Codec(
+        name=name,
+        qualities=(47, 44, 41, 38, 35, 32, 29, 26, 23, 20, 17),
+        encode=functools.partial(_hevc_encode_q, chroma_420=chroma_420),
+        decode=functools.partial(_hevc_decode, chroma_420=chroma_420),
+        version=version,
+        check=_hevc_check,
+    )
+
+
+def _hevc_encode_q(image, qp, chroma_420):
+    return _hevc_encode(image, qp, chroma_420)
+
+
+CODECS = {
+    "jpeg": Codec(
+        "jpeg",
+        (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95),
+        lambda image, q: _pillow_encode(image, "JPEG", quality=int(q), optimize=True),
+        _pillow_decode,
+        _pillow_version("jpg"),
+        _pillow_check("jpg", "JPEG"),
+    ),
+    "webp": Codec(
+        "webp",
+        (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
+        lambda image, q: _pillow_encode(image, "WEBP", quality=int(q), method=6),
+        _pillow_decode,
+        _pillow_version("webp"),
+        _pillow_check("webp", "WebP"),
+    ),
+    "jpeg2000": Codec(
+        "jpeg2000",
+        (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0),
+        _jpeg2000_encode,
+        _pillow_decode,
+        _pillow_version("jpg_2000"),
+        _pillow_check("jpg_2000", "JPEG 2000"),
+    ),
+    "avif": Codec(
+        "avif",
+        (5, 10, 20, 30, 40, 50, 60, 70, 80, 90),
+        lambda image, q: _pillow_encode(
+            image, "AVIF", quality=int(q), speed=6, subsampling="4:4:4"
+        ),
+        _pillow_decode,
+        _pillow_version("avif"),
+        _pillow_check("avif", "AVIF"),
+    ),
+    "jxl": Codec(
+        "jxl",
+        (12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.75, 0.5, 0.3),
+        _jxl_encode,
+        _jxl_decode,
+        lambda: _tool_version([require_tool("cjxl"), "--version"], "cjxl"),
+        lambda: (require_tool("cjxl"), require_tool("djxl")) and None,
+    ),
+    "hevc444": _hevc_codec("hevc444", chroma_420=False),
+    "hevc420": _hevc_codec("hevc420", chroma_420=True),
+}

@@ -1,0 +1,122 @@
+"""bench: BD-rate identities, classical codecs for real on a small image, the plot tool."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench import bdrate, classical, codecs, plot
+from bench.curves import Curve, CurveError, read_curve
+from tests.conftest import ROOT, smooth_image
+
+RATES = [0.1, 0.2, 0.35, 0.6, 1.0, 1.6]
+PSNRS = [27.0, 29.5, 31.8, 34.0, 36.5, 39.0]
+
+
+def curve(name="a", rates=RATES, psnrs=PSNRS) -> Curve:
+    return Curve(name, list(rates), list(psnrs))
+
+
+@pytest.mark.parametrize("method", bdrate.METHODS)
+def test_bd_rate_identities(method):
+    anchor = curve()
+    assert bdrate.bd_rate(anchor, anchor, method) == pytest.approx(0, abs=1e-12)
+    for k in (0.7, 1.3, 2.0):
+        scaled = curve("k", [r * k for r in RATES])
+        assert bdrate.bd_rate(anchor, scaled, method) == pytest.approx(k - 1, rel=1e-9)
+    for d in (-0.5, 0.25, 1.0):
+        shifted = curve("d", psnrs=[p + d for p in PSNRS])
+        assert bdrate.bd_psnr(anchor, shifted, method) == pytest.approx(d, rel=1e-9)
+    assert bdrate.bd_psnr(anchor, anchor, method) == pytest.approx(0, abs=1e-12)
+
+
+def test_non_overlapping_curves_are_an_error():
+    low = curve("low", psnrs=[p - 20 for p in PSNRS])
+    for method in bdrate.METHODS:
+        with pytest.raises(bdrate.BDRateError, match="do not overlap"):
+            bdrate.bd_rate(curve(), low, method)
+    with pytest.raises(bdrate.BDRateError, match="at least 4"):
+        bdrate.bd_rate(curve(), curve("few", RATES[:3], PSNRS[:3]), "cubic")
+
+
+def test_curves_from_json_and_csv_and_the_cli(tmp_path):
+    (tmp_path / "anchor.csv").write_text(
+        "bpp,psnr\n" + "".join(f"{r},{p}\n" for r, p in zip(RATES, PSNRS, strict=True))
+    )
+    results = {"name": "ours", "results": {"bpp": [r * 0.9 for r in RATES], "psnr-rgb": PSNRS}}
+    (tmp_path / "ours.json").write_text(json.dumps(results))
+    assert read_curve(str(tmp_path / "ours.json")).name == "ours"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.bdrate",
+            str(tmp_path / "anchor.csv"),
+            str(tmp_path / "ours.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "BD-rate -10.00 %" in out.stdout, out.stdout + out.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "bench.bdrate", str(tmp_path / "anchor.csv"), "/nonexistent.csv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("bench.bdrate: error:")
+    with pytest.raises(CurveError):
+        read_curve(str(tmp_path / "anchor.csv").replace("anchor", "missing"))
+
+
+def test_ycbcr_round_trip_is_lossless_enough():
+    image = smooth_image(32, 48)
+    back = codecs.ycbcr_to_rgb(codecs.rgb_to_ycbcr(image))
+    assert np.abs(back.astype(int) - image).max() <= 1
+
+
+@pytest.mark.parametrize("name", sorted(codecs.CODECS))
+@pytest.mark.parametrize("height,width", [(65, 97), (33, 47)])
+def test_each_codec_round_trips_a_small_image(name, height, width, tmp_path, codec_tools):
+    path = tmp_path / "small.png"
+    Image.fromarray(smooth_image(height, width, seed=3)).save(path)
+    codec = codecs.CODECS[name]
+    low = classical._measure((name, str(path), codec.qualities[0]))
+    high = classical._measure((name, str(path), codec.qualities[-1]))
+    for row in (low, high):
+        assert row["bpp"] == pytest.approx(8 * row["bytes"] / (height * width))
+        assert row["height"] == height and row["width"] == width and row["model"] == name
+    # The best setting gives a faithful image (a real decode, not a placeholder).
+    assert high["psnr"] > 30 and high["psnr"] > low["psnr"] and high["bpp"] > low["bpp"]
+
+
+def test_missing_tool_names_the_package(monkeypatch):
+    monkeypatch.setattr(codecs.shutil, "which", lambda _: None)
+    with pytest.raises(codecs.CodecError, match="apt-get install libjxl-tools"):
+        codecs.CODECS["jxl"].check()
+
+
+def test_classical_cli_and_plot(tmp_path, codec_tools):
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in (1, 2):
+        Image.fromarray(smooth_image(32, 48, seed=seed)).save(images / f"im{seed}.png")
+    code = classical.main(
+        ["--codecs", "jpeg,webp", "--images", str(images), "--out", str(tmp_path / "out")]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "out" / "jpeg.json").read_text())
+    assert len(summary["results"]["bpp"]) == len(codecs.CODECS["jpeg"].qualities)
+    assert summary["results"]["num_images"][0] == 2 and "Pillow" in summary["description"]
+    assert len(os.listdir(tmp_path / "out" / "jpeg" / "results")) == 2 * 12
+    png = tmp_path / "rd.png"
+    files = [str(tmp_path / "out" / "jpeg.json"), str(tmp_path / "out" / "webp.csv")]
+    assert plot.main(["-f", *files, "-o", str(png), "--table"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.main(["-f", "/nonexistent.json", "-o", str(png)]) == 2
+    assert classical.main(["--codecs", "nope", "--images", str(images), "--out", "x"]) == 2
