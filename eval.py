@@ -2,6 +2,7 @@
 
 python eval.py --workdir RUN [--originals DIR] [--out DIR]
 python eval.py --bitstreams "DIR/*.c3" --originals DIR --out DIR
+python eval.py --collect ROOT/XID --out DIR   # merge a sweep's results
 
 Writes one results JSON per image (OUT/results/<image>.json) and the aggregate in
 CompressAI's layout (OUT/results.json); OUT defaults to RUN/eval.
@@ -21,6 +22,9 @@ _BITSTREAMS = flags.DEFINE_string("bitstreams", None, "Glob of bitstream files."
 _ORIGINALS = flags.DEFINE_string("originals", None, "Folder of the original images (PNG).")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: RUN/eval).")
 _NAME = flags.DEFINE_string("name", None, "Name of the curve in the aggregate.")
+_COLLECT = flags.DEFINE_string(
+    "collect", None, "Experiment directory (ROOT/XID): merge its work units' results."
+)
 _JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA (same output).")
 
 
@@ -29,8 +33,23 @@ def main(argv):
         raise ConfigError(f"unexpected arguments {argv[1:]}.")
     from coding import evaluate
 
-    if bool(_WORKDIR.value) == bool(_BITSTREAMS.value):
-        raise ConfigError("pass exactly one of --workdir RUN or --bitstreams GLOB.")
+    if sum(bool(v) for v in (_WORKDIR.value, _BITSTREAMS.value, _COLLECT.value)) != 1:
+        raise ConfigError("pass exactly one of --workdir RUN, --bitstreams GLOB, --collect DIR.")
+    if _COLLECT.value:
+        if not _OUT.value:
+            raise ConfigError("--collect needs --out DIR.")
+        from common.results import collect
+
+        try:
+            summary = collect(_COLLECT.value, _OUT.value, _NAME.value)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        points = summary["results"]
+        print(
+            f"{len(points['bpp'])} rate points from {sum(points['num_images'])} results; "
+            f"{os.path.join(_OUT.value, 'results.json')} and results.csv"
+        )
+        return
     if _WORKDIR.value:
         if not os.path.isdir(_WORKDIR.value):
             raise ConfigError(f"--workdir {_WORKDIR.value!r} is not a folder.")

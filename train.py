@@ -10,6 +10,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from common import preemption
 from common.config import (
     ConfigError,
     apply_sweep_entry,
@@ -21,11 +22,14 @@ from common.config import (
 )
 from common.datasets import DatasetError
 from common.images import ImageError
-from common.rundir import default_workdir, prepare_workdir
+from common.rundir import default_workdir, prepare_workdir, work_unit_name
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
 _HID = flags.DEFINE_integer("hid", None, "Sweep entry of the config's get_hyper() to run.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: ./runs/...).")
+_ROOT = flags.DEFINE_string(
+    "root", None, "Experiment directory: the run directory is ROOT/wid=<hid>-<name>-<k=v,...>."
+)
 
 
 def main(argv):
@@ -35,7 +39,10 @@ def main(argv):
     if _HID.value is not None:
         overrides = sweep_entry(flags.FLAGS["config"].config_filename, _HID.value)
         apply_sweep_entry(config, overrides, keep=cli_overridden_keys(sys.argv))
-    workdir = _WORKDIR.value or default_workdir(config.name, _HID.value, overrides)
+    workdir = _WORKDIR.value
+    if not workdir and _ROOT.value:
+        workdir = os.path.join(_ROOT.value, work_unit_name(_HID.value or 0, config.name, overrides))
+    workdir = workdir or default_workdir(config.name, _HID.value, overrides)
     prepare_workdir(workdir, config)
     logging.info("Run directory: %s", os.path.abspath(workdir))
     from models.registry import PER_IMAGE_MODELS
@@ -44,10 +51,15 @@ def main(argv):
         from coding import c3_experiment
         from models.c3.fit import FitError
 
+        preemption.install()
         try:
             c3_experiment.run(config, workdir)
         except FitError as e:
             raise SystemExit(f"train.py: error: fit failed: {e}") from None
+        except preemption.Preempted as e:
+            logging.warning("%s", e)
+            # 143 = killed by SIGTERM: a requeued Slurm task or a rerun resumes.
+            raise SystemExit(143) from None
     else:
         raise ConfigError(f"train.py does not know how to train model {config.model.name!r}.")
     logging.info("Done: results in %s", os.path.join(os.path.abspath(workdir), "results"))

@@ -68,7 +68,6 @@ def read_curve(path: str) -> Curve:
 
 
 def write_csv(path: str, curve: Curve) -> None:
-    from common.files import atomic_write_bytes
+    from common.results import write_curve_csv
 
-    lines = ["bpp,psnr"] + [f"{b:.6f},{p:.4f}" for b, p in zip(curve.bpp, curve.psnr, strict=True)]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    write_curve_csv(path, curve.bpp, curve.psnr)

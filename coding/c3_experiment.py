@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from coding import c3_codec
-from common import metrics, results
+from common import metrics, preemption, results
 from common.config import config_hash
 from common.datasets import load_images
 from common.files import atomic_write_bytes
@@ -102,6 +102,13 @@ def fit_one(config, name: str, image: np.ndarray, fitter: C3Fitter, workdir: str
     last_saved = [fitter_steps(fitter)]
 
     def checkpoint_fn() -> None:
+        if preemption.requested():
+            manager.save()
+            writer.flush()
+            raise preemption.Preempted(
+                f"{name}: stop requested (SIGTERM); saved a checkpoint at step "
+                f"{fitter_steps(fitter)}. A rerun resumes from it."
+            )
         if every > 0 and fitter_steps(fitter) - last_saved[0] >= every:
             manager.save()
             last_saved[0] = fitter_steps(fitter)

@@ -8,7 +8,7 @@ import math
 import os
 from collections import defaultdict
 
-from common.files import atomic_write_json
+from common.files import atomic_write_bytes, atomic_write_json
 
 # Fields every per-image result has (null where they do not apply yet).
 RESULT_FIELDS = (
@@ -121,3 +121,33 @@ def write_aggregate(
 
 def result_path(directory: str, image: str) -> str:
     return os.path.join(directory, "results", f"{image}.json")
+
+
+def write_curve_csv(path: str, bpp: list[float], psnr: list[float]) -> None:
+    """An RD curve as CSV with `bpp,psnr` columns (the anchors' format)."""
+    lines = ["bpp,psnr"] + [f"{b:.6f},{p:.4f}" for b, p in zip(bpp, psnr, strict=True)]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def collect(experiment: str, out_dir: str, name: str | None = None) -> dict:
+    """Merges the per-image results of every work unit of an experiment (a sweep).
+
+    Reads `<experiment>/wid=*/results/*.json` and writes `<out_dir>/results.json` (the
+    aggregate in CompressAI's layout, one point per lambda) and `<out_dir>/results.csv`
+    (bpp,psnr) for the BD-rate and plot tools. Raises ValueError if there is nothing.
+    """
+    if not os.path.isdir(experiment):
+        raise ValueError(f"--collect {experiment!r} is not a folder.")
+    rows = read_results(os.path.join(experiment, "wid=*", "results", "*.json"))
+    if not rows:
+        raise ValueError(f"{experiment}: no finished work units (wid=*/results/*.json).")
+    name = name or rows[0].get("model") or os.path.basename(os.path.abspath(experiment))
+    summary = write_aggregate(
+        os.path.join(out_dir, "results.json"),
+        rows,
+        name,
+        f"{name}: {len(rows)} per-image results merged from {os.path.abspath(experiment)}.",
+    )
+    points = summary["results"]
+    write_curve_csv(os.path.join(out_dir, "results.csv"), points["bpp"], points["psnr-rgb"])
+    return summary

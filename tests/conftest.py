@@ -12,6 +12,20 @@ if ROOT not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def run_script(script: str, *args, env: dict | None = None, timeout: float = 600):
+    """Runs one of the project's scripts as a user would: a subprocess in the repo root."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, script, *args],
+        cwd=ROOT,
+        env=env or dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def smooth_image(height: int = 32, width: int = 48, seed: int = 0) -> np.ndarray:
     """A uint8 RGB image with smooth structure plus a little noise."""
     rng = np.random.default_rng(seed)

@@ -2,26 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, smooth_image
+from tests.conftest import run_script, smooth_image
 from tests.test_c3_codec import GOLDEN, GOLDEN_PNG_SHA256
 
-
-def run(script, *args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, script, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+run = run_script
 
 
 def sha256(path) -> str:

@@ -1,15 +1,12 @@
 """End-to-end tests of train.py, run as a user would (in a subprocess)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, smooth_image
+from tests.conftest import run_script, smooth_image
 
 TINY = [
     "--config.fit.num_noise_steps=30",
@@ -22,15 +19,7 @@ TINY = [
 
 
 def run_train(*args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_script("train.py", *args, timeout=timeout)
 
 
 @pytest.fixture
@@ -60,14 +49,7 @@ def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
     recon = np.asarray(Image.open(workdir / "reconstructions" / "b_gray.png"))
     assert recon.shape == (33, 47, 3)
     # eval.py decodes the run's files and measures them the same way.
-    out = subprocess.run(
-        [sys.executable, "eval.py", f"--workdir={workdir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
+    out = run_script("eval.py", f"--workdir={workdir}", timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     evaluated = json.loads((workdir / "eval" / "results" / "b_gray.json").read_text())
     assert evaluated["bpp"] == pytest.approx(row["bpp"])

@@ -1,0 +1,173 @@
+"""Launching sweeps: one Slurm job array, or a local process pool, over the work units.
+
+An experiment is `<root>/<xid>/`: `config.py` (a frozen copy of the config file),
+`units.txt` (one shell command per work unit; task i runs line i + 1), `job.sh` (the
+rendered Slurm script), `launch.json` (what was launched, when, from which revision),
+`logs/` and one run directory per work unit (`wid=<wid>-<name>-<k=v,...>/`, made by the
+main script). xid is the Slurm array job id, or a timestamp for local runs.
+
+Slurm submission holds the array (`sbatch --hold`) until the experiment directory,
+named after the job id, is complete, then releases it; if anything fails in between,
+the array is cancelled.
+"""
+
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+from common.config import ConfigError, load_sweep
+from common.files import atomic_write_bytes, atomic_write_json
+from common.rundir import git_revision
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAINS = {"train": "train.py", "eval": "eval.py", "itinf": "itinf.py"}
+
+
+class LaunchError(RuntimeError):
+    """A sweep that cannot be launched (no sbatch, failed submission, ...)."""
+
+
+@dataclasses.dataclass
+class Experiment:
+    xid: str
+    directory: str
+    num_units: int
+    commands: list[str]
+
+
+def _script(main: str) -> str:
+    if main not in MAINS:
+        raise ConfigError(f"--main must be one of {', '.join(MAINS)}, not {main!r}.")
+    path = os.path.join(REPO, MAINS[main])
+    if not os.path.isfile(path):
+        raise LaunchError(f"{MAINS[main]} does not exist in this version of the project.")
+    return path
+
+
+def unit_arguments(main: str, config: str | None, workdirs: list[str]) -> list[list[str]]:
+    """The arguments of each work unit, without the experiment-specific ones."""
+    if main == "eval":
+        if not workdirs:
+            raise ConfigError("--main eval needs --workdirs GLOB matching run directories.")
+        return [["--workdir", os.path.abspath(w)] for w in workdirs]
+    if not config:
+        raise ConfigError(f"--main {main} needs --config.")
+    sweep = load_sweep(config)  # ConfigError without get_hyper()
+    return [["--hid", str(i)] for i in range(len(sweep))]
+
+
+def commands_for(
+    main: str, experiment: str, unit_args: list[list[str]], extra_args: str, frozen: str | None
+) -> list[str]:
+    """One shell command per work unit (the lines of units.txt)."""
+    script = _script(main)
+    extra = shlex.split(extra_args or "")
+    commands = []
+    for args in unit_args:
+        argv = [sys.executable, script]
+        if frozen:
+            argv += ["--config", frozen, "--root", experiment]
+        commands.append(shlex.join(argv + args + extra))
+    return commands
+
+
+def _prepare(
+    directory: str, main: str, config: str | None, unit_args, extra_args: str, script: str
+) -> list[str]:
+    os.makedirs(os.path.join(directory, "logs"), exist_ok=True)
+    frozen = None
+    if config:
+        frozen = os.path.join(directory, "config.py")
+        shutil.copyfile(config, frozen)
+    commands = commands_for(main, directory, unit_args, extra_args, frozen)
+    atomic_write_bytes(os.path.join(directory, "units.txt"), ("\n".join(commands) + "\n").encode())
+    atomic_write_bytes(os.path.join(directory, "job.sh"), script.encode())
+    atomic_write_json(
+        os.path.join(directory, "launch.json"),
+        {
+            "argv": sys.argv,
+            "main": main,
+            "config": config and os.path.abspath(config),
+            "num_units": len(commands),
+            "git_revision": git_revision(),
+            "launched": datetime.datetime.now().isoformat(timespec="seconds"),
+        },
+    )
+    return commands
+
+
+def submit_slurm(
+    main: str,
+    config: str | None,
+    unit_args,
+    root: str,
+    script: str,
+    extra_args: str = "",
+    sbatch_args: str = "",
+) -> Experiment:
+    """Submits one held job array, prepares `<root>/<xid>`, then releases the array."""
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise LaunchError("sbatch not found: this machine has no Slurm client (use --local).")
+    root = os.path.abspath(root)
+    os.makedirs(root, exist_ok=True)
+    staging = os.path.join(root, f".job-{os.getpid()}.sh")
+    atomic_write_bytes(staging, script.encode())
+    n = len(unit_args)
+    argv = [sbatch, "--parsable", "--hold", f"--array=0-{n - 1}", *shlex.split(sbatch_args)]
+    try:
+        out = subprocess.run(argv + [staging], capture_output=True, text=True, timeout=120)
+    finally:
+        os.remove(staging)
+    if out.returncode != 0:
+        lines = (out.stderr or out.stdout).strip().splitlines()
+        raise LaunchError(f"sbatch failed: {lines[-1] if lines else f'exit {out.returncode}'}")
+    xid = out.stdout.strip().split(";")[0]
+    if not xid.isdigit():
+        raise LaunchError(f"sbatch printed no job id: {out.stdout.strip()!r}")
+    directory = os.path.join(root, xid)
+    try:
+        commands = _prepare(directory, main, config, unit_args, extra_args, script)
+        release = subprocess.run(
+            ["scontrol", "release", xid], capture_output=True, text=True, timeout=60
+        )
+        if release.returncode != 0:
+            raise LaunchError(f"scontrol release {xid} failed: {release.stderr.strip()}")
+    except BaseException:
+        subprocess.run(["scancel", xid], capture_output=True, timeout=60)
+        raise
+    return Experiment(xid, directory, n, commands)
+
+
+def run_local(
+    main: str, config: str | None, unit_args, root: str, script: str, extra_args: str, jobs: int
+) -> tuple[Experiment, list[int]]:
+    """Runs every work unit here, `jobs` at a time; returns their exit codes."""
+    xid = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    directory = os.path.join(os.path.abspath(root), xid)
+    if os.path.exists(directory):
+        raise LaunchError(f"{directory} exists already; wait a second and relaunch.")
+    commands = _prepare(directory, main, config, unit_args, extra_args, script)
+
+    def run_unit(i: int) -> int:
+        logs = os.path.join(directory, "logs", f"wid={i}")
+        with open(logs + ".out", "ab") as out, open(logs + ".err", "ab") as err:
+            return subprocess.run(
+                commands[i], shell=True, cwd=REPO, stdout=out, stderr=err
+            ).returncode
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        codes = list(pool.map(run_unit, range(len(commands))))
+    return Experiment(xid, directory, len(commands), commands), codes
+
+
+def describe(experiment: Experiment) -> str:
+    return json.dumps(
+        {"xid": experiment.xid, "directory": experiment.directory, "units": experiment.num_units}
+    )

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Runs a config's whole sweep: one Slurm job array, or locally with a process pool.
+
+./launch.py --main train --config configs/c3_kodak.py [--root runs]
+    [--sargs "--partition=gpu --gres=gpu:1"] [--args "--config.fit.num_noise_steps=1000"]
+    [--cpus_per_task 2 --mem 8G --time 24:00:00] [--setup "module load cuda"] [--dry_run]
+./launch.py --main train --config configs/c3_quickstart.py --local --jobs 2
+./launch.py --main eval --workdirs "runs/123/wid=*"
+
+Task i of the array runs `<main>.py --hid i` (train, itinf) or evaluates the i-th run
+directory (eval). Results land in <root>/<xid>/wid=<i>-<name>-<k=v,...>/; merge them with
+`python eval.py --collect <root>/<xid> --out DIR`.
+"""
+
+import glob
+import os
+import sys
+
+from absl import app, flags
+
+from common.config import ConfigError, load_sweep, parse_flags, quiet_tensorflow
+from common.launcher import LaunchError
+
+_MAIN = flags.DEFINE_enum("main", "train", ["train", "eval", "itinf"], "Script to run.")
+_CONFIG = flags.DEFINE_string("config", None, "Config file with get_hyper() (train, itinf).")
+_WORKDIRS = flags.DEFINE_string("workdirs", None, "eval: glob of run directories.")
+_ROOT = flags.DEFINE_string("root", "runs", "Where experiments go: <root>/<xid>/...")
+_ARGS = flags.DEFINE_string("args", "", "Extra arguments for every work unit.")
+_SARGS = flags.DEFINE_string("sargs", "", "Extra sbatch arguments (partition, gres, ...).")
+_CPUS = flags.DEFINE_integer("cpus_per_task", 2, "Slurm: CPUs per work unit.")
+_MEM = flags.DEFINE_string("mem", "8G", "Slurm: memory per work unit.")
+_TIME = flags.DEFINE_string("time", "", "Slurm: time limit per work unit (e.g. 24:00:00).")
+_SETUP = flags.DEFINE_string("setup", None, "Slurm: shell lines run before Python.")
+_LOCAL = flags.DEFINE_bool("local", False, "Run here, without Slurm.")
+_JOBS = flags.DEFINE_integer("jobs", 1, "--local: work units at a time.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print what would run; submit nothing.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ConfigError(f"unexpected arguments {argv[1:]}.")
+    import slurm_template
+    from common import launcher
+
+    main_name, config = _MAIN.value, _CONFIG.value
+    if config and not os.path.isfile(config):
+        raise ConfigError(f"config file {config!r} does not exist.")
+    workdirs = sorted(glob.glob(_WORKDIRS.value)) if _WORKDIRS.value else []
+    if main_name == "eval" and _WORKDIRS.value and not workdirs:
+        raise ConfigError(f"--workdirs {_WORKDIRS.value!r} matches no directory.")
+    unit_args = launcher.unit_arguments(main_name, config, workdirs)
+    name = main_name
+    if config:
+        name = f"{main_name}-{os.path.splitext(os.path.basename(config))[0]}"
+        load_sweep(config)
+    root = os.path.abspath(_ROOT.value)
+    script = slurm_template.render(
+        name, root, launcher.REPO, _CPUS.value, _MEM.value, _TIME.value, setup=_SETUP.value
+    )
+    print(f"{main_name}: {len(unit_args)} work units -> {root}/<xid>/")
+    if _DRY_RUN.value:
+        commands = launcher.commands_for(
+            main_name, os.path.join(root, "<xid>"), unit_args, _ARGS.value,
+            os.path.join(root, "<xid>", "config.py") if config else None,
+        )  # fmt: skip
+        print(script)
+        print("\n".join(commands))
+        return
+    if _LOCAL.value:
+        experiment, codes = launcher.run_local(
+            main_name, config, unit_args, root, script, _ARGS.value, _JOBS.value
+        )
+        failed = [i for i, code in enumerate(codes) if code != 0]
+        print(f"experiment {experiment.xid}: {experiment.directory}")
+        if failed:
+            raise LaunchError(
+                f"work units {failed} failed; see {experiment.directory}/logs/wid=<i>.err"
+            )
+        print(f"all {experiment.num_units} work units finished.")
+        return
+    experiment = launcher.submit_slurm(
+        main_name, config, unit_args, root, script, _ARGS.value, _SARGS.value
+    )
+    print(f"experiment {experiment.xid}: job array {experiment.xid}_[0-{experiment.num_units - 1}]")
+    print(f"results: {experiment.directory}/wid=*/ ; logs: {experiment.directory}/logs/")
+    print(f"merge: python eval.py --collect {experiment.directory} --out DIR")
+
+
+def run() -> None:
+    quiet_tensorflow()
+    try:
+        app.run(main, flags_parser=parse_flags)
+    except (ConfigError, LaunchError) as e:
+        print(f"launch.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
