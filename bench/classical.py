@@ -6,9 +6,10 @@
 For every codec, image and quality setting: encode to a real file, decode it, and record
 bpp = 8 * file bytes / pixels and PSNR / MS-SSIM of the decoded 8-bit RGB against the
 original. Writes OUT/<codec>/results/<image>_q<quality>.json (the project's results
-rows), OUT/<codec>.json (the aggregate in CompressAI's layout: one point per quality
-setting, means over images; codec versions in the description) and OUT/<codec>.csv
-(bpp,psnr) for the BD-rate and plot tools.
+rows, each as soon as it is measured: a rerun with the same --out resumes), OUT/<codec>.json
+(the aggregate in CompressAI's layout: one point per quality setting, means over images;
+codec versions in the description) and OUT/<codec>.csv (bpp,psnr) for the BD-rate and
+plot tools.
 """
 
 import argparse
@@ -67,25 +68,33 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None) -> dict:
     codecs = [CODECS[name] for name in codec_names]
     for codec in codecs:
         codec.check()
+
+    def row_path(codec_name, path, quality):
+        image = os.path.splitext(os.path.basename(path))[0]
+        return os.path.join(out_dir, codec_name, "results", f"{image}_q{quality}.json")
+
     tasks = [
         (codec.name, path, quality)
         for codec in codecs
         for quality in (qualities or codec.qualities)
         for path in image_paths
     ]
-    if jobs > 1:
+    # Each row is written as soon as it is measured; a rerun skips what exists (resume).
+    todo = [task for task in tasks if not os.path.exists(row_path(*task))]
+    if jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
         with context.Pool(jobs, initializer=_worker_init) as pool:
-            rows = pool.map(_measure, tasks, chunksize=1)
+            for task, row in zip(todo, pool.imap(_measure, todo, chunksize=1), strict=True):
+                results.write_result(row_path(*task), row)
     else:
         _worker_init()
-        rows = [_measure(task) for task in tasks]
+        for task in todo:
+            results.write_result(row_path(*task), _measure(task))
     summaries = {}
     for codec in codecs:
-        codec_rows = [r for r in rows if r["model"] == codec.name]
-        for row in codec_rows:
-            name = f"{row['image']}_q{row['quality']}.json"
-            results.write_result(os.path.join(out_dir, codec.name, "results", name), row)
+        codec_rows = [
+            results.read_results(row_path(*task))[0] for task in tasks if task[0] == codec.name
+        ]
         summary = results.write_aggregate(
             os.path.join(out_dir, f"{codec.name}.json"),
             codec_rows,

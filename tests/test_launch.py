@@ -84,7 +84,7 @@ def test_local_sweep_with_two_jobs(sweep_config, tmp_path):
 
 
 def test_sigterm_saves_and_the_rerun_resumes(sweep_config, tmp_path):
-    config = sweep_config(noise_steps=1500, name="long.py")
+    config = sweep_config(noise_steps=800, name="long.py")
     workdir = tmp_path / "unit"
     args = [sys.executable, "train.py", "--config", config, "--hid", "0", f"--workdir={workdir}"]
     process = subprocess.Popen(args, cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True)
