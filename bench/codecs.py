@@ -5,9 +5,11 @@ decodes those bytes back to 8-bit RGB. A curve point uses ONE setting for every 
 as VTM, BPG and the published learned curves do. Settings follow what measures each codec
 at its best on PSNR (../reference notes, docs/bench.md):
 
-- JPEG, WebP, JPEG 2000, AVIF: Pillow's built-in libjpeg-turbo, libwebp, OpenJPEG and
-  libavif. JPEG 2000 uses the irreversible 9/7 wavelet with the colour transform (without
-  them Pillow codes losslessly-oriented 5/3 and loses ~6 dB); AVIF is 4:4:4, speed 6.
+- JPEG, WebP, JPEG 2000: Pillow's built-in libjpeg-turbo, libwebp and OpenJPEG. JPEG 2000
+  uses the irreversible 9/7 wavelet with the colour transform (without them Pillow codes
+  losslessly-oriented 5/3 and loses ~6 dB).
+- AVIF: `avifenc -s 6 --min Q --max Q -y 444` / `avifdec` (libavif's tools: 12 % fewer
+  bits than Pillow's AVIF plugin at the same speed, measured on 4 Kodak images).
 - JPEG XL: `cjxl -d D -e 7`, decoded by `djxl`.
 - HEVC intra (our stand-in for BPG, which is x265 intra inside): we convert RGB to
   full-range BT.601 Y'CbCr ourselves, hand x265 raw planes (`--keyint 1 --preset
@@ -30,6 +32,8 @@ from PIL import Image, features
 
 # Debian packages that provide each command-line tool.
 TOOL_PACKAGES = {
+    "avifenc": "libavif-bin",
+    "avifdec": "libavif-bin",
     "cjxl": "libjxl-tools",
     "djxl": "libjxl-tools",
     "x265": "x265",
@@ -107,6 +111,31 @@ def _jpeg2000_encode(image: np.ndarray, bpp: float) -> bytes:
         quality_mode="rates",
         quality_layers=[24.0 / bpp],
     )
+
+
+# AVIF through libavif's own tools: on 4 Kodak images this measured 12 % fewer bits
+# (BD-rate, PCHIP) than Pillow's AVIF plugin at the same speed and 4:4:4.
+
+
+def _avif_encode(image: np.ndarray, quantizer: float) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in.png"), os.path.join(tmp, "out.avif")
+        Image.fromarray(image).save(source)
+        q = str(int(quantizer))
+        args = [require_tool("avifenc"), "-s", "6", "--min", q, "--max", q, "-y", "444"]
+        _run([*args, source, target], "avifenc")
+        with open(target, "rb") as f:
+            return f.read()
+
+
+def _avif_decode(data: bytes, size) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in.avif"), os.path.join(tmp, "out.png")
+        with open(source, "wb") as f:
+            f.write(data)
+        _run([require_tool("avifdec"), source, target], "avifdec")
+        with Image.open(target) as decoded:
+            return np.asarray(decoded.convert("RGB"))
 
 
 # JPEG XL.
@@ -300,13 +329,11 @@ CODECS = {
     ),
     "avif": Codec(
         "avif",
-        (5, 10, 20, 30, 40, 50, 60, 70, 80, 90),
-        lambda image, q: _pillow_encode(
-            image, "AVIF", quality=int(q), speed=6, subsampling="4:4:4"
-        ),
-        _pillow_decode,
-        _pillow_version("avif"),
-        _pillow_check("avif", "AVIF"),
+        (56, 50, 44, 38, 32, 26, 20, 14, 8, 4),  # quantizer (lower = better)
+        _avif_encode,
+        _avif_decode,
+        lambda: "avifenc " + _tool_version([require_tool("avifenc"), "--version"], "Version"),
+        lambda: (require_tool("avifenc"), require_tool("avifdec")) and None,
     ),
     "jxl": Codec(
         "jxl",
