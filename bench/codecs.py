@@ -113,51 +113,50 @@ def _jpeg2000_encode(image: np.ndarray, bpp: float) -> bytes:
     )
 
 
+# Codecs with their own command-line encoder and decoder, PNG in and out.
+
+
+def _tool_encode(image: np.ndarray, suffix: str, command) -> bytes:
+    """Writes a PNG, runs `command(source, target)` and returns the coded file's bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in.png"), os.path.join(tmp, "out" + suffix)
+        Image.fromarray(image).save(source)
+        args = command(source, target)
+        _run(args, os.path.basename(args[0]))
+        with open(target, "rb") as f:
+            return f.read()
+
+
+def _tool_decode(data: bytes, suffix: str, tool: str) -> np.ndarray:
+    """Runs `tool coded.suffix out.png` and returns the decoded 8-bit RGB."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in" + suffix), os.path.join(tmp, "out.png")
+        with open(source, "wb") as f:
+            f.write(data)
+        _run([require_tool(tool), source, target], tool)
+        with Image.open(target) as decoded:
+            return np.asarray(decoded.convert("RGB"))
+
+
 # AVIF through libavif's own tools: on 4 Kodak images this measured 12 % fewer bits
 # (BD-rate, PCHIP) than Pillow's AVIF plugin at the same speed and 4:4:4.
 
 
 def _avif_encode(image: np.ndarray, quantizer: float) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = os.path.join(tmp, "in.png"), os.path.join(tmp, "out.avif")
-        Image.fromarray(image).save(source)
-        q = str(int(quantizer))
+    q = str(int(quantizer))
+
+    def command(source, target):
         args = [require_tool("avifenc"), "-s", "6", "--min", q, "--max", q, "-y", "444"]
-        _run([*args, source, target], "avifenc")
-        with open(target, "rb") as f:
-            return f.read()
+        return [*args, source, target]
 
-
-def _avif_decode(data: bytes, size) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = os.path.join(tmp, "in.avif"), os.path.join(tmp, "out.png")
-        with open(source, "wb") as f:
-            f.write(data)
-        _run([require_tool("avifdec"), source, target], "avifdec")
-        with Image.open(target) as decoded:
-            return np.asarray(decoded.convert("RGB"))
-
-
-# JPEG XL.
+    return _tool_encode(image, ".avif", command)
 
 
 def _jxl_encode(image: np.ndarray, distance: float) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = os.path.join(tmp, "in.png"), os.path.join(tmp, "out.jxl")
-        Image.fromarray(image).save(source)
-        _run([require_tool("cjxl"), source, target, "-d", str(distance), "-e", "7"], "cjxl")
-        with open(target, "rb") as f:
-            return f.read()
+    def command(source, target):
+        return [require_tool("cjxl"), source, target, "-d", str(distance), "-e", "7"]
 
-
-def _jxl_decode(data: bytes, size) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = os.path.join(tmp, "in.jxl"), os.path.join(tmp, "out.png")
-        with open(source, "wb") as f:
-            f.write(data)
-        _run([require_tool("djxl"), source, target], "djxl")
-        with Image.open(target) as decoded:
-            return np.asarray(decoded.convert("RGB"))
+    return _tool_encode(image, ".jxl", command)
 
 
 def _tool_version(args: list[str], pattern: str) -> str:
@@ -331,7 +330,7 @@ CODECS = {
         "avif",
         (56, 50, 44, 38, 32, 26, 20, 14, 8, 4),  # quantizer (lower = better)
         _avif_encode,
-        _avif_decode,
+        lambda data, size: _tool_decode(data, ".avif", "avifdec"),
         lambda: "avifenc " + _tool_version([require_tool("avifenc"), "--version"], "Version"),
         lambda: (require_tool("avifenc"), require_tool("avifdec")) and None,
     ),
@@ -339,7 +338,7 @@ CODECS = {
         "jxl",
         (12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.75, 0.5, 0.3),
         _jxl_encode,
-        _jxl_decode,
+        lambda data, size: _tool_decode(data, ".jxl", "djxl"),
         lambda: _tool_version([require_tool("cjxl"), "--version"], "cjxl"),
         lambda: (require_tool("cjxl"), require_tool("djxl")) and None,
     ),
