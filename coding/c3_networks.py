@@ -214,7 +214,10 @@ def integer_antialias_matrix(n_in: int, n_out: int) -> np.ndarray:
     for i in range(n_out):
         centre = (i + fractions.Fraction(1, 2)) * ratio
         weights = {}
-        for j in range(n_in):
+        # Only inputs within `support` of the centre have a nonzero weight.
+        first = max(0, math.floor(centre - support) - 1)
+        last = min(n_in, math.ceil(centre + support) + 1)
+        for j in range(first, last):
             distance = abs(j + fractions.Fraction(1, 2) - centre) / support
             if distance < 1:
                 weights[j] = 1 - distance
