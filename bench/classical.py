@@ -62,7 +62,6 @@ def _worker_init() -> None:
 
 def run(codec_names, image_paths, out_dir, jobs=1, qualities=None) -> dict:
     """Measures every codec; returns {codec: aggregate} and writes the files above."""
-    from bench.curves import Curve, write_csv
     from common import results
 
     codecs = [CODECS[name] for name in codec_names]
@@ -104,9 +103,9 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None) -> dict:
             point_key="quality",
         )
         points = summary["results"]
-        write_csv(
-            os.path.join(out_dir, f"{codec.name}.csv"),
-            Curve(codec.name, points["bpp"], points["psnr-rgb"], classical=True),
+        # The aggregate's points are sorted by bpp already.
+        results.write_curve_csv(
+            os.path.join(out_dir, f"{codec.name}.csv"), points["bpp"], points["psnr-rgb"]
         )
         summaries[codec.name] = summary
     return summaries

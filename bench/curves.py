@@ -65,9 +65,3 @@ def read_curve(path: str) -> Curve:
     if not bpp:
         raise CurveError(f"{path}: the curve has no points.")
     return Curve(name, bpp, psnr, classical)
-
-
-def write_csv(path: str, curve: Curve) -> None:
-    from common.results import write_curve_csv
-
-    write_curve_csv(path, curve.bpp, curve.psnr)
