@@ -4,10 +4,14 @@ python codec.py encode -i img.png -o img.c3 --config configs/c3_kodak.py
                 [--config.model.lmbda=1e-3] [--config.fit.num_noise_steps=...]
                 [--reconstruction decoded.png]
 python codec.py decode -i img.c3 -o out.png [--nojit]
+python codec.py encode -i img.png -o img.lz --workdir RUN   # a trained amortised model
+python codec.py decode -i img.lz -o out.png --workdir RUN
 
-Encoding fits the model to the image (that is C3's encoder), writes the file and decodes
-it before reporting the measured bpp and the PSNR of the decoded image. Decoding needs
-only the file.
+With --workdir, the codec is the trained model of that run directory (train.py with
+configs/bls2017.py, mbt2018_mean.py, jpegl.py, two_layer_syn.py or two_layer_syn2.py);
+its files decode only with the same run directory. Otherwise encoding fits the model
+to the image (that is C3's encoder), writes the file and decodes it before reporting
+the measured bpp and the PSNR of the decoded image. Decoding needs only the file.
 """
 
 import os
@@ -26,11 +30,12 @@ _OUTPUT = flags.DEFINE_string("output", None, "Output bitstream (encode) or PNG 
 _RECONSTRUCTION = flags.DEFINE_string(
     "reconstruction", None, "encode: also write the decoded image as this PNG."
 )
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of a trained amortised model.")
 _JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA (same output).")
 flags.DEFINE_alias("i", "input")
 flags.DEFINE_alias("o", "output")
 
-USAGE = "usage: codec.py encode|decode -i INPUT -o OUTPUT [--config CONFIG]"
+USAGE = "usage: codec.py encode|decode -i INPUT -o OUTPUT [--config CONFIG | --workdir RUN]"
 
 
 class CodecError(Exception):
@@ -43,7 +48,40 @@ def _require(flag, what: str):
     return flag.value
 
 
+def _trained_codec():
+    from coding.amortised_codec import TrainedCodec
+
+    if not os.path.isdir(_WORKDIR.value):
+        raise CodecError(f"--workdir {_WORKDIR.value!r} is not a folder.")
+    return TrainedCodec(_WORKDIR.value)
+
+
+def encode_trained() -> None:
+    from common import metrics
+    from common.files import atomic_write_bytes
+    from common.images import read_image, write_png
+
+    source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
+    image = read_image(source)
+    codec = _trained_codec()
+    encoded = codec.encode(image)
+    atomic_write_bytes(target, encoded.data)
+    if _RECONSTRUCTION.value:
+        write_png(_RECONSTRUCTION.value, encoded.reconstruction)
+    pixels = image.shape[0] * image.shape[1]
+    estimate = sum(encoded.bits_estimated.values()) / pixels
+    print(
+        f"{target}: {len(encoded.data)} bytes, {8 * len(encoded.data) / pixels:.4f} bpp "
+        f"(estimate {estimate:.4f} bpp), PSNR {metrics.psnr(encoded.reconstruction, image):.3f} "
+        f"dB, encoded in {encoded.seconds:.2f} s with {codec.name} ({codec.checkpoint})."
+    )
+
+
 def encode() -> None:
+    if _WORKDIR.value:
+        if _CONFIG.value is not None:
+            raise CodecError("pass --config (per-image codec) or --workdir (trained), not both.")
+        return encode_trained()
     from coding import c3_experiment
     from common import metrics
     from common.files import atomic_write_bytes
@@ -98,6 +136,22 @@ def decode() -> None:
         raise CodecError(f"{source}: no such file.")
     with open(source, "rb") as f:
         data = f.read()
+    from coding import container
+
+    if container.parse(data, source).codec != "c3":
+        if not _WORKDIR.value:
+            raise CodecError(
+                f"{source} is a {container.parse(data, source).codec} file: pass --workdir RUN, "
+                "the run directory of the model that encoded it."
+            )
+        decoded = _trained_codec().decode(data, source)
+        write_png(target, decoded.image)
+        h, w = decoded.image.shape[:2]
+        print(
+            f"{target}: {w}x{h}, {8 * len(data) / (h * w):.4f} bpp, decoded in "
+            f"{decoded.seconds:.3f} s."
+        )
+        return
     decoded = c3_codec.decode(data, jit=_JIT.value, what=source)
     write_png(target, decoded.image)
     h, w = decoded.image.shape[:2]
@@ -117,13 +171,14 @@ def main(argv):
 
 def run() -> None:
     quiet_tensorflow()
+    from coding.amortised_codec import CodecError as TrainedCodecError
     from coding.container import BitstreamError
     from models.c3.fit import FitError
 
     try:
         check_config_path(sys.argv)
         app.run(main, flags_parser=parse_flags)
-    except (CodecError, ConfigError, ImageError, BitstreamError) as e:
+    except (CodecError, ConfigError, ImageError, BitstreamError, TrainedCodecError) as e:
         print(f"codec.py: error: {e}", file=sys.stderr)
         sys.exit(2)
     except FitError as e:

@@ -1,6 +1,7 @@
 """Decodes bitstreams and measures them: bpp from file sizes, PSNR / MS-SSIM, decode time.
 
-python eval.py --workdir RUN [--originals DIR] [--out DIR]
+python eval.py --workdir RUN [--originals DIR] [--out DIR]       # C3 run: its bitstreams
+python eval.py --workdir RUN --dataset DIR [--out DIR]           # trained model: code DIR
 python eval.py --bitstreams "DIR/*.c3" --originals DIR --out DIR
 python eval.py --collect ROOT/XID --out DIR   # merge a sweep's results
 
@@ -19,6 +20,9 @@ from common.images import ImageError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory whose bitstreams to evaluate.")
 _BITSTREAMS = flags.DEFINE_string("bitstreams", None, "Glob of bitstream files.")
+_DATASET = flags.DEFINE_string(
+    "dataset", None, "Folder of images to code with the trained model of --workdir."
+)
 _ORIGINALS = flags.DEFINE_string("originals", None, "Folder of the original images (PNG).")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: RUN/eval).")
 _NAME = flags.DEFINE_string("name", None, "Name of the curve in the aggregate.")
@@ -50,9 +54,18 @@ def main(argv):
             f"{os.path.join(_OUT.value, 'results.json')} and results.csv"
         )
         return
+    if _WORKDIR.value and not os.path.isdir(_WORKDIR.value):
+        raise ConfigError(f"--workdir {_WORKDIR.value!r} is not a folder.")
+    if _WORKDIR.value and _is_trained_model(_WORKDIR.value):
+        if not _DATASET.value:
+            raise ConfigError("--workdir of a trained model needs --dataset DIR (images to code).")
+        out = _OUT.value or os.path.join(_WORKDIR.value, "eval")
+        rows = evaluate.evaluate_trained(_WORKDIR.value, _DATASET.value, out, _NAME.value)
+        _log_rows(rows)
+        results = os.path.join(out, "results.json")
+        print(f"{len(rows)} images coded and decoded; results in {results}")
+        return
     if _WORKDIR.value:
-        if not os.path.isdir(_WORKDIR.value):
-            raise ConfigError(f"--workdir {_WORKDIR.value!r} is not a folder.")
         items = evaluate.items_from_workdir(_WORKDIR.value, _ORIGINALS.value)
         out = _OUT.value or os.path.join(_WORKDIR.value, "eval")
         name = _NAME.value or (items[0].encoder_row or {}).get("model", "c3")
@@ -62,6 +75,20 @@ def main(argv):
         items = evaluate.items_from_glob(_BITSTREAMS.value, _ORIGINALS.value)
         out, name = _OUT.value, _NAME.value or "c3"
     rows = evaluate.evaluate_all(items, out, name, _JIT.value)
+    _log_rows(rows)
+    print(f"{len(rows)} bitstreams evaluated; results in {os.path.join(out, 'results.json')}")
+
+
+def _is_trained_model(workdir: str) -> bool:
+    from coding.amortised_codec import read_run_config
+    from models.registry import AMORTISED_MODELS
+
+    if not os.path.isfile(os.path.join(workdir, "config.json")):
+        return False
+    return read_run_config(workdir).model.name in AMORTISED_MODELS
+
+
+def _log_rows(rows: list[dict]) -> None:
     for row in rows:
         logging.info(
             "%s: %.4f bpp, PSNR %.3f dB, decoded in %.3f s",
@@ -70,17 +97,24 @@ def main(argv):
             row["psnr"],
             row["decode_seconds"],
         )
-    print(f"{len(rows)} bitstreams evaluated; results in {os.path.join(out, 'results.json')}")
 
 
 def run() -> None:
     quiet_tensorflow()
+    from coding.amortised_codec import CodecError
     from coding.container import BitstreamError
     from coding.evaluate import EvaluationError
 
     try:
         app.run(main, flags_parser=parse_flags)
-    except (BitstreamError, ConfigError, DatasetError, EvaluationError, ImageError) as e:
+    except (
+        BitstreamError,
+        CodecError,
+        ConfigError,
+        DatasetError,
+        EvaluationError,
+        ImageError,
+    ) as e:
         print(f"eval.py: error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -1,7 +1,11 @@
-"""Fits per-image codecs (C3, COOL-CHIC) to images; one run directory per work unit.
+"""Fits per-image codecs (C3, COOL-CHIC) to images, or trains an amortised codec
+(bls2017, mbt2018_mean, jpegl, two_layer_syn, two_layer_syn2) on crops of a dataset;
+one run directory per work unit.
 
 python train.py --config configs/c3_kodak.py [--hid N] [--config.data.root=DIR]
                 [--workdir DIR] [--config.fit.num_noise_steps=1000 ...]
+python train.py --config configs/mbt2018_mean.py [--hid N] --config.data.name=folder
+                --config.data.root=DIR [--config.train.num_steps=...]
 """
 
 import os
@@ -45,7 +49,7 @@ def main(argv):
     workdir = workdir or default_workdir(config.name, _HID.value, overrides)
     prepare_workdir(workdir, config)
     logging.info("Run directory: %s", os.path.abspath(workdir))
-    from models.registry import PER_IMAGE_MODELS
+    from models.registry import AMORTISED_MODELS, PER_IMAGE_MODELS
 
     if config.model.name in PER_IMAGE_MODELS:
         from coding import c3_experiment
@@ -60,6 +64,18 @@ def main(argv):
             logging.warning("%s", e)
             # 143 = killed by SIGTERM: a requeued Slurm task or a rerun resumes.
             raise SystemExit(143) from None
+    elif config.model.name in AMORTISED_MODELS:
+        from coding import amortised_experiment
+
+        preemption.install()
+        try:
+            summary = amortised_experiment.train(config, workdir)
+        except amortised_experiment.TrainingError as e:
+            raise SystemExit(f"train.py: error: {e}") from None
+        except preemption.Preempted as e:
+            logging.warning("%s", e)
+            raise SystemExit(143) from None
+        logging.info("Trained %d steps (%s s/step).", summary["steps"], summary["seconds_per_step"])
     else:
         raise ConfigError(f"train.py does not know how to train model {config.model.name!r}.")
     logging.info("Done: results in %s", os.path.join(os.path.abspath(workdir), "results"))

@@ -16,7 +16,15 @@ import struct
 
 MAGIC = b"LZ"
 FORMAT_VERSION = 1
-CODEC_IDS = {"c3": 1}
+# Codec ids; for the amortised codecs the decoder is the trained run directory.
+CODEC_IDS = {
+    "c3": 1,
+    "bls2017": 2,
+    "mbt2018_mean": 3,
+    "jpegl": 4,
+    "two_layer_syn": 5,
+    "two_layer_syn2": 6,
+}
 MAX_SECTIONS = 16
 _MAX_VARINT_BYTES = 5
 

@@ -15,3 +15,31 @@ def linear(step, total_steps: int, start: float, end: float):
     """Linear interpolation from start (step 0) to end (step total_steps and after)."""
     t = tf.minimum(tf.cast(step, tf.float32) / float(max(total_steps, 1)), 1.0)
     return start + (end - start) * t
+
+
+def warmup_step_decay(
+    step,
+    total_steps: int,
+    base: float,
+    warmup_fraction: float,
+    decay_after: float,
+    decay_factor: float,
+):
+    """Linear warm-up over the first `warmup_fraction` of steps, then `base`, then
+    `base * decay_factor` from `decay_after * total_steps` on (shallow-ntc's schedule)."""
+    step = tf.cast(step, tf.float32)
+    warmup = max(float(warmup_fraction) * total_steps, 1.0)
+    ramp = tf.minimum((step + 1.0) / warmup, 1.0)
+    drop = tf.where(step >= float(decay_after) * total_steps, float(decay_factor), 1.0)
+    return base * ramp * drop
+
+
+def lambda_warmup(
+    step, total_steps: int, lmbda: float, factor: float, fraction: float, max_lambda: float
+):
+    """lambda x factor for the first `fraction` of steps when lambda <= max_lambda: a
+    larger distortion weight early keeps low-rate models from collapsing (shallow-ntc)."""
+    if lmbda > max_lambda:
+        return tf.constant(float(lmbda))
+    early = tf.cast(step, tf.float32) < float(fraction) * total_steps
+    return tf.where(early, float(lmbda) * float(factor), float(lmbda))
