@@ -1,7 +1,7 @@
 """Small training runs of the amortised codecs, evaluated with real files.
 
 python benchmarks/train_small.py --train_dir DIR --eval_dir DIR [--steps 2000]
-       [--models mbt2018_mean,two_layer_syn] [--lmbda 0.01] [--batch_size 4]
+       [--models mbt2018_mean,two_layer_syn] [--lmbda 0.01] [--batch_size 2]
        [--patch_size 128] [--out benchmarks/results/train_small.json]
 
 Trains each model with train.py (the shallow-ntc recipe scaled to `--steps`: warm-up,
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--models", default="mbt2018_mean,two_layer_syn")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lmbda", type=float, default=0.01)
-    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--patch_size", type=int, default=128)
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "train_small"))
     parser.add_argument(

@@ -159,7 +159,7 @@ def train(config, workdir: str) -> dict:
     history_path = os.path.join(workdir, "validation.json")
     history = json.load(open(history_path)) if os.path.exists(history_path) else []
     step = int(optimizer.iterations)
-    sums, count, chunk_start, step_seconds = {}, 0, time.perf_counter(), []
+    sums, count, chunk_start, step_seconds, losses = {}, 0, time.perf_counter(), [], []
     iterator = iter(dataset)
     while step < t.num_steps:
         try:
@@ -182,6 +182,7 @@ def train(config, workdir: str) -> dict:
             if step > count:  # the first chunk includes tracing: not a speed measurement
                 step_seconds.append(seconds)
             means = {k: v / count for k, v in sums.items()}
+            losses.append([step, means["loss"]])
             lr = float(LearningRate(t)(step - 1))
             with writer.as_default(step=step):
                 for k, v in means.items():
@@ -228,6 +229,7 @@ def train(config, workdir: str) -> dict:
         "patch_size": config.data.patch_size,
         "checkpoint": manager.latest_checkpoint,
         "validation": history[-1] if history else None,
+        "loss_history": losses,  # [step, mean training loss of the chunk] of this process
         "decoder_macs_per_pixel": decoder_macs_per_pixel(model, 512, 768),
     }
     atomic_write_json(os.path.join(workdir, "train_summary.json"), summary)

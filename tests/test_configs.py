@@ -86,3 +86,30 @@ def test_aggregate_is_compressai_layout_with_both_psnr_averages():
     assert results["psnr-rgb"] == pytest.approx([25.0, 32.0])
     assert results["psnr-rgb-of-mean-mse"][1] < 32.0  # PSNR of mean MSE is lower
     assert results["bpp_is_estimate"] == [True, True]
+
+
+@pytest.mark.parametrize(
+    "name", ["bls2017", "mbt2018_mean", "jpegl", "two_layer_syn", "two_layer_syn2"]
+)
+def test_amortised_configs_sweep_the_seven_lambdas(name):
+    path = f"configs/{name}.py"
+    config = load_module(path).get_config()
+    sweep = load_sweep(path)
+    assert [e["model.lmbda"] for e in sweep] == [0.08, 0.04, 0.02, 0.01, 0.005, 0.0025, 0.00125]
+    assert config.model.name == name
+    for field in (
+        "data.root",
+        "model.lmbda",
+        "train.num_steps",
+        "train.batch_size",
+        "data.patch_size",
+    ):
+        node = config
+        for part in field.split("."):
+            node = node[part]
+    # The full recipe is the default: one config away.
+    assert (config.train.num_steps, config.train.batch_size, config.data.patch_size) == (
+        2_000_000,
+        8,
+        256,
+    )
