@@ -137,18 +137,23 @@ def evaluate(item: Item, jit: bool = True, warm: set | None = None) -> dict:
 
 def evaluate_all(items: list[Item], out_dir: str, name: str, jit: bool = True) -> list[dict]:
     """Evaluates every item; writes out_dir/results/<image>.json and out_dir/results.json."""
-    rows, warm = [], set()
-    for item in items:
-        row = evaluate(item, jit, warm)
-        results.write_result(results.result_path(out_dir, item.name), row)
-        rows.append(row)
-    results.write_aggregate(
-        os.path.join(out_dir, "results.json"),
-        rows,
+    warm = set()
+    return _write_results(
+        out_dir,
+        (evaluate(item, jit, warm) for item in items),
         name,
         f"{name}: decoded bitstreams; bpp from file sizes, PSNR of the decoded images.",
     )
-    return rows
+
+
+def _write_results(out_dir: str, rows, name: str, description: str) -> list[dict]:
+    """Writes each row as it comes (out_dir/results/<image>.json), then the aggregate."""
+    written = []
+    for row in rows:
+        results.write_result(results.result_path(out_dir, row["image"]), row)
+        written.append(row)
+    results.write_aggregate(os.path.join(out_dir, "results.json"), written, name, description)
+    return written
 
 
 def evaluate_trained(workdir: str, dataset: str, out_dir: str, name: str | None = None) -> list:
@@ -162,63 +167,68 @@ def evaluate_trained(workdir: str, dataset: str, out_dir: str, name: str | None 
     from ml_collections import config_dict
 
     from coding.amortised_codec import TrainedCodec
-    from common.config import config_hash
-    from common.files import atomic_write_bytes
 
     codec = TrainedCodec(workdir)
     config = config_dict.ConfigDict(json.load(open(os.path.join(workdir, "config.json"))))
     images = list_images(config_dict.ConfigDict({"name": "folder", "root": dataset}))
     name = name or codec.name
-    rows = []
-    for i, item in enumerate(images):
-        original = item.load()
-        height, width = original.shape[:2]
-        pixels = height * width
-        encoded = codec.encode(original)
-        path = os.path.join(out_dir, "bitstreams", f"{item.name}.lz")
-        atomic_write_bytes(path, encoded.data)
-        with open(path, "rb") as f:
-            data = f.read()
-        if i == 0:
-            codec.decode(data, path)  # warm-up, untimed
-        decoded = codec.decode(data, path)
-        macs = codec.model.decoder_macs(height, width)
-        container_bytes = len(data) - sum(len(s) for s in container.parse(data, path).sections)
-        estimated = sum(encoded.bits_estimated.values())
-        row = results.result_row(
-            image=item.name,
-            model=codec.name,
-            lmbda=config.model.lmbda,
-            bpp=8 * len(data) / pixels,
-            bpp_estimated=estimated / pixels,
-            bpp_latents=estimated / pixels,
-            bpp_networks=0.0,
-            bpp_header=8 * container_bytes / pixels,
-            psnr=metrics.psnr(decoded.image, original),
-            mse=metrics.mse(decoded.image, original),
-            ms_ssim=metrics.ms_ssim(decoded.image, original),
-            encode_seconds=encoded.seconds,
-            decode_seconds=decoded.seconds,
-            steps=_trained_steps(codec.checkpoint),
-            macs_per_pixel=sum(macs.values()) / pixels,
-            height=height,
-            width=width,
-            bitstream=os.path.relpath(path, out_dir),
-            config_hash=config_hash(config),
-            bpp_parts_estimated={k: v / pixels for k, v in encoded.bits_estimated.items()},
-            decoded_matches_encoder=bool(np.array_equal(decoded.image, encoded.reconstruction)),
-            checkpoint=codec.checkpoint,
-        )
-        results.write_result(results.result_path(out_dir, item.name), row)
-        rows.append(row)
-    results.write_aggregate(
-        os.path.join(out_dir, "results.json"),
-        rows,
+
+    def rows():
+        for i, item in enumerate(images):
+            yield _code_one(codec, config, item, out_dir, warm_up=i == 0)
+
+    return _write_results(
+        out_dir,
+        rows(),
         name,
         f"{name} ({os.path.abspath(workdir)}): files written and decoded; bpp from file sizes, "
         "PSNR of the decoded images.",
     )
-    return rows
+
+
+def _code_one(codec, config, item: NamedImage, out_dir: str, warm_up: bool) -> dict:
+    """Encodes one image to out_dir/bitstreams/<image>.lz, decodes the file, measures."""
+    from common.config import config_hash
+    from common.files import atomic_write_bytes
+
+    original = item.load()
+    height, width = original.shape[:2]
+    pixels = height * width
+    encoded = codec.encode(original)
+    path = os.path.join(out_dir, "bitstreams", f"{item.name}.lz")
+    atomic_write_bytes(path, encoded.data)
+    with open(path, "rb") as f:
+        data = f.read()
+    if warm_up:
+        codec.decode(data, path)  # untimed
+    decoded = codec.decode(data, path)
+    macs = codec.model.decoder_macs(height, width)
+    container_bytes = len(data) - sum(len(s) for s in container.parse(data, path).sections)
+    estimated = sum(encoded.bits_estimated.values())
+    return results.result_row(
+        image=item.name,
+        model=codec.name,
+        lmbda=config.model.lmbda,
+        bpp=8 * len(data) / pixels,
+        bpp_estimated=estimated / pixels,
+        bpp_latents=estimated / pixels,
+        bpp_networks=0.0,
+        bpp_header=8 * container_bytes / pixels,
+        psnr=metrics.psnr(decoded.image, original),
+        mse=metrics.mse(decoded.image, original),
+        ms_ssim=metrics.ms_ssim(decoded.image, original),
+        encode_seconds=encoded.seconds,
+        decode_seconds=decoded.seconds,
+        steps=_trained_steps(codec.checkpoint),
+        macs_per_pixel=sum(macs.values()) / pixels,
+        height=height,
+        width=width,
+        bitstream=os.path.relpath(path, out_dir),
+        config_hash=config_hash(config),
+        bpp_parts_estimated={k: v / pixels for k, v in encoded.bits_estimated.items()},
+        decoded_matches_encoder=bool(np.array_equal(decoded.image, encoded.reconstruction)),
+        checkpoint=codec.checkpoint,
+    )
 
 
 def _trained_steps(checkpoint: str) -> int | None:

@@ -27,14 +27,22 @@ def test_configs_load_and_sweep_sizes(path, size):
     assert len(sweep) == size
     for entry in sweep:  # every sweep key exists in the config
         apply_sweep_entry(config, entry)
-    for field in (
-        "data.root",
-        "data.index",
-        "model.lmbda",
-        "fit.num_noise_steps",
-        "fit.max_ste_steps",
-        "fit.jit_compile",
-    ):
+    _assert_fields(
+        config,
+        (
+            "data.root",
+            "data.index",
+            "model.lmbda",
+            "fit.num_noise_steps",
+            "fit.max_ste_steps",
+            "fit.jit_compile",
+        ),
+    )
+
+
+def _assert_fields(config, fields) -> None:
+    """Every dotted field exists in the config (a KeyError otherwise)."""
+    for field in fields:
         node = config
         for part in field.split("."):
             node = node[part]
@@ -97,16 +105,10 @@ def test_amortised_configs_sweep_the_seven_lambdas(name):
     sweep = load_sweep(path)
     assert [e["model.lmbda"] for e in sweep] == [0.08, 0.04, 0.02, 0.01, 0.005, 0.0025, 0.00125]
     assert config.model.name == name
-    for field in (
-        "data.root",
-        "model.lmbda",
-        "train.num_steps",
-        "train.batch_size",
-        "data.patch_size",
-    ):
-        node = config
-        for part in field.split("."):
-            node = node[part]
+    _assert_fields(
+        config,
+        ("data.root", "model.lmbda", "train.num_steps", "train.batch_size", "data.patch_size"),
+    )
     # The full recipe is the default: one config away.
     assert (config.train.num_steps, config.train.batch_size, config.data.patch_size) == (
         2_000_000,
