@@ -5,10 +5,13 @@
     [--sargs "--partition=gpu --gres=gpu:1"] [--args "--config.fit.num_noise_steps=1000"]
     [--cpus_per_task 2 --mem 8G --time 24:00:00] [--setup "module load cuda"] [--dry_run]
 ./launch.py --main train --config configs/c3_quickstart.py --local --jobs 2
-./launch.py --main eval --workdirs "runs/123/wid=*"
+./launch.py --main eval --workdirs "runs/123/wid=*" [--args "--dataset=DIR"]
+./launch.py --main itinf --config configs/itinf_sga.py --workdirs "runs/123/wid=*"
+    --args "--config.data.root=DIR"
 
-Task i of the array runs `<main>.py --hid i` (train, itinf) or evaluates the i-th run
-directory (eval). Results land in <root>/<xid>/wid=<i>-<name>-<k=v,...>/; merge them with
+Task i of the array runs `<main>.py --hid i` (train), evaluates the i-th run directory
+(eval), or refines one image shard (--hid) with one trained run (itinf: runs x shards).
+Results land in <root>/<xid>/wid=<i>-<name>-<k=v,...>/; merge them with
 `python eval.py --collect <root>/<xid> --out DIR`.
 """
 
@@ -23,7 +26,9 @@ from common.launcher import LaunchError
 
 _MAIN = flags.DEFINE_enum("main", "train", ["train", "eval", "itinf"], "Script to run.")
 _CONFIG = flags.DEFINE_string("config", None, "Config file with get_hyper() (train, itinf).")
-_WORKDIRS = flags.DEFINE_string("workdirs", None, "eval: glob of run directories.")
+_WORKDIRS = flags.DEFINE_string(
+    "workdirs", None, "eval: glob of run directories; itinf: glob of trained runs to refine."
+)
 _ROOT = flags.DEFINE_string("root", "runs", "Where experiments go: <root>/<xid>/...")
 _ARGS = flags.DEFINE_string("args", "", "Extra arguments for every work unit.")
 _SARGS = flags.DEFINE_string("sargs", "", "Extra sbatch arguments (partition, gres, ...).")
@@ -46,7 +51,7 @@ def main(argv):
     if config and not os.path.isfile(config):
         raise ConfigError(f"config file {config!r} does not exist.")
     workdirs = sorted(glob.glob(_WORKDIRS.value)) if _WORKDIRS.value else []
-    if main_name == "eval" and _WORKDIRS.value and not workdirs:
+    if main_name in ("eval", "itinf") and _WORKDIRS.value and not workdirs:
         raise ConfigError(f"--workdirs {_WORKDIRS.value!r} matches no directory.")
     unit_args = launcher.unit_arguments(main_name, config, workdirs)
     name = main_name

@@ -149,10 +149,18 @@ class TrainedCodec:
         height, width = image.shape[:2]
         x = edge_pad_batch(tf.constant(to_float(image))[None], self.stride)
         y = self.model.analysis(x)
+        z = self.model.hyper_analysis(y) if self.hyper else None
+        encoded = self.encode_latents(y, z, height, width)
+        encoded.seconds = time.perf_counter() - start
+        return encoded
+
+    def encode_latents(self, y, z, height: int, width: int) -> Encoded:
+        """Codes continuous latents (from the analysis, or refined by SGA): z is rounded,
+        y rounded around the fixed-point hyper-synthesis's mean."""
+        start = time.perf_counter()
         estimated, sections = {}, []
         if self.hyper:
             em_z, em_y = self.entropy_models["z"], self.entropy_models["y"]
-            z = self.model.hyper_analysis(y)
             z_hat, estimated["z"] = em_z(z, training=False)
             sections.append(em_z.compress(z).numpy()[0])
             mu, indexes = self.hyper_synthesis(z_hat)

@@ -42,24 +42,19 @@ def build_model(model_config):
     return model
 
 
-class LearningRate(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """`schedules.warmup_step_decay` with the fields of `config.train`."""
-
-    def __init__(self, train):
-        self.train = train
-
-    def __call__(self, step):
-        t = self.train
-        return schedules.warmup_step_decay(
-            step, t.num_steps, t.learning_rate, t.warmup_fraction, t.decay_after, t.decay_factor
-        )
-
-    def get_config(self):
-        return dict(self.train)
+def learning_rate(train) -> schedules.WarmupStepDecay:
+    """The recipe's schedule with the fields of `config.train`."""
+    return schedules.WarmupStepDecay(
+        train.num_steps,
+        train.learning_rate,
+        train.warmup_fraction,
+        train.decay_after,
+        train.decay_factor,
+    )
 
 
 def make_optimizer(train) -> tf.keras.optimizers.Optimizer:
-    return tf.keras.optimizers.Adam(LearningRate(train), global_clipnorm=train.clip_norm or None)
+    return tf.keras.optimizers.Adam(learning_rate(train), global_clipnorm=train.clip_norm or None)
 
 
 def checkpoint_manager(workdir: str, model, optimizer, keep: int = 2):
@@ -183,7 +178,7 @@ def train(config, workdir: str) -> dict:
                 step_seconds.append(seconds)
             means = {k: v / count for k, v in sums.items()}
             losses.append([step, means["loss"]])
-            lr = float(LearningRate(t)(step - 1))
+            lr = float(learning_rate(t)(step - 1))
             with writer.as_default(step=step):
                 for k, v in means.items():
                     tf.summary.scalar(k, v)

@@ -59,7 +59,13 @@ def unit_arguments(main: str, config: str | None, workdirs: list[str]) -> list[l
     if not config:
         raise ConfigError(f"--main {main} needs --config.")
     sweep = load_sweep(config)  # ConfigError without get_hyper()
-    return [["--hid", str(i)] for i in range(len(sweep))]
+    hids = [["--hid", str(i)] for i in range(len(sweep))]
+    if main == "itinf":
+        # One work unit per (trained run, sweep entry = image shard).
+        if not workdirs:
+            raise ConfigError("--main itinf needs --workdirs GLOB matching trained runs.")
+        return [h + [f"--config.warm_start={os.path.abspath(w)}"] for w in workdirs for h in hids]
+    return hids
 
 
 def commands_for(

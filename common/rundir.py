@@ -57,3 +57,28 @@ def prepare_workdir(workdir: str, config) -> None:
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
         },
     )
+
+
+def resolve_run(
+    config,
+    config_path: str,
+    hid: int | None,
+    workdir: str | None,
+    root: str | None,
+    argv: list[str],
+    extra: dict | None = None,
+) -> tuple[str, dict]:
+    """Applies sweep entry `hid` to `config` (command-line overrides win) and returns
+    (run directory, the applied overrides). The directory is `workdir` if given, else
+    ROOT/wid=<hid>-<name>-<k=v,...>, else a fresh one under ./runs. `extra` adds
+    name components (not config fields)."""
+    from common.config import apply_sweep_entry, cli_overridden_keys, sweep_entry
+
+    overrides = {}
+    if hid is not None:
+        overrides = sweep_entry(config_path, hid)
+        apply_sweep_entry(config, overrides, keep=cli_overridden_keys(argv))
+    named = {**overrides, **(extra or {})}
+    if not workdir and root:
+        workdir = os.path.join(root, work_unit_name(hid or 0, config.name, named))
+    return workdir or default_workdir(config.name, hid, named), overrides

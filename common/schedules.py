@@ -43,3 +43,30 @@ def lambda_warmup(
         return tf.constant(float(lmbda))
     early = tf.cast(step, tf.float32) < float(fraction) * total_steps
     return tf.where(early, float(lmbda) * float(factor), float(lmbda))
+
+
+class WarmupStepDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """`warmup_step_decay` as a Keras learning-rate schedule (evaluated at the optimizer's step)."""
+
+    def __init__(
+        self,
+        total_steps: int,
+        base: float,
+        warmup_fraction: float,
+        decay_after: float,
+        decay_factor: float,
+    ):
+        self.args = (
+            int(total_steps),
+            float(base),
+            float(warmup_fraction),
+            float(decay_after),
+            float(decay_factor),
+        )
+
+    def __call__(self, step):
+        return warmup_step_decay(step, *self.args)
+
+    def get_config(self):
+        keys = ("total_steps", "base", "warmup_fraction", "decay_after", "decay_factor")
+        return dict(zip(keys, self.args, strict=True))

@@ -100,11 +100,14 @@ def test_files_decode_to_the_quantised_forward_pass(trained, name):
     decoded = codec.decode(encoded.data)
     assert decoded.image.shape == image.shape
     np.testing.assert_array_equal(decoded.image, encoded.reconstruction)
-    # Measured bits within 2 % of the estimate plus the container's bytes.
+    # Measured bits at most 2 % above the estimate plus the container's bytes. They can be
+    # a little below it: the range coder's 16-bit tables of these 30-step models give
+    # their latents up to ~3 % fewer bits than the float density (on a trained model
+    # the two agree closely: docs/amortised.md).
     sections = container.parse(encoded.data).sections
     overhead = 8 * (len(encoded.data) - sum(len(s) for s in sections))
     estimate = sum(encoded.bits_estimated.values()) + overhead
-    assert abs(8 * len(encoded.data) - estimate) <= 0.02 * estimate
+    assert 0.96 * estimate <= 8 * len(encoded.data) <= 1.02 * estimate
     # The float model (float hyper-synthesis) gives nearly the same reconstruction.
     x = hyperprior.edge_pad_batch(tf.constant(image / 255.0, tf.float32)[None], codec.stride)
     float_pass = codec.model(x, training=False)["x_hat"][0, :100, :150]

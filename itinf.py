@@ -1,0 +1,86 @@
+"""Iterative inference (SGA) for a trained hyperprior / shallow-decoder run: refines each
+image's latents and writes real files that the unchanged decoder decodes.
+
+python itinf.py --config configs/itinf_sga.py --config.warm_start=RUN
+                --config.data.root=DIR [--hid SHARD] [--workdir DIR]
+                [--config.itinf.num_steps=3000]
+
+Writes WORKDIR/bitstreams/<image>.lz (decode with `codec.py decode --workdir RUN`),
+WORKDIR/results/<image>.json (measured bpp and PSNR of the refined file, the RD loss
+before and after refinement) and WORKDIR/results.json.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from common import preemption
+from common.config import ConfigError, check_config_path, parse_flags, quiet_tensorflow
+from common.datasets import DatasetError
+from common.images import ImageError
+from common.rundir import prepare_workdir, resolve_run
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/itinf_sga.py).")
+_HID = flags.DEFINE_integer("hid", None, "Sweep entry of the config's get_hyper() (a shard).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: ./runs/...).")
+_ROOT = flags.DEFINE_string(
+    "root", None, "Experiment directory: the output is ROOT/wid=<hid>-<name>-<k=v,...>."
+)
+
+
+def main(argv):
+    del argv
+    config = _CONFIG.value
+    # Work units of several runs in one experiment must not share a directory.
+    run_name = os.path.basename(os.path.normpath(config.warm_start)) if config.warm_start else ""
+    workdir, _ = resolve_run(
+        config,
+        flags.FLAGS["config"].config_filename,
+        _HID.value,
+        _WORKDIR.value,
+        _ROOT.value,
+        sys.argv,
+        {"run": run_name} if run_name else None,
+    )
+    from coding import itinf_experiment
+    from coding.amortised_codec import CodecError
+
+    preemption.install()
+    try:
+        if not config.warm_start or not os.path.isdir(config.warm_start):
+            raise itinf_experiment.ItinfError(
+                f"config.warm_start {config.warm_start!r} is not a run directory; pass "
+                "--config.warm_start=RUN (a trained mbt2018_mean, jpegl or two_layer_syn[2])."
+            )
+        prepare_workdir(workdir, config)
+        logging.info("Output directory: %s", os.path.abspath(workdir))
+        rows = itinf_experiment.run(config, workdir)
+    except (itinf_experiment.ItinfError, CodecError) as e:
+        raise ConfigError(str(e)) from None
+    except preemption.Preempted as e:
+        logging.warning("%s", e)
+        raise SystemExit(143) from None
+    for row in rows:
+        print(
+            f"{row['image']}: RD loss {row['rd_loss_before']:.4f} -> {row['rd_loss_after']:.4f}"
+            f" ({row['bpp_before']:.4f} -> {row['bpp']:.4f} bpp, {row['psnr_before']:.2f} -> "
+            f"{row['psnr']:.2f} dB)"
+        )
+    print(f"results in {os.path.join(os.path.abspath(workdir), 'results.json')}")
+
+
+def run() -> None:
+    quiet_tensorflow()
+    flags.mark_flag_as_required("config")
+    try:
+        check_config_path(sys.argv)
+        app.run(main, flags_parser=parse_flags)
+    except (ConfigError, DatasetError, ImageError) as e:
+        print(f"itinf.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
