@@ -13,13 +13,11 @@ before and after refinement) and WORKDIR/results.json.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from common import preemption
-from common.config import ConfigError, check_config_path, parse_flags, quiet_tensorflow
-from common.datasets import DatasetError
-from common.images import ImageError
+from common.config import ConfigError, run_config_script
 from common.rundir import prepare_workdir, resolve_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/itinf_sga.py).")
@@ -72,14 +70,7 @@ def main(argv):
 
 
 def run() -> None:
-    quiet_tensorflow()
-    flags.mark_flag_as_required("config")
-    try:
-        check_config_path(sys.argv)
-        app.run(main, flags_parser=parse_flags)
-    except (ConfigError, DatasetError, ImageError) as e:
-        print(f"itinf.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_config_script(main, "itinf.py")
 
 
 if __name__ == "__main__":

@@ -11,22 +11,12 @@ python train.py --config configs/mbt2018_mean.py [--hid N] --config.data.name=fo
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from common import preemption
-from common.config import (
-    ConfigError,
-    apply_sweep_entry,
-    check_config_path,
-    cli_overridden_keys,
-    parse_flags,
-    quiet_tensorflow,
-    sweep_entry,
-)
-from common.datasets import DatasetError
-from common.images import ImageError
-from common.rundir import default_workdir, prepare_workdir, work_unit_name
+from common.config import ConfigError, run_config_script
+from common.rundir import prepare_workdir, resolve_run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
 _HID = flags.DEFINE_integer("hid", None, "Sweep entry of the config's get_hyper() to run.")
@@ -39,14 +29,14 @@ _ROOT = flags.DEFINE_string(
 def main(argv):
     del argv
     config = _CONFIG.value
-    overrides = {}
-    if _HID.value is not None:
-        overrides = sweep_entry(flags.FLAGS["config"].config_filename, _HID.value)
-        apply_sweep_entry(config, overrides, keep=cli_overridden_keys(sys.argv))
-    workdir = _WORKDIR.value
-    if not workdir and _ROOT.value:
-        workdir = os.path.join(_ROOT.value, work_unit_name(_HID.value or 0, config.name, overrides))
-    workdir = workdir or default_workdir(config.name, _HID.value, overrides)
+    workdir, _ = resolve_run(
+        config,
+        flags.FLAGS["config"].config_filename,
+        _HID.value,
+        _WORKDIR.value,
+        _ROOT.value,
+        sys.argv,
+    )
     prepare_workdir(workdir, config)
     logging.info("Run directory: %s", os.path.abspath(workdir))
     from models.registry import AMORTISED_MODELS, PER_IMAGE_MODELS
@@ -76,20 +66,17 @@ def main(argv):
             logging.warning("%s", e)
             raise SystemExit(143) from None
         logging.info("Trained %d steps (%s s/step).", summary["steps"], summary["seconds_per_step"])
+        logging.info(
+            "Done: checkpoints in %s", os.path.join(os.path.abspath(workdir), "checkpoints")
+        )
+        return
     else:
         raise ConfigError(f"train.py does not know how to train model {config.model.name!r}.")
     logging.info("Done: results in %s", os.path.join(os.path.abspath(workdir), "results"))
 
 
 def run() -> None:
-    quiet_tensorflow()
-    flags.mark_flag_as_required("config")
-    try:
-        check_config_path(sys.argv)
-        app.run(main, flags_parser=parse_flags)
-    except (ConfigError, DatasetError, ImageError) as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_config_script(main, "train.py")
 
 
 if __name__ == "__main__":

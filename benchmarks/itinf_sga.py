@@ -51,39 +51,21 @@ def main() -> None:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"itinf.py failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    means = (
+        "bpp_before",
+        "bpp",
+        "psnr_before",
+        "psnr",
+        "rd_loss_before",
+        "rd_loss_after",
+        "encode_seconds",
+    )
     rows = []
     for name in names:
         with open(os.path.join(workdir, "results", os.path.splitext(name)[0] + ".json")) as f:
             row = json.load(f)
-        rows.append(
-            {
-                k: row[k]
-                for k in (
-                    "image",
-                    "lmbda",
-                    "bpp_before",
-                    "bpp",
-                    "psnr_before",
-                    "psnr",
-                    "rd_loss_before",
-                    "rd_loss_after",
-                    "encode_seconds",
-                    "decoded_matches_encoder",
-                )
-            }
-        )
-    mean = {
-        k: sum(r[k] for r in rows) / len(rows)
-        for k in (
-            "bpp_before",
-            "bpp",
-            "psnr_before",
-            "psnr",
-            "rd_loss_before",
-            "rd_loss_after",
-            "encode_seconds",
-        )
-    }
+        rows.append({k: row[k] for k in ("image", "lmbda", "decoded_matches_encoder") + means})
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in means}
     report = {
         "warm_start": os.path.abspath(args.warm_start),
         "steps": args.steps,

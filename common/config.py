@@ -120,3 +120,23 @@ def config_hash(config) -> str:
     """A short, stable hash of the config's content."""
     text = json.dumps(config_to_dict(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_config_script(main, script: str) -> None:
+    """Runs an absl `main` that takes --config: user mistakes (a missing config file, bad
+    overrides, bad data or images) become one line `<script>: error: ...` and exit code 2."""
+    import sys
+
+    from absl import app, flags
+
+    from common.datasets import DatasetError
+    from common.images import ImageError
+
+    quiet_tensorflow()
+    flags.mark_flag_as_required("config")
+    try:
+        check_config_path(sys.argv)
+        app.run(main, flags_parser=parse_flags)
+    except (ConfigError, DatasetError, ImageError) as e:
+        print(f"{script}: error: {e}", file=sys.stderr)
+        sys.exit(2)

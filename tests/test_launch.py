@@ -123,7 +123,7 @@ def test_bad_input(sweep_config, tmp_path):
     out = run("launch.py", "--config", config, f"--root={tmp_path}/r", env=with_fake)
     assert out.returncode == 2 and "sbatch failed: sbatch: error: invalid partition" in out.stderr
     out = run("launch.py", "--main", "itinf", "--config", config, "--dry_run")
-    assert out.returncode == 2 and "itinf.py does not exist" in out.stderr
+    assert out.returncode == 2 and "--main itinf needs --workdirs" in out.stderr
     out = run("launch.py", "--main", "eval", "--workdirs", str(tmp_path / "none*"))
     assert out.returncode == 2 and "matches no directory" in out.stderr
     out = run("train.py", "--config", config, "--hid", "2", f"--workdir={tmp_path}/w")
