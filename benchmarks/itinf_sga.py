@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--workdir", default=None)
     parser.add_argument(
+        "--args", default="", help="more itinf.py flags, e.g. '--config.itinf.tau_start=0'"
+    )
+    parser.add_argument(
         "--out", default=os.path.join(ROOT, "benchmarks", "results", "itinf_sga.json")
     )
     args = parser.parse_args()
@@ -46,6 +49,7 @@ def main() -> None:
         f"--config.data.root={folder}",
         f"--config.itinf.num_steps={args.steps}",
         f"--workdir={workdir}",
+        *args.args.split(),
     ]
     print("$", " ".join(command), flush=True)
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -67,6 +71,7 @@ def main() -> None:
         rows.append({k: row[k] for k in ("image", "lmbda", "decoded_matches_encoder") + means})
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in means}
     report = {
+        "itinf_args": args.args,
         "warm_start": os.path.abspath(args.warm_start),
         "steps": args.steps,
         "cpu_count": os.cpu_count(),
