@@ -79,6 +79,8 @@ class AmortisedModel(tf.keras.Model):
     """Common interface: `call(x, training)` returns the reconstruction and bits per image.
 
     `x` is (B, H, W, 3) in [0, 1] with H, W multiples of `total_stride` (the codec pads).
+    Subclasses also give `decoder_macs(height, width)`: the multiply-accumulates of the
+    decoder (synthesis and hyper-synthesis) for an image of that size.
     """
 
     total_stride = 16
@@ -102,10 +104,6 @@ class AmortisedModel(tf.keras.Model):
         terms = {"loss": bpp + lmbda * mse, "bpp": bpp, "mse": mse, "psnr": psnr}
         terms.update({f"bpp_{k}": v for k, v in bpp_parts.items()})
         return terms
-
-    def decoder_macs(self, height: int, width: int) -> dict:
-        """Multiply-accumulates of the decoder (synthesis and hyper-synthesis) for an image."""
-        raise NotImplementedError
 
 
 class FactorizedPrior(AmortisedModel):
