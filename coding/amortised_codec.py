@@ -85,7 +85,7 @@ class TrainedCodec:
     def __init__(self, workdir: str):
         from models.registry import AMORTISED_MODELS
 
-        config = read_run_config(workdir)
+        self.config = config = read_run_config(workdir)
         self.name = config.model.name
         if self.name not in AMORTISED_MODELS:
             raise CodecError(f"{workdir}: {self.name!r} is not an amortised model.")

@@ -169,7 +169,7 @@ def evaluate_trained(workdir: str, dataset: str, out_dir: str, name: str | None 
     from coding.amortised_codec import TrainedCodec
 
     codec = TrainedCodec(workdir)
-    config = config_dict.ConfigDict(json.load(open(os.path.join(workdir, "config.json"))))
+    config = codec.config
     images = list_images(config_dict.ConfigDict({"name": "folder", "root": dataset}))
     name = name or codec.name
 

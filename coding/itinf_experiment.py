@@ -22,7 +22,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 from absl import logging
 
-from coding.amortised_codec import TrainedCodec, read_run_config
+from coding.amortised_codec import TrainedCodec
 from common import metrics, preemption, results, schedules
 from common.config import config_hash
 from common.datasets import list_images
@@ -113,7 +113,7 @@ def run(config, workdir: str) -> list[dict]:
     codec = TrainedCodec(config.warm_start)
     if not codec.hyper:
         raise ItinfError(f"SGA here refines hyperprior models; {codec.name} has no hyperprior.")
-    lmbda = float(read_run_config(config.warm_start).model.lmbda)
+    lmbda = float(codec.config.model.lmbda)
     images = list_images(config.data)
     if config.data.shard >= 0:
         images = [
