@@ -14,34 +14,20 @@ import os
 import sys
 
 from absl import flags, logging
-from ml_collections import config_flags
 
 from common import preemption
 from common.config import ConfigError, run_config_script
-from common.rundir import prepare_workdir, resolve_run
+from common.rundir import RunFlags, prepare_workdir
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/itinf_sga.py).")
-_HID = flags.DEFINE_integer("hid", None, "Sweep entry of the config's get_hyper() (a shard).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: ./runs/...).")
-_ROOT = flags.DEFINE_string(
-    "root", None, "Experiment directory: the output is ROOT/wid=<hid>-<name>-<k=v,...>."
-)
+_RUN = RunFlags("Config file (configs/itinf_sga.py).", "Sweep entry of get_hyper(): a shard.")
 
 
 def main(argv):
     del argv
-    config = _CONFIG.value
+    config = flags.FLAGS["config"].value
     # Work units of several runs in one experiment must not share a directory.
     run_name = os.path.basename(os.path.normpath(config.warm_start)) if config.warm_start else ""
-    workdir, _ = resolve_run(
-        config,
-        flags.FLAGS["config"].config_filename,
-        _HID.value,
-        _WORKDIR.value,
-        _ROOT.value,
-        sys.argv,
-        {"run": run_name} if run_name else None,
-    )
+    config, workdir = _RUN.resolve(sys.argv, {"run": run_name} if run_name else None)
     from coding import itinf_experiment
     from coding.amortised_codec import CodecError
 

@@ -11,32 +11,18 @@ python train.py --config configs/mbt2018_mean.py [--hid N] --config.data.name=fo
 import os
 import sys
 
-from absl import flags, logging
-from ml_collections import config_flags
+from absl import logging
 
 from common import preemption
 from common.config import ConfigError, run_config_script
-from common.rundir import prepare_workdir, resolve_run
+from common.rundir import RunFlags, prepare_workdir
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
-_HID = flags.DEFINE_integer("hid", None, "Sweep entry of the config's get_hyper() to run.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: ./runs/...).")
-_ROOT = flags.DEFINE_string(
-    "root", None, "Experiment directory: the run directory is ROOT/wid=<hid>-<name>-<k=v,...>."
-)
+_RUN = RunFlags("Config file (configs/*.py).", "Sweep entry of the config's get_hyper() to run.")
 
 
 def main(argv):
     del argv
-    config = _CONFIG.value
-    workdir, _ = resolve_run(
-        config,
-        flags.FLAGS["config"].config_filename,
-        _HID.value,
-        _WORKDIR.value,
-        _ROOT.value,
-        sys.argv,
-    )
+    config, workdir = _RUN.resolve(sys.argv)
     prepare_workdir(workdir, config)
     logging.info("Run directory: %s", os.path.abspath(workdir))
     from models.registry import AMORTISED_MODELS, PER_IMAGE_MODELS

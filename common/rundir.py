@@ -59,26 +59,39 @@ def prepare_workdir(workdir: str, config) -> None:
     )
 
 
-def resolve_run(
-    config,
-    config_path: str,
-    hid: int | None,
-    workdir: str | None,
-    root: str | None,
-    argv: list[str],
-    extra: dict | None = None,
-) -> tuple[str, dict]:
-    """Applies sweep entry `hid` to `config` (command-line overrides win) and returns
-    (run directory, the applied overrides). The directory is `workdir` if given, else
-    ROOT/wid=<hid>-<name>-<k=v,...>, else a fresh one under ./runs. `extra` adds
-    name components (not config fields)."""
-    from common.config import apply_sweep_entry, cli_overridden_keys, sweep_entry
+class RunFlags:
+    """--config, --hid, --workdir and --root: the flags of scripts that run one work unit of
+    a config's sweep (train.py, itinf.py). Define once per script, at import time."""
 
-    overrides = {}
-    if hid is not None:
-        overrides = sweep_entry(config_path, hid)
-        apply_sweep_entry(config, overrides, keep=cli_overridden_keys(argv))
-    named = {**overrides, **(extra or {})}
-    if not workdir and root:
-        workdir = os.path.join(root, work_unit_name(hid or 0, config.name, named))
-    return workdir or default_workdir(config.name, hid, named), overrides
+    def __init__(self, config_help: str, hid_help: str):
+        from absl import flags
+        from ml_collections import config_flags
+
+        self._config = config_flags.DEFINE_config_file("config", None, config_help)
+        self._hid = flags.DEFINE_integer("hid", None, hid_help)
+        self._workdir = flags.DEFINE_string(
+            "workdir", None, "Output directory (default: ./runs/...)."
+        )
+        self._root = flags.DEFINE_string(
+            "root", None, "Experiment directory: the output is ROOT/wid=<hid>-<name>-<k=v,...>."
+        )
+
+    def resolve(self, argv: list[str], extra: dict | None = None):
+        """Applies sweep entry --hid to the config (command-line overrides win); returns
+        (config, output directory). The directory is --workdir if given, else
+        ROOT/wid=<hid>-<name>-<k=v,...>, else a fresh one under ./runs. `extra` adds
+        name components that are not config fields."""
+        from absl import flags
+
+        from common.config import apply_sweep_entry, cli_overridden_keys, sweep_entry
+
+        config, hid = self._config.value, self._hid.value
+        overrides = {}
+        if hid is not None:
+            overrides = sweep_entry(flags.FLAGS["config"].config_filename, hid)
+            apply_sweep_entry(config, overrides, keep=cli_overridden_keys(argv))
+        named = {**overrides, **(extra or {})}
+        workdir = self._workdir.value
+        if not workdir and self._root.value:
+            workdir = os.path.join(self._root.value, work_unit_name(hid or 0, config.name, named))
+        return config, workdir or default_workdir(config.name, hid, named)
