@@ -280,11 +280,16 @@ def test_training_resumes_after_being_killed(image_folder, tmp_path):
     )
     checkpoints = os.path.join(workdir, "checkpoints")
     deadline = time.time() + 240
+    # Older checkpoints are deleted as new ones come (keep 2): wait for any at step >= 10.
     while time.time() < deadline and not (
         os.path.isdir(checkpoints)
-        and any(f.startswith("ckpt-10.") for f in os.listdir(checkpoints))
+        and any(
+            f.endswith(".index") and int(f[len("ckpt-") : -len(".index")]) >= 10
+            for f in os.listdir(checkpoints)
+            if f.startswith("ckpt-")
+        )
     ):
-        time.sleep(0.5)
+        time.sleep(0.1)
     process.send_signal(signal.SIGKILL)  # no chance to save: resume from the periodic one
     process.wait(timeout=60)
     killed_at = tf.train.latest_checkpoint(checkpoints)
