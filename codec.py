@@ -15,14 +15,12 @@ the measured bpp and the PSNR of the decoded image. Decoding needs only the file
 """
 
 import os
-import sys
-import time
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from common.config import ConfigError, check_config_path, parse_flags, quiet_tensorflow
-from common.images import ImageError
+from common.cli import run_main
+from common.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
 _INPUT = flags.DEFINE_string("input", None, "Input image (encode) or bitstream (decode).")
@@ -38,22 +36,16 @@ flags.DEFINE_alias("o", "output")
 USAGE = "usage: codec.py encode|decode -i INPUT -o OUTPUT [--config CONFIG | --workdir RUN]"
 
 
-class CodecError(Exception):
-    """A user mistake: reported as one line, exit code 2."""
-
-
 def _require(flag, what: str):
     if not flag.value:
-        raise CodecError(f"{what} is required. {USAGE}")
+        raise ConfigError(f"{what} is required. {USAGE}")
     return flag.value
 
 
 def _trained_codec():
-    from coding.amortised_codec import TrainedCodec
+    from pipelines.trained_run import load_trained_run
 
-    if not os.path.isdir(_WORKDIR.value):
-        raise CodecError(f"--workdir {_WORKDIR.value!r} is not a folder.")
-    return TrainedCodec(_WORKDIR.value)
+    return load_trained_run(_WORKDIR.value)
 
 
 def encode_trained() -> None:
@@ -63,8 +55,8 @@ def encode_trained() -> None:
 
     source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
     image = read_image(source)
-    codec = _trained_codec()
-    encoded = codec.encode(image)
+    run = _trained_codec()
+    encoded = run.codec.compress(image)
     atomic_write_bytes(target, encoded.data)
     if _RECONSTRUCTION.value:
         write_png(_RECONSTRUCTION.value, encoded.reconstruction)
@@ -73,78 +65,63 @@ def encode_trained() -> None:
     print(
         f"{target}: {len(encoded.data)} bytes, {8 * len(encoded.data) / pixels:.4f} bpp "
         f"(estimate {estimate:.4f} bpp), PSNR {metrics.psnr(encoded.reconstruction, image):.3f} "
-        f"dB, encoded in {encoded.seconds:.2f} s with {codec.name} ({codec.checkpoint})."
+        f"dB, encoded in {encoded.seconds:.2f} s with {run.codec.name} ({run.checkpoint})."
     )
 
 
 def encode() -> None:
     if _WORKDIR.value:
         if _CONFIG.value is not None:
-            raise CodecError("pass --config (per-image codec) or --workdir (trained), not both.")
+            raise ConfigError("pass --config (per-image codec) or --workdir (trained), not both.")
         return encode_trained()
-    from coding import c3_experiment
     from common import metrics
     from common.files import atomic_write_bytes
-    from common.images import read_image, to_float, write_png
-    from models.c3.fit import C3Fitter
-    from models.registry import PER_IMAGE_MODELS, build_per_image_model
+    from common.images import read_image, write_png
+    from models import registry
+    from pipelines.per_image import C3Codec, FitLog
 
     config = _CONFIG.value
     if config is None:
-        raise CodecError(f"--config is required to encode. {USAGE}")
-    if config.model.name not in PER_IMAGE_MODELS:
-        raise CodecError(f"codec.py encode codes per-image models, not {config.model.name!r}.")
+        raise ConfigError(f"--config is required to encode. {USAGE}")
+    if registry.family(config.model.name) != "per_image":
+        raise ConfigError(f"codec.py encode codes per-image models, not {config.model.name!r}.")
     source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
     image = read_image(source)
-    height, width = image.shape[:2]
-    model = build_per_image_model(config.model, height, width)
-    fitter = C3Fitter(model, config.fit)
-    fitter.reset(to_float(image), float(config.model.lmbda), config.seed)
-
-    def log_fn(stage, step, values):
-        logging.info(
-            "%s step %d: loss %.6g, PSNR %.3f dB, latents %.4f bpp",
-            stage,
-            step,
-            values["loss"],
-            values["psnr"],
-            values["bpp_latents"],
-        )
-
-    start = time.perf_counter()
-    fit = fitter.fit(log_fn)
-    fit_seconds = time.perf_counter() - start
-    encoded, decoded = c3_experiment.encode_and_verify(fitter, fit, target)
+    encoding = C3Codec(config, _JIT.value).fit_and_encode(
+        image, FitLog("", config.fit.num_noise_steps), what=target
+    )
+    encoded, decoded, fit = encoding.encoded, encoding.decoded, encoding.fit
     atomic_write_bytes(target, encoded.data)
     if _RECONSTRUCTION.value:
         write_png(_RECONSTRUCTION.value, decoded.image)
-    pixels = height * width
+    pixels = image.shape[0] * image.shape[1]
     print(
         f"{target}: {len(encoded.data)} bytes, {encoded.num_bits / pixels:.4f} bpp "
         f"(estimate {(fit.bits_latents + fit.bits_networks) / pixels:.4f} bpp + header "
         f"{encoded.bits_header // 8} bytes), PSNR {metrics.psnr(decoded.image, image):.3f} dB "
-        f"(decoded), fitted in {fit_seconds:.1f} s, decoded in {decoded.seconds:.2f} s."
+        f"(decoded), fitted in {encoding.fit_seconds:.1f} s, decoded in {decoded.seconds:.2f} s."
     )
 
 
 def decode() -> None:
-    from coding import c3_codec
+    from coding import container
+    from coding.c3 import codec as c3_codec
+    from common.errors import BitstreamError
     from common.images import write_png
 
     source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
     if not os.path.isfile(source):
-        raise CodecError(f"{source}: no such file.")
+        raise BitstreamError(f"{source}: no such file.")
     with open(source, "rb") as f:
         data = f.read()
-    from coding import container
-
-    if container.parse(data, source).codec != "c3":
+    codec_name = container.parse(data, source).codec
+    if codec_name != "c3":
         if not _WORKDIR.value:
-            raise CodecError(
-                f"{source} is a {container.parse(data, source).codec} file: pass --workdir RUN, "
+            raise ConfigError(
+                f"{source} is a {codec_name} file: pass --workdir RUN, "
                 "the run directory of the model that encoded it."
             )
-        decoded = _trained_codec().decode(data, source)
+        decoded = _trained_codec().codec.decompress(data, source)
         write_png(target, decoded.image)
         h, w = decoded.image.shape[:2]
         print(
@@ -165,26 +142,9 @@ def decode() -> None:
 def main(argv):
     commands = {"encode": encode, "decode": decode}
     if len(argv) != 2 or argv[1] not in commands:
-        raise CodecError(f"expected one command, encode or decode. {USAGE}")
+        raise ConfigError(f"expected one command, encode or decode. {USAGE}")
     commands[argv[1]]()
 
 
-def run() -> None:
-    quiet_tensorflow()
-    from coding.amortised_codec import CodecError as TrainedCodecError
-    from coding.container import BitstreamError
-    from models.c3.fit import FitError
-
-    try:
-        check_config_path(sys.argv)
-        app.run(main, flags_parser=parse_flags)
-    except (CodecError, ConfigError, ImageError, BitstreamError, TrainedCodecError) as e:
-        print(f"codec.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except FitError as e:
-        print(f"codec.py: error: fit failed: {e}", file=sys.stderr)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    run()
+    run_main(main, "codec.py")

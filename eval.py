@@ -10,13 +10,11 @@ CompressAI's layout (OUT/results.json); OUT defaults to RUN/eval.
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from common.config import ConfigError, parse_flags, quiet_tensorflow
-from common.datasets import DatasetError
-from common.images import ImageError
+from common.cli import run_main
+from common.errors import ConfigError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory whose bitstreams to evaluate.")
 _BITSTREAMS = flags.DEFINE_string("bitstreams", None, "Glob of bitstream files.")
@@ -32,39 +30,36 @@ _COLLECT = flags.DEFINE_string(
 _JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA (same output).")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise ConfigError(f"unexpected arguments {argv[1:]}.")
-    from coding import evaluate
+def collect() -> None:
+    from common.results import collect
 
-    if sum(bool(v) for v in (_WORKDIR.value, _BITSTREAMS.value, _COLLECT.value)) != 1:
-        raise ConfigError("pass exactly one of --workdir RUN, --bitstreams GLOB, --collect DIR.")
-    if _COLLECT.value:
-        if not _OUT.value:
-            raise ConfigError("--collect needs --out DIR.")
-        from common.results import collect
+    if not _OUT.value:
+        raise ConfigError("--collect needs --out DIR.")
+    try:
+        summary = collect(_COLLECT.value, _OUT.value, _NAME.value)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    points = summary["results"]
+    print(
+        f"{len(points['bpp'])} rate points from {sum(points['num_images'])} results; "
+        f"{os.path.join(_OUT.value, 'results.json')} and results.csv"
+    )
 
-        try:
-            summary = collect(_COLLECT.value, _OUT.value, _NAME.value)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        points = summary["results"]
-        print(
-            f"{len(points['bpp'])} rate points from {sum(points['num_images'])} results; "
-            f"{os.path.join(_OUT.value, 'results.json')} and results.csv"
-        )
-        return
-    if _WORKDIR.value and not os.path.isdir(_WORKDIR.value):
-        raise ConfigError(f"--workdir {_WORKDIR.value!r} is not a folder.")
-    if _WORKDIR.value and _is_trained_model(_WORKDIR.value):
-        if not _DATASET.value:
-            raise ConfigError("--workdir of a trained model needs --dataset DIR (images to code).")
-        out = _OUT.value or os.path.join(_WORKDIR.value, "eval")
-        rows = evaluate.evaluate_trained(_WORKDIR.value, _DATASET.value, out, _NAME.value)
-        _log_rows(rows)
-        results = os.path.join(out, "results.json")
-        print(f"{len(rows)} images coded and decoded; results in {results}")
-        return
+
+def evaluate_trained() -> None:
+    from pipelines import evaluate
+
+    if not _DATASET.value:
+        raise ConfigError("--workdir of a trained model needs --dataset DIR (images to code).")
+    out = _OUT.value or os.path.join(_WORKDIR.value, "eval")
+    rows = evaluate.evaluate_trained(_WORKDIR.value, _DATASET.value, out, _NAME.value)
+    _log_rows(rows)
+    print(f"{len(rows)} images coded and decoded; results in {os.path.join(out, 'results.json')}")
+
+
+def evaluate_files() -> None:
+    from pipelines import evaluate
+
     if _WORKDIR.value:
         items = evaluate.items_from_workdir(_WORKDIR.value, _ORIGINALS.value)
         out = _OUT.value or os.path.join(_WORKDIR.value, "eval")
@@ -79,13 +74,20 @@ def main(argv):
     print(f"{len(rows)} bitstreams evaluated; results in {os.path.join(out, 'results.json')}")
 
 
-def _is_trained_model(workdir: str) -> bool:
-    from coding.amortised_codec import read_run_config
-    from models.registry import AMORTISED_MODELS
+def main(argv):
+    if len(argv) > 1:
+        raise ConfigError(f"unexpected arguments {argv[1:]}.")
+    if sum(bool(v) for v in (_WORKDIR.value, _BITSTREAMS.value, _COLLECT.value)) != 1:
+        raise ConfigError("pass exactly one of --workdir RUN, --bitstreams GLOB, --collect DIR.")
+    if _COLLECT.value:
+        return collect()
+    if _WORKDIR.value and not os.path.isdir(_WORKDIR.value):
+        raise ConfigError(f"--workdir {_WORKDIR.value!r} is not a folder.")
+    from pipelines.trained_run import is_trained_run
 
-    if not os.path.isfile(os.path.join(workdir, "config.json")):
-        return False
-    return read_run_config(workdir).model.name in AMORTISED_MODELS
+    if _WORKDIR.value and is_trained_run(_WORKDIR.value):
+        return evaluate_trained()
+    return evaluate_files()
 
 
 def _log_rows(rows: list[dict]) -> None:
@@ -99,25 +101,5 @@ def _log_rows(rows: list[dict]) -> None:
         )
 
 
-def run() -> None:
-    quiet_tensorflow()
-    from coding.amortised_codec import CodecError
-    from coding.container import BitstreamError
-    from coding.evaluate import EvaluationError
-
-    try:
-        app.run(main, flags_parser=parse_flags)
-    except (
-        BitstreamError,
-        CodecError,
-        ConfigError,
-        DatasetError,
-        EvaluationError,
-        ImageError,
-    ) as e:
-        print(f"eval.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    run()
+    run_main(main, "eval.py")

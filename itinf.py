@@ -16,7 +16,7 @@ import sys
 from absl import flags, logging
 
 from common import preemption
-from common.config import ConfigError, run_config_script
+from common.cli import run_main
 from common.rundir import RunFlags, prepare_workdir
 
 _RUN = RunFlags("Config file (configs/itinf_sga.py).", "Sweep entry of get_hyper(): a shard.")
@@ -28,24 +28,13 @@ def main(argv):
     # Work units of several runs in one experiment must not share a directory.
     run_name = os.path.basename(os.path.normpath(config.warm_start)) if config.warm_start else ""
     config, workdir = _RUN.resolve(sys.argv, {"run": run_name} if run_name else None)
-    from coding import itinf_experiment
-    from coding.amortised_codec import CodecError
+    from pipelines import itinf
 
     preemption.install()
-    try:
-        if not config.warm_start or not os.path.isdir(config.warm_start):
-            raise itinf_experiment.ItinfError(
-                f"config.warm_start {config.warm_start!r} is not a run directory; pass "
-                "--config.warm_start=RUN (a trained mbt2018_mean, jpegl or two_layer_syn[2])."
-            )
-        prepare_workdir(workdir, config)
-        logging.info("Output directory: %s", os.path.abspath(workdir))
-        rows = itinf_experiment.run(config, workdir)
-    except (itinf_experiment.ItinfError, CodecError) as e:
-        raise ConfigError(str(e)) from None
-    except preemption.Preempted as e:
-        logging.warning("%s", e)
-        raise SystemExit(143) from None
+    trained = itinf.load_warm_start(config)  # a bad warm start fails before any output
+    prepare_workdir(workdir, config)
+    logging.info("Output directory: %s", os.path.abspath(workdir))
+    rows = itinf.run(config, workdir, trained)
     for row in rows:
         print(
             f"{row['image']}: RD loss {row['rd_loss_before']:.4f} -> {row['rd_loss_after']:.4f}"
@@ -55,9 +44,5 @@ def main(argv):
     print(f"results in {os.path.join(os.path.abspath(workdir), 'results.json')}")
 
 
-def run() -> None:
-    run_config_script(main, "itinf.py")
-
-
 if __name__ == "__main__":
-    run()
+    run_main(main, "itinf.py", needs_config=True)

@@ -17,12 +17,12 @@ Results land in <root>/<xid>/wid=<i>-<name>-<k=v,...>/; merge them with
 
 import glob
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from common.config import ConfigError, load_sweep, parse_flags, quiet_tensorflow
-from common.launcher import LaunchError
+from common.cli import run_main
+from common.config import load_sweep
+from common.errors import ConfigError, LaunchError
 
 _MAIN = flags.DEFINE_enum("main", "train", ["train", "eval", "itinf"], "Script to run.")
 _CONFIG = flags.DEFINE_string("config", None, "Config file with get_hyper() (train, itinf).")
@@ -91,14 +91,5 @@ def main(argv):
     print(f"merge: python eval.py --collect {experiment.directory} --out DIR")
 
 
-def run() -> None:
-    quiet_tensorflow()
-    try:
-        app.run(main, flags_parser=parse_flags)
-    except (ConfigError, LaunchError) as e:
-        print(f"launch.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    run()
+    run_main(main, "launch.py")

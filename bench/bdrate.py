@@ -19,12 +19,14 @@ import sys
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from bench.curves import Curve, CurveError, read_curve
+from bench.curves import Curve, read_curve
+from common.cli import exit_code
+from common.errors import ZooError
 
 METHODS = ("cubic", "pchip")
 
 
-class BDRateError(ValueError):
+class BDRateError(ZooError, ValueError):
     """Curves that cannot be compared (too few points, no overlap)."""
 
 
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
     parser.add_argument("test")
     parser.add_argument("--method", choices=METHODS + ("both",), default="both")
     args = parser.parse_args(argv)
-    try:
+
+    def work():
         anchor, test = read_curve(args.anchor), read_curve(args.test)
         methods = METHODS if args.method == "both" else (args.method,)
         for method in methods:
@@ -87,10 +90,8 @@ def main(argv=None) -> int:
                 f"{test.name} vs {anchor.name} ({method}): BD-rate {100 * rate:+.2f} %, "
                 f"BD-PSNR {psnr:+.3f} dB"
             )
-    except (BDRateError, CurveError) as e:
-        print(f"bench.bdrate: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_code(work, "bench.bdrate")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ import os
 import sys
 import time
 
-from bench.codecs import CODECS, CodecError
+from bench.codecs import CODECS
+from common.cli import exit_code
+from common.errors import ConfigError
 
 DEFAULT_CODECS = "jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420"
 
@@ -26,33 +28,27 @@ DEFAULT_CODECS = "jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420"
 def _measure(task) -> dict:
     """One (codec, image, quality) point: runs in a worker process."""
     codec_name, path, quality = task
-    from common import metrics, results
+    from common import results
     from common.images import read_image
 
-    codec = CODECS[codec_name]
+    codec = CODECS[codec_name].at(quality)
     image = read_image(path)
     start = time.perf_counter()
-    data = codec.encode(image, quality)
+    data = codec.encode(image)
     encode_seconds = time.perf_counter() - start
     start = time.perf_counter()
     decoded = codec.decode(data, image.shape[:2])
     decode_seconds = time.perf_counter() - start
-    if decoded.shape != image.shape:
-        raise CodecError(f"{codec_name} decoded {path} to shape {decoded.shape}.")
-    height, width = image.shape[:2]
-    return results.result_row(
+    return results.row_from_file(
         image=os.path.splitext(os.path.basename(path))[0],
         model=codec_name,
-        quality=quality,
-        bpp=8 * len(data) / (height * width),
-        bytes=len(data),
-        psnr=metrics.psnr(decoded, image),
-        mse=metrics.mse(decoded, image),
-        ms_ssim=metrics.ms_ssim(decoded, image),
+        original=image,
+        data=data,
+        decoded=decoded,
         encode_seconds=encode_seconds,
         decode_seconds=decode_seconds,
-        height=height,
-        width=width,
+        quality=quality,
+        bytes=len(data),
     )
 
 
@@ -121,36 +117,39 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--qualities", default="", help="comma-separated (one codec only)")
     args = parser.parse_args(argv)
+    return exit_code(lambda: _run_cli(args), "bench.classical")
+
+
+def _run_cli(args) -> None:
     from common.datasets import IMAGE_EXTENSIONS
 
-    try:
-        names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-        unknown = [n for n in names if n not in CODECS]
-        if unknown or not names:
-            raise CodecError(f"unknown codec(s) {unknown}; choose from {', '.join(CODECS)}.")
-        if not os.path.isdir(args.images):
-            raise CodecError(f"--images {args.images!r} is not a folder.")
-        paths = sorted(
-            os.path.join(args.images, f)
-            for f in os.listdir(args.images)
-            if f.lower().endswith(IMAGE_EXTENSIONS)
-        )
-        if not paths:
-            raise CodecError(f"no PNG images in {args.images!r}.")
-        qualities = None
-        if args.qualities:
-            if len(names) != 1:
-                raise CodecError("--qualities applies to one codec at a time.")
+    names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CODECS]
+    if unknown or not names:
+        raise ConfigError(f"unknown codec(s) {unknown}; choose from {', '.join(CODECS)}.")
+    if not os.path.isdir(args.images):
+        raise ConfigError(f"--images {args.images!r} is not a folder.")
+    paths = sorted(
+        os.path.join(args.images, f)
+        for f in os.listdir(args.images)
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not paths:
+        raise ConfigError(f"no PNG images in {args.images!r}.")
+    qualities = None
+    if args.qualities:
+        if len(names) != 1:
+            raise ConfigError("--qualities applies to one codec at a time.")
+        try:
             qualities = [float(q) if "." in q else int(q) for q in args.qualities.split(",")]
-        summaries = run(names, paths, args.out, max(1, args.jobs), qualities)
-    except (CodecError, ValueError) as e:
-        print(f"bench.classical: error: {e}", file=sys.stderr)
-        return 2
+        except ValueError:
+            message = f"--qualities {args.qualities!r}: numbers, comma-separated."
+            raise ConfigError(message) from None
+    summaries = run(names, paths, args.out, max(1, args.jobs), qualities)
     for name, summary in summaries.items():
         points = summary["results"]
         span = f"{min(points['bpp']):.3f} .. {max(points['bpp']):.3f} bpp"
         print(f"{name}: {len(points['bpp'])} points, {span} -> {args.out}/{name}.json")
-    return 0
 
 
 if __name__ == "__main__":

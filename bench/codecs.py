@@ -1,7 +1,8 @@
 """Classical image codecs, driven through their real libraries and command-line tools.
 
 Each codec maps (8-bit RGB image, one quality setting) to the bytes of a real file and
-decodes those bytes back to 8-bit RGB. A curve point uses ONE setting for every image,
+decodes those bytes back to 8-bit RGB: `CODECS[name].at(quality)` is a `coding.interface.Codec`
+like every other codec of the project. A curve point uses ONE setting for every image,
 as VTM, BPG and the published learned curves do. Settings follow what measures each codec
 at its best on PSNR (../reference notes, docs/bench.md):
 
@@ -30,6 +31,9 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, features
 
+from coding.interface import Codec
+from common.errors import CodecError
+
 # Debian packages that provide each command-line tool.
 TOOL_PACKAGES = {
     "avifenc": "libavif-bin",
@@ -39,10 +43,6 @@ TOOL_PACKAGES = {
     "x265": "x265",
     "ffmpeg": "ffmpeg",
 }
-
-
-class CodecError(RuntimeError):
-    """A codec that cannot run here (missing tool) or that failed on an image."""
 
 
 def require_tool(name: str) -> str:
@@ -64,13 +64,35 @@ def _run(args: list[str], what: str) -> bytes:
 
 
 @dataclasses.dataclass(frozen=True)
-class Codec:
+class ClassicalCodec:
+    """A classical codec and its curve: one quality setting per point."""
+
     name: str
     qualities: tuple  # one curve point per setting, from low to high rate
     encode: Callable[[np.ndarray, float], bytes]
     decode: Callable[[bytes, tuple[int, int]], np.ndarray]
     version: Callable[[], str]
     check: Callable[[], None] = lambda: None  # raises CodecError if it cannot run here
+
+    def at(self, quality) -> "ClassicalAtQuality":
+        """The codec at one quality setting, behind the project's codec interface."""
+        return ClassicalAtQuality(self, quality)
+
+
+class ClassicalAtQuality(Codec):
+    """`ClassicalCodec` at one setting: encode(image) -> bytes, decode(bytes) -> image."""
+
+    def __init__(self, codec: ClassicalCodec, quality):
+        self.codec, self.quality = codec, quality
+        self.name = codec.name
+        self.description = f"{codec.name} at quality setting {quality}"
+
+    def encode(self, image: np.ndarray) -> bytes:
+        return self.codec.encode(image, self.quality)
+
+    def decode(self, data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+        # Raw streams (HEVC) lack the size of a padded picture: `shape` crops it.
+        return self.codec.decode(data, shape)
 
 
 # Pillow codecs.
@@ -252,6 +274,8 @@ def _hevc_encode(image: np.ndarray, qp: float, chroma_420: bool) -> bytes:
 
 
 def _hevc_decode(data: bytes, size, chroma_420: bool) -> np.ndarray:
+    if size is None:
+        raise CodecError("an HEVC stream of ours decodes with the original's (height, width).")
     h, w = size
     ph, pw = _hevc_size(h, w)
     with tempfile.TemporaryDirectory() as tmp:
@@ -281,13 +305,13 @@ def _hevc_check() -> None:
     require_tool("ffmpeg")
 
 
-def _hevc_codec(name: str, chroma_420: bool) -> Codec:
+def _hevc_codec(name: str, chroma_420: bool) -> ClassicalCodec:
     def version():
         x265 = _tool_version([require_tool("x265"), "--version"], "HEVC encoder version")
         ffmpeg = _tool_version([require_tool("ffmpeg"), "-version"], "ffmpeg version")
         return f"x265 {x265.split('version ')[-1]}; {ffmpeg.split(' Copyright')[0]}"
 
-    return Codec(
+    return ClassicalCodec(
         name=name,
         qualities=(47, 44, 41, 38, 35, 32, 29, 26, 23, 20, 17),
         encode=functools.partial(_hevc_encode_q, chroma_420=chroma_420),
@@ -302,7 +326,7 @@ def _hevc_encode_q(image, qp, chroma_420):
 
 
 CODECS = {
-    "jpeg": Codec(
+    "jpeg": ClassicalCodec(
         "jpeg",
         (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95),
         lambda image, q: _pillow_encode(image, "JPEG", quality=int(q), optimize=True),
@@ -310,7 +334,7 @@ CODECS = {
         _pillow_version("jpg"),
         _pillow_check("jpg", "JPEG"),
     ),
-    "webp": Codec(
+    "webp": ClassicalCodec(
         "webp",
         (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95),
         lambda image, q: _pillow_encode(image, "WEBP", quality=int(q), method=6),
@@ -318,7 +342,7 @@ CODECS = {
         _pillow_version("webp"),
         _pillow_check("webp", "WebP"),
     ),
-    "jpeg2000": Codec(
+    "jpeg2000": ClassicalCodec(
         "jpeg2000",
         (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0),
         _jpeg2000_encode,
@@ -326,7 +350,7 @@ CODECS = {
         _pillow_version("jpg_2000"),
         _pillow_check("jpg_2000", "JPEG 2000"),
     ),
-    "avif": Codec(
+    "avif": ClassicalCodec(
         "avif",
         (56, 50, 44, 38, 32, 26, 20, 14, 8, 4),  # quantizer (lower = better)
         _avif_encode,
@@ -334,7 +358,7 @@ CODECS = {
         lambda: "avifenc " + _tool_version([require_tool("avifenc"), "--version"], "Version"),
         lambda: (require_tool("avifenc"), require_tool("avifdec")) and None,
     ),
-    "jxl": Codec(
+    "jxl": ClassicalCodec(
         "jxl",
         (12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.75, 0.5, 0.3),
         _jxl_encode,

@@ -10,8 +10,10 @@ import dataclasses
 import json
 import os
 
+from common.errors import ZooError
 
-class CurveError(ValueError):
+
+class CurveError(ZooError, ValueError):
     """A file that is not a readable RD curve."""
 
 

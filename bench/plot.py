@@ -15,6 +15,7 @@ import sys
 
 from bench.bdrate import BDRateError, bd_psnr, bd_rate
 from bench.curves import Curve, CurveError, read_curve
+from common.cli import exit_code
 
 
 def load_curves(files: list[str], anchors_dir: str | None, anchor_names: str | None):
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
     parser.add_argument("--title", default="")
     parser.add_argument("--table", action="store_true", help="print BD-rates vs the first curve")
     args = parser.parse_args(argv)
-    try:
+
+    def work():
         curves = load_curves(args.files, args.anchors, args.anchor_names)
         if not args.out and not args.table:
             raise CurveError("nothing to do: pass -o rd.png and/or --table.")
@@ -104,10 +106,8 @@ def main(argv=None) -> int:
             print(f"wrote {args.out} ({len(curves)} curves)")
         if args.table:
             print(bd_table(curves))
-    except CurveError as e:
-        print(f"bench.plot: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_code(work, "bench.plot")
 
 
 if __name__ == "__main__":

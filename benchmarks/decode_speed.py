@@ -27,17 +27,17 @@ from common.files import atomic_write_json  # noqa: E402
 
 
 def fit_and_encode(image_path: str, steps: int, lmbda: float):
-    from coding import c3_codec
+    from coding.c3 import codec as c3_codec
     from common.images import read_image, to_float
     from configs import c3_kodak
+    from models import registry
     from models.c3.fit import C3Fitter
-    from models.registry import build_per_image_model
 
     config = c3_kodak.get_config()
     config.fit.num_noise_steps = steps
     config.fit.max_ste_steps = max(1, steps // 10)
     image = read_image(image_path)
-    model = build_per_image_model(config.model, *image.shape[:2])
+    model = registry.build_model(config.model, height=image.shape[0], width=image.shape[1])
     fitter = C3Fitter(model, config.fit)
     fitter.reset(to_float(image), lmbda)
     start = time.perf_counter()
@@ -90,8 +90,9 @@ def profile(data: bytes, repeats: int) -> dict:
     import tensorflow as tf
     import tensorflow_compression as tfc
 
-    from coding import c3_codec, laplace_tables, weights
-    from coding.c3_networks import C3Architecture, IntegerC3, prepare_parameters
+    from coding import laplace_tables, weights
+    from coding.c3 import codec as c3_codec
+    from coding.c3.networks import C3Architecture, IntegerC3, prepare_parameters
     from coding.container import parse
 
     container = parse(data)
@@ -138,7 +139,7 @@ def profile(data: bytes, repeats: int) -> dict:
 
 
 def decode_times(data: bytes, repeats: int, jit: bool) -> dict:
-    from coding import c3_codec
+    from coding.c3 import codec as c3_codec
 
     start = time.perf_counter()
     c3_codec.decode(data, jit=jit)
@@ -198,7 +199,7 @@ def main() -> None:
         "profile": profile(encoded.data, args.repeats),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
-    from coding import c3_codec
+    from coding.c3 import codec as c3_codec
 
     result["psnr_decoded"] = metrics.psnr(c3_codec.decode(encoded.data).image, image)
     atomic_write_json(args.out, result)

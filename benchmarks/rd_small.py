@@ -30,14 +30,14 @@ def run_one(image, name, lmbda, noise_steps, ste_steps, seed=0):
     from common import metrics
     from common.images import to_float
     from configs import c3_kodak
+    from models import registry
     from models.c3.fit import C3Fitter
-    from models.registry import build_per_image_model
 
     config = c3_kodak.get_config()
     config.fit.num_noise_steps = noise_steps
     config.fit.max_ste_steps = ste_steps
     config.fit.log_every = 100
-    model = build_per_image_model(config.model, *image.shape[:2])
+    model = registry.build_model(config.model, height=image.shape[0], width=image.shape[1])
     fitter = C3Fitter(model, config.fit)
     fitter.reset(to_float(image), lmbda, seed=seed)
     start = time.perf_counter()

@@ -14,6 +14,8 @@ import binascii
 import dataclasses
 import struct
 
+from common.errors import BitstreamError
+
 MAGIC = b"LZ"
 FORMAT_VERSION = 1
 # Codec ids; for the amortised codecs the decoder is the trained run directory.
@@ -27,10 +29,6 @@ CODEC_IDS = {
 }
 MAX_SECTIONS = 16
 _MAX_VARINT_BYTES = 5
-
-
-class BitstreamError(ValueError):
-    """A file that is not a valid bitstream of this project: what is wrong and where."""
 
 
 def encode_varint(value: int) -> bytes:

@@ -18,7 +18,8 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from coding import laplace_tables as lt
-from coding.container import BitstreamError, Reader, encode_varint
+from coding.container import Reader, encode_varint
+from common.errors import BitstreamError
 
 EXP_GOLOMB_BASE = 200
 MAX_EXP_GOLOMB_ORDER = 31

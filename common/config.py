@@ -10,9 +10,7 @@ import json
 import os
 import re
 
-
-class ConfigError(ValueError):
-    """A config or sweep that cannot be used."""
+from common.errors import ConfigError
 
 
 def config_path_from_argv(argv: list[str]) -> str | None:
@@ -31,15 +29,6 @@ def check_config_path(argv: list[str]) -> None:
     path = config_path_from_argv(argv)
     if path is not None and not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist.")
-
-
-def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up chatter (CUDA probes) unless the user asked for it.
-
-    Takes effect only before TensorFlow is imported: scripts call it first. Errors that
-    matter reach the user as Python exceptions, which the scripts report.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -120,23 +109,3 @@ def config_hash(config) -> str:
     """A short, stable hash of the config's content."""
     text = json.dumps(config_to_dict(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def run_config_script(main, script: str) -> None:
-    """Runs an absl `main` that takes --config: user mistakes (a missing config file, bad
-    overrides, bad data or images) become one line `<script>: error: ...` and exit code 2."""
-    import sys
-
-    from absl import app, flags
-
-    from common.datasets import DatasetError
-    from common.images import ImageError
-
-    quiet_tensorflow()
-    flags.mark_flag_as_required("config")
-    try:
-        check_config_path(sys.argv)
-        app.run(main, flags_parser=parse_flags)
-    except (ConfigError, DatasetError, ImageError) as e:
-        print(f"{script}: error: {e}", file=sys.stderr)
-        sys.exit(2)

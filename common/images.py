@@ -11,13 +11,10 @@ import os
 import numpy as np
 from PIL import Image
 
+from common.errors import ImageError
 from common.files import atomic_write_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-class ImageError(ValueError):
-    """An image that cannot be read or is not something we code."""
 
 
 def _png_bit_depth(header: bytes) -> int | None:

@@ -5,6 +5,7 @@ import os
 import urllib.error
 import urllib.request
 
+from common.errors import DatasetError
 from common.files import atomic_write_bytes
 
 KODAK_SHA256 = {
@@ -33,10 +34,6 @@ KODAK_SHA256 = {
     "kodim23.png": "85c67d7ea758cb0604fb6980ab0c65091a2eefa7b3b50cbb1bc702a60206dfe5",
     "kodim24.png": "9f1c26df52217bd49f998a720a2ffeba41a535cf826f4ae32e355fb2b0bbc0fe",
 }
-
-
-class DatasetError(RuntimeError):
-    """Data that cannot be found, fetched or verified."""
 
 
 def default_cache_dir() -> str:

@@ -22,15 +22,12 @@ import subprocess
 import sys
 
 from common.config import ConfigError, load_sweep
+from common.errors import LaunchError
 from common.files import atomic_write_bytes, atomic_write_json
 from common.rundir import git_revision
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAINS = {"train": "train.py", "eval": "eval.py", "itinf": "itinf.py"}
-
-
-class LaunchError(RuntimeError):
-    """A sweep that cannot be launched (no sbatch, failed submission, ...)."""
 
 
 @dataclasses.dataclass

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import tensorflow as tf
 
 # tf.image.ssim_multiscale with its 5 scales and 11-tap filter needs each side to be
 # larger than (11 - 1) * 2^4 = 160 pixels.
@@ -29,6 +28,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
     """MS-SSIM (Wang et al. 2003) of two uint8 RGB images; None if too small for 5 scales."""
     if min(a.shape[0], a.shape[1]) < MS_SSIM_MIN_SIZE:
         return None
+    import tensorflow as tf  # only here: the other metrics need no TensorFlow
+
     value = tf.image.ssim_multiscale(
         tf.constant(a, tf.float32)[None], tf.constant(b, tf.float32)[None], max_val=255.0
     )

@@ -4,10 +4,13 @@ CompressAI's layout. Documented in docs/results.md.
 
 import glob
 import json
-import math
 import os
 from collections import defaultdict
 
+import numpy as np
+
+from common import metrics
+from common.errors import EvaluationError
 from common.files import atomic_write_bytes, atomic_write_json
 
 # Fields every per-image result has (null where they do not apply yet).
@@ -39,6 +42,43 @@ def result_row(**fields) -> dict:
     row = {k: None for k in RESULT_FIELDS}
     row.update(fields)  # extra, model-specific fields are kept beside the standard ones
     return row
+
+
+def row_from_file(
+    *,
+    image: str,
+    model: str,
+    original: np.ndarray,
+    data: bytes,
+    decoded: np.ndarray,
+    encode_seconds: float | None,
+    decode_seconds: float | None,
+    **fields,
+) -> dict:
+    """The results row of one coded image, the same for every codec: `bpp` from the size
+    of the file's bytes, `psnr`, `mse` and `ms_ssim` of the decoded 8-bit image against
+    the original, the times, and the image size. Other standard fields (`lmbda`, the
+    estimates, `steps`, `macs_per_pixel`, `bitstream`, `config_hash`) and codec-specific
+    extras come in `fields`. Raises EvaluationError if the decoded image has another shape.
+    """
+    if decoded.shape != original.shape:
+        raise EvaluationError(
+            f"{image}: decodes to {decoded.shape} but the original is {original.shape}."
+        )
+    height, width = original.shape[:2]
+    return result_row(
+        image=image,
+        model=model,
+        bpp=8 * len(data) / (height * width),
+        psnr=metrics.psnr(decoded, original),
+        mse=metrics.mse(decoded, original),
+        ms_ssim=metrics.ms_ssim(decoded, original),
+        encode_seconds=encode_seconds,
+        decode_seconds=decode_seconds,
+        height=height,
+        width=width,
+        **fields,
+    )
 
 
 def write_result(path: str, row: dict) -> None:
@@ -82,9 +122,7 @@ def aggregate(rows: list[dict], name: str, description: str = "", point_key: str
                 "bpp": bpp,
                 "bpp_is_estimate": not measured,
                 "psnr-rgb": _mean([r["psnr"] for r in group]),
-                "psnr-rgb-of-mean-mse": (
-                    10 * math.log10(255.0**2 / mean_mse) if mean_mse else None
-                ),
+                "psnr-rgb-of-mean-mse": metrics.psnr_from_mse(mean_mse) if mean_mse else None,
                 "ms-ssim-rgb": _mean([r["ms_ssim"] for r in group]),
                 "encoding_time": _mean([r["encode_seconds"] for r in group]),
                 "decoding_time": _mean([r["decode_seconds"] for r in group]),

@@ -5,12 +5,14 @@ checkpoints, TensorBoard events, per-image results and reconstructions.
 """
 
 import datetime
+import json
 import os
 import socket
 import subprocess
 import sys
 
 from common.config import config_to_dict
+from common.errors import ConfigError
 from common.files import atomic_write_json
 
 
@@ -57,6 +59,17 @@ def prepare_workdir(workdir: str, config) -> None:
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
         },
     )
+
+
+def read_run_config(workdir: str):
+    """The config a run directory was made with (its config.json), as a ConfigDict."""
+    from ml_collections import config_dict
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{workdir}: no config.json (is it a run directory?).")
+    with open(path) as f:
+        return config_dict.ConfigDict(json.load(f))
 
 
 class RunFlags:

@@ -1,68 +1,77 @@
-"""Maps `config.model.name` to model classes, so scripts build any model from a config."""
+"""Which model a config names: families register their builders with a decorator.
 
-from models.c3.model import C3Model
+    @register_model("c3", family="per_image")
+    def build_c3(model_config, height, width): ...
 
-PER_IMAGE_MODELS = {"c3": C3Model}
+    model = build_model(config.model, height=512, width=768)   # one lookup, any family
+    family("mbt2018_mean")                                        # -> "amortised"
 
-# Amortised codecs (trained once on a dataset); each name has a config in configs/.
-AMORTISED_MODELS = ("bls2017", "mbt2018_mean", "jpegl", "two_layer_syn", "two_layer_syn2")
+A family is what decides the pipeline that trains it (`pipelines.registry`): "per_image"
+models are fitted to each image, "amortised" ones trained once on a dataset. A new
+family adds its module to `FAMILY_MODULES`; its builders register themselves on import.
+"""
 
+import dataclasses
+import importlib
+from collections.abc import Callable
 
-def build_per_image_model(model_config, height: int, width: int):
-    """Builds a per-image codec model for an image of the given size from `config.model`."""
-    name = model_config.name
-    if name not in PER_IMAGE_MODELS:
-        raise ValueError(f"unknown per-image model {name!r}; known: {sorted(PER_IMAGE_MODELS)}")
-    kwargs = {k: v for k, v in model_config.items() if k not in ("name", "lmbda")}
-    return PER_IMAGE_MODELS[name](height=height, width=width, **kwargs)
+from common.errors import ConfigError
 
-
-def _analysis(m):
-    from models import transforms
-
-    channels = tuple(m.analysis_channels) + (m.latent_channels,)
-    if m.analysis == "gdn":
-        return transforms.GDNAnalysis(channels, name="analysis")
-    if m.analysis == "elic":
-        return transforms.ELICAnalysis(channels, m.elic_residual_blocks, name="analysis")
-    if m.analysis == "cnn":
-        return transforms.CNNAnalysis(channels, name="analysis")
-    raise ValueError(f"unknown model.analysis {m.analysis!r}; use gdn, elic or cnn.")
+# Modules whose import registers each family's models.
+FAMILY_MODULES = ("models.c3.model", "models.amortised.build")
 
 
-def _synthesis(m):
-    from models import transforms
-
-    if m.synthesis == "gdn":
-        return transforms.GDNSynthesis(m.synthesis_channels, name="synthesis")
-    if m.synthesis == "jpeg_like":
-        return transforms.JPEGLikeSynthesis(name="synthesis")
-    if m.synthesis == "two_layer":
-        (hidden,) = m.synthesis_channels
-        return transforms.TwoLayerSynthesis(hidden, residual=m.two_layer_residual, name="synthesis")
-    raise ValueError(f"unknown model.synthesis {m.synthesis!r}; use gdn, jpeg_like or two_layer.")
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    builder: Callable
 
 
-def build_amortised_model(model_config):
-    """Builds (without weights) the amortised codec that `config.model` describes."""
-    from models import hyperprior, transforms
+_MODELS: dict[str, ModelEntry] = {}
 
-    m = model_config
-    if m.name not in AMORTISED_MODELS:
-        raise ValueError(f"unknown amortised model {m.name!r}; known: {AMORTISED_MODELS}")
-    if m.hyper_channels == 0:
-        return hyperprior.FactorizedPrior(
-            _analysis(m), _synthesis(m), m.latent_channels, m.quantization, name=m.name
-        )
-    return hyperprior.MeanScaleHyperprior(
-        _analysis(m),
-        _synthesis(m),
-        transforms.HyperAnalysis((m.hyper_channels,) * 3, name="hyper_analysis"),
-        transforms.HyperSynthesis(
-            m.hyper_synthesis_channels, m.latent_channels, name="hyper_synthesis"
-        ),
-        m.latent_channels,
-        m.hyper_channels,
-        m.quantization,
-        name=m.name,
-    )
+
+def register_model(*names: str, family: str):
+    """Decorator: `builder(model_config, **sizes)` builds the models called `names`."""
+    if not names:
+        raise ValueError("register_model needs at least one model name.")
+
+    def decorator(builder):
+        for name in names:
+            if name in _MODELS and _MODELS[name].builder is not builder:
+                raise ValueError(f"model {name!r} is registered twice.")
+            _MODELS[name] = ModelEntry(name, family, builder)
+        return builder
+
+    return decorator
+
+
+def _entries() -> dict[str, ModelEntry]:
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
+    return _MODELS
+
+
+def names(family: str | None = None) -> tuple[str, ...]:
+    """Registered model names (of one family), in registration order."""
+    return tuple(n for n, e in _entries().items() if family is None or e.family == family)
+
+
+def is_registered(name: str) -> bool:
+    return name in _entries()
+
+
+def entry(name: str) -> ModelEntry:
+    entries = _entries()
+    if name not in entries:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(entries)}.")
+    return entries[name]
+
+
+def family(name: str) -> str:
+    return entry(name).family
+
+
+def build_model(model_config, **sizes):
+    """Builds the model that `config.model` names (per-image models take height, width)."""
+    return entry(model_config.name).builder(model_config, **sizes)

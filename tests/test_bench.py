@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench import bdrate, classical, codecs, plot
 from bench.curves import Curve, CurveError, read_curve
-from tests.conftest import ROOT, smooth_image
+from tests.helpers import ROOT, smooth_image
 
 RATES = [0.1, 0.2, 0.35, 0.6, 1.0, 1.6]
 PSNRS = [27.0, 29.5, 31.8, 34.0, 36.5, 39.0]

@@ -10,24 +10,21 @@ import time
 import numpy as np
 import pytest
 
-from coding import c3_codec
-from coding.container import BitstreamError, parse
+from coding.c3 import codec as c3_codec
+from coding.container import parse
+from common.errors import BitstreamError
 from common.images import encode_png, to_float
 from configs import c3_kodak
+from models import registry
 from models.c3.fit import C3Fitter
-from models.registry import build_per_image_model
-from tests.conftest import ROOT, smooth_image, tiny_fit_config
-
-GOLDEN = os.path.join(ROOT, "tests", "data", "golden.c3")
-# sha256 of the PNG that tests/data/golden.c3 decodes to (see tests/data/README.md).
-GOLDEN_PNG_SHA256 = "88d494d949fdf69045f41794fe08707e4ff0dccf1cbaa9f1eafd0955c6beb076"
+from tests.helpers import GOLDEN, GOLDEN_PNG_SHA256, ROOT, smooth_image, tiny_fit_config
 
 
 @pytest.fixture(scope="module")
 def fitted():
     """A 32x48 image fitted briefly at lambda 2e-3, and its bitstream."""
     image = smooth_image(32, 48, seed=4)
-    model = build_per_image_model(c3_kodak.get_config().model, 32, 48)
+    model = registry.build_model(c3_kodak.get_config().model, height=32, width=48)
     fitter = C3Fitter(model, tiny_fit_config(60, 6))
     fitter.reset(to_float(image), 2e-3)
     fit = fitter.fit()
@@ -55,7 +52,7 @@ import tensorflow as tf
 inter, intra, jit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 tf.config.threading.set_inter_op_parallelism_threads(inter)
 tf.config.threading.set_intra_op_parallelism_threads(intra)
-from coding import c3_codec
+from coding.c3 import codec as c3_codec
 from common.images import encode_png
 data = open(sys.argv[4], "rb").read()
 sys.stdout.buffer.write(encode_png(c3_codec.decode(data, jit=jit).image))
@@ -156,7 +153,7 @@ def test_fuzzed_files_decode_or_fail_cleanly(fitted):
 
 @pytest.mark.parametrize("height,width", [(0, 48), (60000, 60000)])
 def test_absurd_sizes_are_refused(fitted, height, width):
-    from coding.c3_networks import C3Architecture
+    from coding.c3.networks import C3Architecture
 
     _, _, _, encoded = fitted
     container = parse(encoded.data)

@@ -7,35 +7,24 @@ import pytest
 import tensorflow as tf
 
 from coding import laplace_tables as lt
-from coding.c3_networks import (
+from coding.c3.networks import (
     C3Architecture,
     IntegerC3,
     integer_antialias_matrix,
     integer_bilinear_taps,
     prepare_parameters,
 )
-from coding.container import BitstreamError
+from common.errors import BitstreamError
 from configs import c3_clic2020, c3_kodak, coolchic
+from models import registry
 from models.c3.model import C3Model
 from models.c3.upsampling import bilinear_taps
-from models.registry import build_per_image_model
-
-STEPS = (2.0**-8, 2.0**-10)
-
-
-def random_model(config=None, height=24, width=40, seed=0) -> C3Model:
-    config = config or c3_kodak.get_config().model
-    model = build_per_image_model(config, height, width)
-    rng = np.random.default_rng(seed)
-    for v in model.network_variables:
-        v.assign(rng.normal(0, 0.3, v.shape).astype(np.float32))
-    model.set_network_integers(model.network_integers(*STEPS), *STEPS)
-    return model
+from tests.helpers import STEPS, random_model
 
 
 @pytest.mark.parametrize("module", [c3_kodak, c3_clic2020, coolchic])
 def test_header_round_trip_and_shapes(module):
-    model = build_per_image_model(module.get_config().model, 33, 47)
+    model = registry.build_model(module.get_config().model, height=33, width=47)
     arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
     assert C3Architecture.from_bytes(arch.to_bytes()) == arch
     assert arch.network_shapes() == [tuple(v.shape) for v in model.network_variables]
@@ -53,7 +42,7 @@ def test_header_round_trip_and_shapes(module):
     ],
 )
 def test_invalid_header_is_a_bitstream_error(change, message):
-    model = build_per_image_model(c3_kodak.get_config().model, 16, 16)
+    model = registry.build_model(c3_kodak.get_config().model, height=16, width=16)
     arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
     bad = dataclasses.replace(arch, **change)
     with pytest.raises(BitstreamError, match=message):
@@ -61,7 +50,7 @@ def test_invalid_header_is_a_bitstream_error(change, message):
 
 
 def test_steps_must_be_powers_of_two():
-    model = build_per_image_model(c3_kodak.get_config().model, 16, 16)
+    model = registry.build_model(c3_kodak.get_config().model, height=16, width=16)
     with pytest.raises(ValueError, match="power of two"):
         C3Architecture.from_model_config(model.get_config(), 1e-3, 2.0**-8)
 

@@ -6,8 +6,7 @@ import os
 import pytest
 from PIL import Image
 
-from tests.conftest import run_script, smooth_image
-from tests.test_c3_codec import GOLDEN, GOLDEN_PNG_SHA256
+from tests.helpers import GOLDEN, GOLDEN_PNG_SHA256, run_script, smooth_image
 
 run = run_script
 

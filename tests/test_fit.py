@@ -7,7 +7,7 @@ import tensorflow as tf
 from common.images import to_float
 from models.c3.fit import C3Fitter, FitError
 from models.c3.model import C3Model
-from tests.conftest import smooth_image, tiny_fit_config
+from tests.helpers import smooth_image, tiny_fit_config
 
 
 @pytest.fixture(scope="module")

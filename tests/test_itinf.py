@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coding import amortised_experiment, itinf_experiment
-from coding.amortised_codec import TrainedCodec
 from common import metrics
 from common.images import read_image, write_png
 from common.rundir import prepare_workdir
 from configs import itinf_sga
-from models import sga
-from tests.conftest import run_script, smooth_image
-from tests.test_amortised import tiny_config
+from models.amortised import sga
+from pipelines import amortised_training, itinf
+from pipelines.trained_run import load_trained_run
+from tests.helpers import run_script, smooth_image
+from tests.helpers import tiny_amortised_config as tiny_config
 
 
 def test_temperature_follows_the_formula():
@@ -52,7 +52,7 @@ def trained_run(tmp_path_factory):
     config = tiny_config("two_layer_syn", str(images))
     config.val.name = "none"
     prepare_workdir(workdir, config)
-    amortised_experiment.train(config, workdir)
+    amortised_training.train(config, workdir)
     return workdir, str(images)
 
 
@@ -68,16 +68,16 @@ def itinf_config(warm_start: str, images: str, steps: int = 60):
 def test_sga_lowers_the_rd_loss_and_the_unchanged_decoder_decodes_it(trained_run, tmp_path):
     warm_start, images = trained_run
     out = str(tmp_path / "itinf")
-    rows = itinf_experiment.run(itinf_config(warm_start, images), out)
+    rows = itinf.run(itinf_config(warm_start, images), out)
     assert len(rows) == 3
-    codec = TrainedCodec(warm_start)  # the decoder, untouched by the refinement
+    codec = load_trained_run(warm_start).codec  # the decoder, untouched by the refinement
     for row in rows:
         assert row["rd_loss_after"] < row["rd_loss_before"], row["image"]
         assert row["decoded_matches_encoder"]
         with open(os.path.join(out, row["bitstream"]), "rb") as f:
             data = f.read()
         assert row["bpp"] == pytest.approx(8 * len(data) / (72 * 88))
-        decoded = codec.decode(data).image
+        decoded = codec.decode(data)
         original = read_image(os.path.join(images, f"{row['image']}.png"))
         assert metrics.psnr(decoded, original) == pytest.approx(row["psnr"])
         assert row["rd_loss_after"] == pytest.approx(row["bpp"] + row["lmbda"] * row["mse"])

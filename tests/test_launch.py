@@ -13,7 +13,7 @@ import time
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, run_script, smooth_image
+from tests.helpers import ROOT, run_script, smooth_image
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_script, smooth_image
+from tests.helpers import run_script, smooth_image
 
 TINY = [
     "--config.fit.num_noise_steps=30",

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from coding.c3_networks import C3Architecture, prepare_parameters
-from coding.wavefront import Canvas, LatentCoder, Schedule
+from coding.c3.networks import C3Architecture, prepare_parameters
+from coding.c3.wavefront import Canvas, LatentCoder, Schedule
 from configs import c3_clic2020, c3_kodak, coolchic
 from models.c3.context import causal_offsets
-from tests.test_c3_networks import STEPS, random_model
+from tests.helpers import STEPS, random_model
 
 
 @pytest.mark.parametrize("rows_cols,sequential", [(3, False), (2, False), (3, True)])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from coding import weights
-from coding.container import BitstreamError
+from common.errors import BitstreamError
 
 
 def tensors():

@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from common import schedules
+from common.errors import FitError
 from common.metrics import psnr_from_mse
 from models.c3 import rate
 from models.c3.model import MAX_NETWORK_INTEGER, C3Model
@@ -47,19 +48,11 @@ def is_power_of_two(step: float) -> bool:
     return step > 0 and mantissa == 0.5
 
 
-class FitError(RuntimeError):
-    """A fit that cannot continue (e.g. the loss stays NaN after every recovery)."""
+@dataclasses.dataclass(frozen=True)
+class QuantizedNetworks:
+    """The outcome of the network quantisation search: steps, rates and distortion of the
+    model with its networks quantised and its latents rounded."""
 
-
-@dataclasses.dataclass
-class FitResult:
-    """What a fit produced, with the networks quantised and latents rounded."""
-
-    noise_steps: int
-    ste_steps: int
-    seconds_noise: float
-    seconds_ste: float
-    seconds_quantization: float
     weight_step: float
     bias_step: float
     bits_latents: float
@@ -69,8 +62,19 @@ class FitResult:
     mse: float  # of the 8-bit reconstruction
     psnr: float
     loss: float
-    nan_recoveries: int
     reconstruction: np.ndarray  # uint8 (H, W, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult(QuantizedNetworks):
+    """What a fit produced: the quantised model's numbers, and the fit's steps and times."""
+
+    noise_steps: int
+    ste_steps: int
+    seconds_noise: float
+    seconds_ste: float
+    seconds_quantization: float
+    nan_recoveries: int
 
 
 class C3Fitter(tf.Module):
@@ -322,13 +326,15 @@ class C3Fitter(tf.Module):
             self._copy(self._state, self.best_state)
         seconds_ste = time.perf_counter() - start
         start = time.perf_counter()
-        result = self.quantize_networks()
-        seconds_quantization = time.perf_counter() - start
-        return dataclasses.replace(
-            result,
+        quantized = self.quantize_networks()
+        return FitResult(
+            noise_steps=int(self.noise_step.numpy()),
+            ste_steps=int(self.ste_step.numpy()),
             seconds_noise=seconds_noise,
             seconds_ste=seconds_ste,
-            seconds_quantization=seconds_quantization,
+            seconds_quantization=time.perf_counter() - start,
+            nan_recoveries=int(self.nan_recoveries.numpy()),
+            **{f.name: getattr(quantized, f.name) for f in dataclasses.fields(quantized)},
         )
 
     def network_bits(self, integers: list[np.ndarray]) -> dict[str, float]:
@@ -340,7 +346,7 @@ class C3Fitter(tf.Module):
             bits[layer.name] = sum(rate.parameter_bits(integers[i]) for i in idx)
         return bits
 
-    def quantize_networks(self) -> FitResult:
+    def quantize_networks(self) -> QuantizedNetworks:
         """Grid search over (weight step, bias step); leaves the best networks in place."""
         c = self.config
         num_pixels = float(self.model.num_pixels)
@@ -381,12 +387,7 @@ class C3Fitter(tf.Module):
             bias_step,
             sum(bits_per_network.values()),
         )
-        return FitResult(
-            noise_steps=int(self.noise_step.numpy()),
-            ste_steps=int(self.ste_step.numpy()),
-            seconds_noise=0.0,
-            seconds_ste=0.0,
-            seconds_quantization=0.0,
+        return QuantizedNetworks(
             weight_step=weight_step,
             bias_step=bias_step,
             bits_latents=bits,
@@ -396,6 +397,5 @@ class C3Fitter(tf.Module):
             mse=mse,
             psnr=psnr_from_mse(mse, peak=1.0),
             loss=loss,
-            nan_recoveries=int(self.nan_recoveries.numpy()),
             reconstruction=reconstruction.astype(np.uint8),
         )

@@ -24,6 +24,7 @@ from models.c3.context import ContextModel, flatten_grids, unflatten_grids
 from models.c3.latents import LatentGrids
 from models.c3.synthesis import Synthesis
 from models.c3.upsampling import Upsampling
+from models.registry import register_model
 
 QUANTIZATION_MODES = ("noise", "ste", "round")
 # The bitstream format's limit on a quantised network parameter (`coding.fixed_point`).
@@ -211,3 +212,10 @@ class C3Model(tf.keras.Model):
             "upsampling": upsampling,
             "total": arm + synthesis + upsampling,
         }
+
+
+@register_model("c3", family="per_image")
+def build_c3(model_config, height: int, width: int) -> C3Model:
+    """The C3 / COOL-CHIC model of `config.model` for an image of the given size."""
+    kwargs = {k: v for k, v in model_config.items() if k not in ("name", "lmbda")}
+    return C3Model(height=height, width=width, **kwargs)

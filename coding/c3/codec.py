@@ -4,7 +4,7 @@ File = container (`coding.container`) with codec "c3":
 - header: `C3Architecture.to_bytes()` (image size, architecture, q_step, network steps);
 - section 0: the quantised networks (`coding.weights`);
 - section 1: the latent symbols, range coded in wavefront order with the fixed-point
-  context model (`coding.wavefront`).
+  context model (`coding.c3.wavefront`).
 
 The decoder builds everything from the file alone. Every byte counts in the measured
 bpp; `EncodedC3` splits it into header (container, architecture and the per-tensor code
@@ -21,9 +21,10 @@ from absl import logging
 
 from coding import fixed_point as fp
 from coding import weights
-from coding.c3_networks import C3Architecture, IntegerC3, compiled_key, prepare_parameters
-from coding.container import BitstreamError, Container, parse
-from coding.wavefront import LatentCoder
+from coding.c3.networks import C3Architecture, IntegerC3, compiled_key, prepare_parameters
+from coding.c3.wavefront import LatentCoder
+from coding.container import Container, parse
+from common.errors import BitstreamError
 
 
 @dataclasses.dataclass

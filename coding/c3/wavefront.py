@@ -26,7 +26,7 @@ import tensorflow_compression as tfc
 
 from coding import fixed_point as fp
 from coding import laplace_tables as lt
-from coding.c3_networks import C3Architecture, IntegerC3
+from coding.c3.networks import C3Architecture, IntegerC3
 from models.c3.context import causal_offsets, window_offsets
 
 _ARM_BATCH = 2**16  # encoder: latents per context-model evaluation (bounds memory)
@@ -142,7 +142,7 @@ class LatentCoder:
     def encode(self, symbols: list[np.ndarray], parameters: list[np.ndarray]) -> bytes:
         """Range codes the symbols (one int array per grid) in wavefront order.
 
-        `parameters` are the networks' (`c3_networks.prepare_parameters`).
+        `parameters` are the networks' (`coding.c3.networks.prepare_parameters`).
         """
         model = IntegerC3(self.arch, parameters)
         canvas = np.zeros(self.canvas.size, np.int32)

@@ -8,24 +8,36 @@ averaging conventions (mean per-image PSNR, and PSNR of the mean MSE).
 
 import dataclasses
 import glob
-import json
 import os
 
 import numpy as np
 
-from coding import c3_codec, container
-from coding.c3_networks import compiled_key
-from coding.container import BitstreamError
-from common import metrics, results
+from coding import container
+from coding.c3 import codec as c3_codec
+from coding.c3.networks import compiled_key
+from common import results
+from common.config import config_hash
 from common.datasets import IMAGE_EXTENSIONS, NamedImage, list_images
+from common.errors import BitstreamError, EvaluationError
+from common.files import atomic_write_bytes
 from common.images import read_image
+from common.rundir import read_run_config
+from pipelines.trained_run import TrainedRun, load_trained_run
+
+# What only the encoder knows: copied from its results row into the evaluation's.
+ENCODER_FIELDS = (
+    "lmbda",
+    "bpp_estimated",
+    "bpp_latents",
+    "bpp_networks",
+    "bpp_header",
+    "steps",
+    "macs_per_pixel",
+    "config_hash",
+)
 
 
-class EvaluationError(ValueError):
-    """Inputs that cannot be evaluated (no files, no original, size mismatch)."""
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Item:
     name: str
     bitstream: str
@@ -68,10 +80,7 @@ def items_from_workdir(workdir: str, originals_folder: str | None = None) -> lis
     if originals_folder:
         originals = _original_folder(originals_folder)
     else:
-        from ml_collections import config_dict
-
-        with open(os.path.join(workdir, "config.json")) as f:
-            data = config_dict.ConfigDict(json.load(f)["data"])
+        data = read_run_config(workdir).data
         originals = {item.name: item for item in list_images(data)}
     items = []
     for row in rows:
@@ -83,7 +92,7 @@ def items_from_workdir(workdir: str, originals_folder: str | None = None) -> lis
 
 
 def evaluate(item: Item, jit: bool = True, warm: set | None = None) -> dict:
-    """Decodes one file and returns its results row (raises BitstreamError if invalid).
+    """Decodes one C3 file and returns its results row (BitstreamError if invalid).
 
     The decode time is warm: the decoder of each architecture (image size included) is
     compiled by an untimed first decode, as a deployed decoder would be. `warm` holds
@@ -99,34 +108,17 @@ def evaluate(item: Item, jit: bool = True, warm: set | None = None) -> dict:
         c3_codec.decode(data, jit=jit, what=item.bitstream)
         warm.add(arch)
     decoded = c3_codec.decode(data, jit=jit, what=item.bitstream)
-    original = item.original.load()
-    if original.shape != decoded.image.shape:
-        raise EvaluationError(
-            f"{item.bitstream}: decodes to {decoded.image.shape[:2]} but the original "
-            f"{item.name} is {original.shape[:2]}."
-        )
-    height, width = original.shape[:2]
     encoder = item.encoder_row or {}
-    return results.result_row(
+    return results.row_from_file(
         image=item.name,
         model=encoder.get("model", "c3"),
-        lmbda=encoder.get("lmbda"),
-        bpp=8 * len(data) / (height * width),
-        bpp_estimated=encoder.get("bpp_estimated"),
-        bpp_latents=encoder.get("bpp_latents"),
-        bpp_networks=encoder.get("bpp_networks"),
-        bpp_header=encoder.get("bpp_header"),
-        psnr=metrics.psnr(decoded.image, original),
-        mse=metrics.mse(decoded.image, original),
-        ms_ssim=metrics.ms_ssim(decoded.image, original),
+        original=item.original.load(),
+        data=data,
+        decoded=decoded.image,
         encode_seconds=encoder.get("encode_seconds"),
         decode_seconds=decoded.seconds,
-        steps=encoder.get("steps"),
-        macs_per_pixel=encoder.get("macs_per_pixel"),
-        height=height,
-        width=width,
         bitstream=item.bitstream,
-        config_hash=encoder.get("config_hash"),
+        **{k: encoder.get(k) for k in ENCODER_FIELDS},
         decode_seconds_parts={
             "networks": decoded.seconds_networks,
             "latents": decoded.seconds_latents,
@@ -166,16 +158,13 @@ def evaluate_trained(workdir: str, dataset: str, out_dir: str, name: str | None 
     """
     from ml_collections import config_dict
 
-    from coding.amortised_codec import TrainedCodec
-
-    codec = TrainedCodec(workdir)
-    config = codec.config
+    run = load_trained_run(workdir)
     images = list_images(config_dict.ConfigDict({"name": "folder", "root": dataset}))
-    name = name or codec.name
+    name = name or run.codec.name
 
     def rows():
         for i, item in enumerate(images):
-            yield _code_one(codec, config, item, out_dir, warm_up=i == 0)
+            yield _code_one(run, item, out_dir, warm_up=i == 0)
 
     return _write_results(
         out_dir,
@@ -186,51 +175,40 @@ def evaluate_trained(workdir: str, dataset: str, out_dir: str, name: str | None 
     )
 
 
-def _code_one(codec, config, item: NamedImage, out_dir: str, warm_up: bool) -> dict:
+def _code_one(run: TrainedRun, item: NamedImage, out_dir: str, warm_up: bool) -> dict:
     """Encodes one image to out_dir/bitstreams/<image>.lz, decodes the file, measures."""
-    from common.config import config_hash
-    from common.files import atomic_write_bytes
-
+    codec = run.codec
     original = item.load()
     height, width = original.shape[:2]
     pixels = height * width
-    encoded = codec.encode(original)
+    encoded = codec.compress(original)
     path = os.path.join(out_dir, "bitstreams", f"{item.name}.lz")
     atomic_write_bytes(path, encoded.data)
     with open(path, "rb") as f:
         data = f.read()
     if warm_up:
-        codec.decode(data, path)  # untimed
-    decoded = codec.decode(data, path)
-    macs = codec.model.decoder_macs(height, width)
+        codec.decompress(data, path)  # untimed
+    decoded = codec.decompress(data, path)
     container_bytes = len(data) - sum(len(s) for s in container.parse(data, path).sections)
     estimated = sum(encoded.bits_estimated.values())
-    return results.result_row(
+    return results.row_from_file(
         image=item.name,
         model=codec.name,
-        lmbda=config.model.lmbda,
-        bpp=8 * len(data) / pixels,
+        original=original,
+        data=data,
+        decoded=decoded.image,
+        encode_seconds=encoded.seconds,
+        decode_seconds=decoded.seconds,
+        lmbda=run.config.model.lmbda,
         bpp_estimated=estimated / pixels,
         bpp_latents=estimated / pixels,
         bpp_networks=0.0,
         bpp_header=8 * container_bytes / pixels,
-        psnr=metrics.psnr(decoded.image, original),
-        mse=metrics.mse(decoded.image, original),
-        ms_ssim=metrics.ms_ssim(decoded.image, original),
-        encode_seconds=encoded.seconds,
-        decode_seconds=decoded.seconds,
-        steps=_trained_steps(codec.checkpoint),
-        macs_per_pixel=sum(macs.values()) / pixels,
-        height=height,
-        width=width,
+        steps=run.steps,
+        macs_per_pixel=sum(codec.model.decoder_macs(height, width).values()) / pixels,
         bitstream=os.path.relpath(path, out_dir),
-        config_hash=config_hash(config),
+        config_hash=config_hash(run.config),
         bpp_parts_estimated={k: v / pixels for k, v in encoded.bits_estimated.items()},
         decoded_matches_encoder=bool(np.array_equal(decoded.image, encoded.reconstruction)),
-        checkpoint=codec.checkpoint,
+        checkpoint=run.checkpoint,
     )
-
-
-def _trained_steps(checkpoint: str) -> int | None:
-    suffix = checkpoint.rsplit("-", 1)[-1]
-    return int(suffix) if suffix.isdigit() else None

@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from coding import fixed_point as fp
 from coding import laplace_tables as lt
-from coding.container import BitstreamError, Reader, f32, pack_f32, pack_u16
+from coding.container import Reader, f32, pack_f32, pack_u16
+from common.errors import BitstreamError
 from models.c3.context import causal_offsets
 from models.c3.latents import grid_shapes
 from models.c3.synthesis import edge_pad

@@ -15,7 +15,7 @@ coding/fixed_point.py for why that is exact whatever the summation order):
   activation scale (round half up); ReLU between layers;
 - mu = output / 4096 (exact in float32); the scale index is the number of fixed-point
   bucket boundaries at or below the output log-scale (integer comparisons), i.e. the
-  rounded continuous index of models.hyperprior.scale_index.
+  rounded continuous index of models.amortised.hyperprior.scale_index.
 
 Weights are quantised from the float32 checkpoint by exact arithmetic, so encoder and
 decoder derive the same integers from the same checkpoint.
@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from coding import fixed_point
-from models import hyperprior
+from models.amortised import hyperprior
 
 MAX_WEIGHT_BITS = 16
 

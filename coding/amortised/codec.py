@@ -9,50 +9,42 @@ tfc's range coder (precision 16, escape-coded tails).
 
 Encoding pads the image to a multiple of the model's stride (replicating the border),
 runs the analysis, rounds z, computes (mu, scale index) with the fixed-point
-hyper-synthesis (coding/hyper_synthesis.py), rounds y around mu and range-codes both.
+hyper-synthesis (coding/amortised/hyper_synthesis.py), rounds y around mu and range-codes both.
 Decoding runs the same fixed-point hyper-synthesis on the decoded z, so its indexes and
 means are the encoder's numbers bit for bit, on any machine and thread count; the
 synthesis then runs in float32 and the result is cropped, clipped and rounded to 8 bits.
 
-The range coder's CDF tables are computed once per checkpoint and stored in the run
-directory (codec/): encoder and decoder read the same integers rather than recomputing
-them from floats (tfc's advice).
+The codec takes its entropy models with their CDF tables already built: the run-directory
+loader (pipelines/trained_run.py) computes them once per checkpoint and stores them in
+the run directory, so that encoder and decoder read the same integers rather than
+recomputing them from floats (tfc's advice).
 """
 
 import dataclasses
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
-from ml_collections import config_dict
 
 from coding import container
-from coding.amortised_experiment import restore_model
-from coding.container import BitstreamError, Reader
-from coding.hyper_synthesis import FixedPointHyperSynthesis
+from coding.amortised.hyper_synthesis import FixedPointHyperSynthesis
+from coding.container import Reader
+from coding.interface import Codec
+from common.errors import BitstreamError
 from common.images import to_float
-from models.hyperprior import (
+from models.amortised.hyperprior import (
     MeanScaleHyperprior,
     edge_pad_batch,
     factorized_entropy_model,
     latent_entropy_model,
 )
 
-TABLES_DIR = "codec"
 FINGERPRINT_BYTES = 4
 MAX_SIDE = 1 << 15  # refuse headers claiming larger images
 
 
-class CodecError(ValueError):
-    """A run directory that cannot code (no checkpoint, not an amortised model)."""
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Encoded:
     data: bytes
     bits_estimated: dict  # per latent: the entropy model's estimate for the coded values
@@ -60,18 +52,10 @@ class Encoded:
     seconds: float
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Decoded:
     image: np.ndarray
     seconds: float
-
-
-def read_run_config(workdir: str):
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise CodecError(f"{workdir}: no config.json (is it a run directory?).")
-    with open(path) as f:
-        return config_dict.ConfigDict(json.load(f))
 
 
 def _to_uint8(x_hat: tf.Tensor, height: int, width: int) -> np.ndarray:
@@ -79,48 +63,43 @@ def _to_uint8(x_hat: tf.Tensor, height: int, width: int) -> np.ndarray:
     return tf.cast(tf.round(x_hat * 255.0), tf.uint8).numpy()
 
 
-class TrainedCodec:
-    """The codec of a trained run directory (its latest checkpoint)."""
+def entropy_models(model) -> dict:
+    """The coding entropy models of a trained model (CDF tables built from its weights):
+    {"z": factorized, "y": indexed Gaussian} for a hyperprior, {"y": factorized} otherwise.
+    Build them once per checkpoint and store them (pipelines/trained_run.py)."""
+    factorized = factorized_entropy_model(model.prior, compression=True)
+    if not isinstance(model, MeanScaleHyperprior):
+        return {"y": factorized}
+    return {"z": factorized, "y": latent_entropy_model(compression=True)}
 
-    def __init__(self, workdir: str):
-        from models.registry import AMORTISED_MODELS
 
-        self.config = config = read_run_config(workdir)
-        self.name = config.model.name
-        if self.name not in AMORTISED_MODELS:
-            raise CodecError(f"{workdir}: {self.name!r} is not an amortised model.")
-        try:
-            self.model, self.checkpoint = restore_model(workdir, config.model)
-        except ValueError as e:
-            raise CodecError(str(e)) from None
-        self.hyper = isinstance(self.model, MeanScaleHyperprior)
-        self.stride = self.model.total_stride
-        factorized = factorized_entropy_model(self.model.prior, compression=True)
-        self.entropy_models = {"z" if self.hyper else "y": factorized}
-        if self.hyper:
-            self.entropy_models["y"] = latent_entropy_model(compression=True)
-            self.hyper_synthesis = FixedPointHyperSynthesis(self.model.hyper_synthesis)
-        self._load_or_store_tables(workdir)
+class AmortisedCodec(Codec):
+    """The file codec of a trained amortised model (bls2017, mbt2018_mean, jpegl,
+    two_layer_syn[2]).
+
+    Workflow:
+      models = entropy_models(model)          # or the tables stored with the checkpoint
+      codec = AmortisedCodec(name, model, models, description)
+      encoded = codec.compress(image)         # bytes + estimate + reconstruction
+      decoded = codec.decompress(encoded.data)
+      # or, through the common interface: codec.encode(image), codec.decode(data)
+    """
+
+    def __init__(self, name: str, model, entropy_models: dict, description: str = ""):
+        hyper = isinstance(model, MeanScaleHyperprior)
+        expected = {"z", "y"} if hyper else {"y"}
+        if set(entropy_models) != expected:
+            raise ValueError(f"entropy models {sorted(entropy_models)} != {sorted(expected)}.")
+        if name not in container.CODEC_IDS:
+            raise ValueError(f"{name!r} has no codec id in coding/container.py.")
+        self.name = name
+        self.description = description or f"{name}, a trained amortised codec"
+        self.model = model
+        self.entropy_models = dict(entropy_models)
+        self.hyper = hyper
+        self.stride = model.total_stride
+        self.hyper_synthesis = FixedPointHyperSynthesis(model.hyper_synthesis) if hyper else None
         self.fingerprint = self._fingerprint()
-
-    def _load_or_store_tables(self, workdir: str) -> None:
-        tables = tf.train.Checkpoint(**self.entropy_models)
-        name = os.path.basename(self.checkpoint)
-        directory = os.path.join(workdir, TABLES_DIR, name)
-        prefix = os.path.join(directory, "tables")
-        if os.path.isdir(directory):
-            tables.read(prefix).assert_existing_objects_matched()
-            return
-        os.makedirs(os.path.dirname(directory), exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(directory))
-        try:
-            tables.write(os.path.join(tmp, "tables"))
-            os.replace(tmp, directory)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not os.path.isdir(directory):  # not another process storing them first
-                raise
-            tables.read(prefix).assert_existing_objects_matched()
 
     def _fingerprint(self) -> bytes:
         digest = hashlib.sha256(self.name.encode())
@@ -143,21 +122,34 @@ class TrainedCodec:
     def header(self, height: int, width: int) -> bytes:
         return container.encode_varint(height) + container.encode_varint(width) + self.fingerprint
 
-    def encode(self, image: np.ndarray) -> Encoded:
-        """uint8 (H, W, 3) -> file bytes, with the estimate and the reconstruction."""
-        start = time.perf_counter()
-        height, width = image.shape[:2]
+    # The common interface.
+
+    def encode(self, image: np.ndarray) -> bytes:
+        return self.compress(image).data
+
+    def decode(self, data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+        return self.decompress(data).image
+
+    # With the details.
+
+    def analyse(self, image: np.ndarray):
+        """The continuous latents (y, z) of an image (z is None without a hyperprior)."""
         x = edge_pad_batch(tf.constant(to_float(image))[None], self.stride)
         y = self.model.analysis(x)
-        z = self.model.hyper_analysis(y) if self.hyper else None
-        encoded = self.encode_latents(y, z, height, width)
-        encoded.seconds = time.perf_counter() - start
-        return encoded
+        return y, (self.model.hyper_analysis(y) if self.hyper else None)
 
-    def encode_latents(self, y, z, height: int, width: int) -> Encoded:
-        """Codes continuous latents (from the analysis, or refined by SGA): z is rounded,
-        y rounded around the fixed-point hyper-synthesis's mean."""
+    def compress(self, image: np.ndarray) -> Encoded:
+        """uint8 (H, W, 3) -> file bytes, with the estimate and the reconstruction; the
+        time covers analysis, hyper-synthesis and range coding."""
         start = time.perf_counter()
+        y, z = self.analyse(image)
+        return self.compress_latents(y, z, *image.shape[:2], start=start)
+
+    def compress_latents(self, y, z, height: int, width: int, start: float | None = None):
+        """Codes continuous latents (from the analysis, or refined by SGA): z is rounded,
+        y rounded around the fixed-point hyper-synthesis's mean. `start` is when the
+        encoding began (perf_counter), for the reported seconds."""
+        start = time.perf_counter() if start is None else start
         estimated, sections = {}, []
         if self.hyper:
             em_z, em_y = self.entropy_models["z"], self.entropy_models["y"]
@@ -173,13 +165,13 @@ class TrainedCodec:
         reconstruction = _to_uint8(self.model.synthesis(y_hat), height, width)
         data = container.Container(self.name, self.header(height, width), tuple(sections))
         return Encoded(
-            data.to_bytes(),
-            {k: float(tf.reduce_sum(v)) for k, v in estimated.items()},
-            reconstruction,
-            time.perf_counter() - start,
+            data=data.to_bytes(),
+            bits_estimated={k: float(tf.reduce_sum(v)) for k, v in estimated.items()},
+            reconstruction=reconstruction,
+            seconds=time.perf_counter() - start,
         )
 
-    def decode(self, data: bytes, what: str = "bitstream") -> Decoded:
+    def decompress(self, data: bytes, what: str = "bitstream") -> Decoded:
         """File bytes -> uint8 (H, W, 3); BitstreamError for anything invalid."""
         start = time.perf_counter()
         parsed = container.parse(data, what)
@@ -212,8 +204,3 @@ class TrainedCodec:
                 f"{what}: corrupt payload ({e.message.splitlines()[0]})."
             ) from None
         return Decoded(image, time.perf_counter() - start)
-
-
-def peek_codec(data: bytes, what: str = "bitstream") -> str:
-    """The codec name of a file (raises BitstreamError for non-files)."""
-    return container.parse(data, what).codec

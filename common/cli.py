@@ -1,0 +1,65 @@
+"""The one epilogue of every script: how user mistakes, preemption and bugs end a run.
+
+    def main(argv): ...                     # an absl script (train.py, codec.py, ...)
+    if __name__ == "__main__":
+        run_main(main, "train.py", needs_config=True)
+
+    def main(argv=None) -> int:             # an argparse module (python -m bench.plot)
+        args = parser.parse_args(argv)
+        return exit_code(lambda: work(args), "bench.plot")
+
+- A `ZooError` (a bad config, image, file, dataset; a fit that failed) ends as one line
+  `<script>: error: <message>` on stderr and the error's exit code (2, or 1 for a fit or
+  training that failed), never a traceback.
+- `preemption.Preempted` (SIGTERM after a checkpoint was saved) logs a warning and exits
+  143, as a process killed by SIGTERM would, so Slurm requeues and a rerun resumes.
+- Anything else is a bug and keeps its traceback.
+"""
+
+import os
+import sys
+
+from common import preemption
+from common.config import check_config_path, parse_flags
+from common.errors import ZooError
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM
+
+
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ start-up chatter (CUDA probes) unless the user asked for it.
+
+    Takes effect only before TensorFlow is imported: scripts call it first. Errors that
+    matter reach the user as Python exceptions, which the scripts report.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def exit_code(work, script: str) -> int:
+    """Runs `work()`; returns 0, or reports a ZooError / preemption and returns its code."""
+    try:
+        work()
+    except ZooError as e:
+        print(e.report(script), file=sys.stderr)
+        return e.exit_code
+    except preemption.Preempted as e:
+        from absl import logging
+
+        logging.warning("%s", e)
+        return PREEMPTED_EXIT_CODE
+    return 0
+
+
+def run_main(main, script: str, needs_config: bool = False) -> None:
+    """Runs an absl `main` with the project's flag parsing and error epilogue; exits."""
+    from absl import app, flags
+
+    quiet_tensorflow()
+    if needs_config:
+        flags.mark_flag_as_required("config")
+
+    def work():
+        check_config_path(sys.argv)
+        app.run(main, flags_parser=parse_flags)
+
+    sys.exit(exit_code(work, script))

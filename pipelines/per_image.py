@@ -1,0 +1,311 @@
+"""The per-image pipeline: fit C3 to each selected image, write its file, decode, measure.
+
+For a per-image codec, fitting is encoding (`C3Codec`). For every image of `config.data`
+the pipeline (`run`, registered for the "per_image" family):
+
+1. fits the model, resuming from the image's checkpoint if the run was interrupted
+   (`FitCheckpoints`), with log lines and TensorBoard scalars (`FitLog`);
+2. writes the file (`bitstreams/<image>.c3`) and decodes it as a receiver would;
+3. records the measured bpp (file size) and the PSNR of the *decoded* image beside the
+   fit's estimates (`c3_row`), the decoded PNG and one results JSON;
+
+then the aggregate over images. A finished image (its results JSON exists) is skipped on
+rerun.
+"""
+
+import dataclasses
+import functools
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from coding.c3 import codec as c3_codec
+from coding.interface import Codec
+from common import preemption, results
+from common.config import config_hash
+from common.datasets import load_images
+from common.errors import FitError
+from common.files import atomic_write_bytes
+from common.images import to_float, write_png
+from models import registry
+from models.c3.fit import C3Fitter, FitResult
+from pipelines.registry import register_pipeline
+
+BITSTREAM_SUFFIX = ".c3"
+
+
+def fitter_steps(fitter: C3Fitter) -> int:
+    """Steps done so far in both stages."""
+    return int(fitter.noise_step.numpy()) + int(fitter.ste_step.numpy())
+
+
+def encode_and_verify(fitter: C3Fitter, fit: FitResult, what: str):
+    """Writes the bitstream of a fitted model and decodes it as a receiver would.
+
+    Returns (EncodedC3, DecodedC3); the image to report is the decoded one.
+    """
+    encoded = c3_codec.encode(fitter.model, fit.weight_step, fit.bias_step)
+    decoded = c3_codec.decode(encoded.data, what=what)
+    sent = fitter.model.symbols()
+    same = all(np.array_equal(a, b) for a, b in zip(decoded.symbols, sent, strict=True))
+    if not same and not encoded.clipped_latents:
+        raise FitError(f"{what}: the decoder's latents differ from the encoder's (a bug).")
+    return encoded, decoded
+
+
+@dataclasses.dataclass(frozen=True)
+class C3Encoding:
+    """Everything one C3 encoding produced: the fit, the file, and its decoding."""
+
+    fit: FitResult
+    fit_seconds: float
+    encoded: c3_codec.EncodedC3
+    decoded: c3_codec.DecodedC3
+    macs_per_pixel: dict
+
+
+class FitCheckpoints:
+    """The checkpoints of one image's fit: restored before it, saved every
+    `fit.checkpoint_every` steps and when a stop is requested (SIGTERM)."""
+
+    def __init__(self, directory: str, every: int, name: str):
+        self._directory, self._every, self._name = directory, int(every), name
+        self._manager = None
+        self._last_saved = 0
+
+    def restore(self, fitter: C3Fitter) -> None:
+        checkpoint = tf.train.Checkpoint(fitter=fitter)
+        self._manager = tf.train.CheckpointManager(checkpoint, self._directory, max_to_keep=1)
+        if self._manager.latest_checkpoint:
+            checkpoint.restore(self._manager.latest_checkpoint).expect_partial()
+            logging.info(
+                "%s: resuming from %s (noise step %d, ste step %d).",
+                self._name,
+                self._manager.latest_checkpoint,
+                int(fitter.noise_step.numpy()),
+                int(fitter.ste_step.numpy()),
+            )
+        self._last_saved = fitter_steps(fitter)
+
+    def after_chunk(self, fitter: C3Fitter) -> None:
+        """Called between compiled chunks of steps: saves when due or when stopping."""
+        if preemption.requested():
+            self._manager.save()
+            raise preemption.Preempted(
+                f"{self._name}: stop requested (SIGTERM); saved a checkpoint at step "
+                f"{fitter_steps(fitter)}. A rerun resumes from it."
+            )
+        if self._every > 0 and fitter_steps(fitter) - self._last_saved >= self._every:
+            self._manager.save()
+            self._last_saved = fitter_steps(fitter)
+
+    def save(self) -> None:
+        self._manager.save()
+
+
+class FitLog:
+    """Log lines and TensorBoard scalars of one image's fit (`log_fn` of `C3Fitter.fit`)."""
+
+    def __init__(self, name: str, total_noise_steps: int, tensorboard_dir: str | None = None):
+        self._name, self._total_noise = name, int(total_noise_steps)
+        self._writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
+
+    def __call__(self, stage: str, step: int, values: dict) -> None:
+        logging.info(
+            "%s%s step %d: loss %.6g, PSNR %.3f dB, latents %.4f bpp",
+            f"{self._name} " if self._name else "",
+            stage,
+            step,
+            values["loss"],
+            values["psnr"],
+            values["bpp_latents"],
+        )
+        if self._writer is not None:
+            global_step = step if stage == "noise" else self._total_noise + step
+            with self._writer.as_default(step=global_step):
+                for key, value in values.items():
+                    tf.summary.scalar(f"{stage}/{key}", value)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+
+class C3Codec(Codec):
+    """C3 / COOL-CHIC as a codec: encoding fits the model to the image (that is C3's
+    encoder), decoding needs nothing but the file.
+
+    One model and compiled fitter per image shape, reused across images of that shape.
+
+      codec = C3Codec(config)               # config: configs/c3_kodak.py and the like
+      data = codec.encode(image)            # fit + file
+      encoding = codec.fit_and_encode(image, log_fn)   # with the fit's details
+      image = codec.decode(data)
+    """
+
+    def __init__(self, config, jit: bool = True):
+        if registry.family(config.model.name) != "per_image":
+            raise FitError(f"C3Codec codes per-image models, not {config.model.name!r}.")
+        self.config = config
+        self.jit = jit
+        self.name = config.name
+        self.description = (
+            f"{config.name}: {config.model.name} fitted to each image at lambda "
+            f"{float(config.model.lmbda):g}, {config.fit.num_noise_steps} + "
+            f"{config.fit.max_ste_steps} steps"
+        )
+        self._fitters = {}
+
+    def fitter(self, height: int, width: int) -> C3Fitter:
+        key = (height, width)
+        if key not in self._fitters:
+            model = registry.build_model(self.config.model, height=height, width=width)
+            self._fitters[key] = C3Fitter(model, self.config.fit)
+        return self._fitters[key]
+
+    def encode(self, image: np.ndarray) -> bytes:
+        return self.fit_and_encode(image).encoded.data
+
+    def decode(self, data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+        return c3_codec.decode(data, jit=self.jit).image
+
+    def fit_and_encode(
+        self,
+        image: np.ndarray,
+        log_fn=None,
+        checkpoints: FitCheckpoints | None = None,
+        what: str = "bitstream",
+    ) -> C3Encoding:
+        """Fits a fresh model (from `config.seed`, or the checkpoint) and writes its file."""
+        fitter = self.fitter(*image.shape[:2])
+        fitter.reset(to_float(image), float(self.config.model.lmbda), self.config.seed)
+        checkpoint_fn = None
+        if checkpoints is not None:
+            checkpoints.restore(fitter)
+            checkpoint_fn = functools.partial(checkpoints.after_chunk, fitter)
+        start = time.perf_counter()
+        fit = fitter.fit(log_fn, checkpoint_fn)
+        fit_seconds = time.perf_counter() - start
+        if checkpoints is not None:
+            checkpoints.save()
+        encoded, decoded = encode_and_verify(fitter, fit, what)
+        return C3Encoding(fit, fit_seconds, encoded, decoded, fitter.model.macs_per_pixel())
+
+
+def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream: str) -> dict:
+    """The results row of one C3 file, with the fit's estimates and diagnostics beside it."""
+    fit, encoded, decoded = encoding.fit, encoding.encoded, encoding.decoded
+    pixels = image.shape[0] * image.shape[1]
+    coded_over_estimate = (encoded.bits_latents + encoded.bits_networks) / max(
+        fit.bits_latents + fit.bits_networks, 1e-9
+    )
+    return results.row_from_file(
+        image=name,
+        model=config.name,
+        original=image,
+        data=encoded.data,
+        decoded=decoded.image,
+        encode_seconds=encoding.fit_seconds + encoded.seconds,
+        decode_seconds=decoded.seconds,
+        lmbda=float(config.model.lmbda),
+        bpp_estimated=(fit.bits_latents + fit.bits_networks) / pixels,
+        bpp_latents=fit.bits_latents / pixels,
+        bpp_networks=fit.bits_networks / pixels,
+        bpp_header=encoded.bits_header / pixels,
+        steps=fit.noise_steps + fit.ste_steps,
+        macs_per_pixel=encoding.macs_per_pixel["total"],
+        bitstream=bitstream,
+        config_hash=config_hash(config),
+        bpp_latents_coded=encoded.bits_latents / pixels,
+        bpp_networks_coded=encoded.bits_networks / pixels,
+        coded_over_estimate=coded_over_estimate,
+        psnr_fit=fit.psnr,
+        entropy_coding_seconds=encoded.seconds,
+        macs_per_pixel_parts=encoding.macs_per_pixel,
+        noise_steps=fit.noise_steps,
+        ste_steps=fit.ste_steps,
+        seconds_noise=fit.seconds_noise,
+        seconds_ste=fit.seconds_ste,
+        seconds_quantization=fit.seconds_quantization,
+        weight_step=fit.weight_step,
+        bias_step=fit.bias_step,
+        bits_per_grid=fit.bits_per_grid,
+        bits_per_network=fit.bits_per_network,
+        nan_recoveries=fit.nan_recoveries,
+        clipped_latents=encoded.clipped_latents,
+    )
+
+
+def _log_summary(row: dict, encoding: C3Encoding) -> None:
+    logging.info(
+        "%s: PSNR %.3f dB at %.4f bpp measured (%d bytes; estimate %.4f bpp: latents "
+        "%.4f + networks %.4f; coded/estimated %.4f, header %d bytes), %d steps in %.1f s, "
+        "decoded in %.2f s.",
+        row["image"],
+        row["psnr"],
+        row["bpp"],
+        len(encoding.encoded.data),
+        row["bpp_estimated"],
+        row["bpp_latents"],
+        row["bpp_networks"],
+        row["coded_over_estimate"],
+        encoding.encoded.bits_header // 8,
+        row["steps"],
+        encoding.fit_seconds,
+        encoding.decoded.seconds,
+    )
+
+
+def fit_one(config, name: str, image: np.ndarray, codec: C3Codec, workdir: str) -> dict:
+    """Fits one image, writes its file, decoded PNG and results JSON; returns the row."""
+    log = FitLog(name, config.fit.num_noise_steps, os.path.join(workdir, "tensorboard", name))
+    checkpoints = FitCheckpoints(
+        os.path.join(workdir, "checkpoints", name), config.fit.checkpoint_every, name
+    )
+    bitstream = os.path.join("bitstreams", name + BITSTREAM_SUFFIX)
+    try:
+        encoding = codec.fit_and_encode(image, log, checkpoints, what=bitstream)
+    finally:
+        log.flush()
+    atomic_write_bytes(os.path.join(workdir, bitstream), encoding.encoded.data)
+    write_png(os.path.join(workdir, "reconstructions", f"{name}.png"), encoding.decoded.image)
+    row = c3_row(config, name, image, encoding, bitstream)
+    results.write_result(results.result_path(workdir, name), row)
+    _log_summary(row, encoding)
+    return row
+
+
+@register_pipeline("per_image")
+def run(config, workdir: str) -> list[dict]:
+    """Fits every selected image; returns the results rows (also of skipped images)."""
+    images = load_images(config.data)
+    codec = C3Codec(config)
+    rows = []
+    for i, item in enumerate(images):
+        path = results.result_path(workdir, item.name)
+        if os.path.exists(path):
+            logging.info("%s: already finished (%s), skipping.", item.name, path)
+            rows.extend(results.read_results(path))
+            continue
+        image = item.load()
+        logging.info(
+            "Image %d/%d: %s (%dx%d), lambda %g.",
+            i + 1,
+            len(images),
+            item.name,
+            image.shape[1],
+            image.shape[0],
+            config.model.lmbda,
+        )
+        rows.append(fit_one(config, item.name, image, codec, workdir))
+    results.write_aggregate(
+        os.path.join(workdir, "results.json"),
+        rows,
+        config.name,
+        f"{config.name}: per-image fits; bpp measured from the bitstream files.",
+    )
+    logging.info("Results in %s", os.path.join(os.path.abspath(workdir), "results"))
+    return rows

@@ -1,0 +1,105 @@
+"""Helpers shared by the tests: images made here (no external data), tiny configs, the
+golden file, and running a script as a user would. Fixtures live in conftest.py."""
+
+import importlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+GOLDEN = os.path.join(ROOT, "tests", "data", "golden.c3")
+# sha256 of the PNG that tests/data/golden.c3 decodes to (see tests/data/README.md).
+GOLDEN_PNG_SHA256 = "88d494d949fdf69045f41794fe08707e4ff0dccf1cbaa9f1eafd0955c6beb076"
+
+
+def run_script(script: str, *args, env: dict | None = None, timeout: float = 600):
+    """Runs one of the project's scripts as a user would: a subprocess in the repo root."""
+    return subprocess.run(
+        [sys.executable, script, *args],
+        cwd=ROOT,
+        env=env or dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def smooth_image(height: int = 32, width: int = 48, seed: int = 0) -> np.ndarray:
+    """A uint8 RGB image with smooth structure plus a little noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack(
+        [np.sin(xx / 5.0) * 0.4 + 0.5, np.cos(yy / 7.0) * 0.4 + 0.5, (xx + yy) / (height + width)],
+        axis=-1,
+    )
+    image += rng.normal(0, 0.02, image.shape)
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+
+
+def tiny_fit_config(num_noise_steps: int = 60, max_ste_steps: int = 10, jit: bool = False):
+    from configs import c3_base
+
+    fit = c3_base.get_base_config().fit
+    fit.num_noise_steps = num_noise_steps
+    fit.max_ste_steps = max_ste_steps
+    fit.log_every = 20
+    fit.jit_compile = jit
+    return fit
+
+
+# Network quantisation steps of the random C3 models below.
+STEPS = (2.0**-8, 2.0**-10)
+
+
+def random_model(config=None, height=24, width=40, seed=0):
+    """A C3 model with random networks, quantised to STEPS (no fitting)."""
+    from configs import c3_kodak
+    from models import registry
+
+    config = config or c3_kodak.get_config().model
+    model = registry.build_model(config, height=height, width=width)
+    rng = np.random.default_rng(seed)
+    for v in model.network_variables:
+        v.assign(rng.normal(0, 0.3, v.shape).astype(np.float32))
+    model.set_network_integers(model.network_integers(*STEPS), *STEPS)
+    return model
+
+
+# Small widths so that each amortised model trains in seconds; the structure is the real one.
+TINY_AMORTISED = {
+    "model.analysis_channels": (12, 12, 12),
+    "model.synthesis_channels": (12, 12, 12),
+    "model.latent_channels": 16,
+    "model.hyper_channels": 12,
+    "model.hyper_synthesis_channels": (12, 16),
+    "model.elic_residual_blocks": 1,
+}
+
+
+def tiny_amortised_config(name: str, data_root: str, steps: int = 30):
+    """configs/<name>.py with tiny widths, trained on `data_root` for `steps` steps."""
+    config = importlib.import_module(f"configs.{name}").get_config()
+    for key, value in TINY_AMORTISED.items():
+        section, field = key.split(".")
+        if key == "model.hyper_channels" and config.model.hyper_channels == 0:
+            continue  # bls2017 has no hyperprior
+        if key == "model.synthesis_channels" and config.model.synthesis != "gdn":
+            value = tuple(config.model.synthesis_channels)
+        config[section][field] = value
+    config.data.name, config.data.root = "folder", data_root
+    config.data.patch_size, config.data.shuffle_buffer = 64, 8
+    config.val.name, config.val.root, config.val.max_images = "folder", data_root, 2
+    config.model.lmbda = 0.02  # above the lambda warm-up threshold: the loss is comparable
+    t = config.train
+    t.num_steps, t.batch_size, t.learning_rate = steps, 2, 1e-3
+    t.log_every, t.checkpoint_every, t.validate_every = 10, 15, steps
+    return config
+
+
+# Debian packages of the classical codecs' command-line tools (bench.codecs).
+CODEC_PACKAGES = ("libjpeg-turbo-progs", "webp", "libopenjp2-tools", "libavif-bin",
+                  "libjxl-tools", "ffmpeg", "x265")  # fmt: skip
+CODEC_TOOLS = ("cjxl", "djxl", "x265", "ffmpeg")
