@@ -1,8 +1,12 @@
 """Helpers shared by the tests: images made here (no external data), tiny configs, the
 golden file, and running a script as a user would. Fixtures live in conftest.py."""
 
+import contextlib
 import importlib
+import io
 import os
+import runpy
+import signal
 import subprocess
 import sys
 
@@ -25,6 +29,51 @@ def run_script(script: str, *args, env: dict | None = None, timeout: float = 600
         text=True,
         timeout=timeout,
     )
+
+
+def run_in_process(script: str, *args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs a script's `__main__` in this process, as `run_script` would in a new one, and
+    returns the same (returncode, stdout, stderr): for tests of what a script does with
+    its flags and errors, where a fresh interpreter (and TensorFlow's start-up, ~4 s a
+    call) is not the point. Each script keeps one end-to-end test through `run_script`.
+
+    absl's flags are process-wide: the flags the script defines are removed afterwards,
+    and the parsed state reset, so that the next script can define its own. `env`
+    replaces os.environ for the call (e.g. a PATH without sbatch).
+    """
+    from absl import app, flags  # noqa: F401  (their own flags stay defined)
+    from absl import logging as absl_logging
+
+    argv = [script, *args]
+    defined_before = set(flags.FLAGS)
+    saved = sys.argv, os.getcwd(), signal.getsignal(signal.SIGTERM), dict(os.environ)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        sys.argv = argv
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            absl_logging.get_absl_handler().python_handler.stream = stderr
+            try:
+                runpy.run_path(os.path.join(ROOT, script), run_name="__main__")
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+    finally:
+        sys.argv, cwd, sigterm, environ = saved
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+        signal.signal(signal.SIGTERM, sigterm)
+        absl_logging.get_absl_handler().python_handler.stream = sys.stderr
+        for name in set(flags.FLAGS) - defined_before:
+            delattr(flags.FLAGS, name)
+        flags.FLAGS.unparse_flags()
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
 def smooth_image(height: int = 32, width: int = 48, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,7 @@ from models.amortised import hyperprior
 from models.amortised.build import AMORTISED_MODELS
 from pipelines import amortised_training
 from pipelines.trained_run import load_trained_run
-from tests.helpers import ROOT, TINY_AMORTISED, run_script, smooth_image
+from tests.helpers import ROOT, TINY_AMORTISED, run_in_process, smooth_image
 from tests.helpers import tiny_amortised_config as tiny_config
 
 # Published decoder FLOPs per pixel at 512x768, hyper-synthesis included (zoo.md).
@@ -180,15 +180,15 @@ def test_codec_and_eval_scripts_with_a_trained_run(trained, image_folder, tmp_pa
     workdir, _ = trained["two_layer_syn"]
     source = os.path.join(image_folder, "train0.png")
     target, decoded = str(tmp_path / "a.lz"), str(tmp_path / "a.png")
-    out = run_script("codec.py", "encode", "-i", source, "-o", target, f"--workdir={workdir}")
+    out = run_in_process("codec.py", "encode", "-i", source, "-o", target, f"--workdir={workdir}")
     assert out.returncode == 0, out.stderr[-2000:]
-    out = run_script("codec.py", "decode", "-i", target, "-o", decoded, f"--workdir={workdir}")
+    out = run_in_process("codec.py", "decode", "-i", target, "-o", decoded, f"--workdir={workdir}")
     assert out.returncode == 0, out.stderr[-2000:]
-    out = run_script("codec.py", "decode", "-i", target, "-o", str(tmp_path / "b.png"))
+    out = run_in_process("codec.py", "decode", "-i", target, "-o", str(tmp_path / "b.png"))
     assert out.returncode == 2 and "--workdir" in out.stderr
     assert not os.path.exists(tmp_path / "b.png")
     evaluation = str(tmp_path / "eval")
-    out = run_script(
+    out = run_in_process(
         "eval.py", f"--workdir={workdir}", f"--dataset={image_folder}", f"--out={evaluation}"
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -203,7 +203,7 @@ def test_codec_and_eval_scripts_with_a_trained_run(trained, image_folder, tmp_pa
         assert row["macs_per_pixel"] > 0 and row["bpp_estimated"] > 0
     summary = json.load(open(os.path.join(evaluation, "results.json")))
     assert summary["results"]["bpp"][0] == pytest.approx(np.mean([r["bpp"] for r in rows]))
-    out = run_script("eval.py", f"--workdir={workdir}")
+    out = run_in_process("eval.py", f"--workdir={workdir}")
     assert out.returncode == 2 and "--dataset" in out.stderr
 
 
@@ -284,7 +284,7 @@ def test_training_resumes_after_being_killed(image_folder, tmp_path):
     assert killed_at is not None
     step = int(killed_at.rsplit("-", 1)[1])
     assert 10 <= step < 3000
-    out = run_script(
+    out = run_in_process(
         "train.py",
         *args[:-3],
         f"--config.train.num_steps={step + 10}",
@@ -305,7 +305,7 @@ def test_bad_training_data_fails_with_one_line(case, tmp_path):
         data.mkdir()
     if case == "unreadable":
         (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
-    out = run_script(
+    out = run_in_process(
         "train.py",
         *_train_args(
             "configs/mbt2018_mean.py", str(tmp_path / "r"), str(data), "--config.train.num_steps=2"

@@ -1,8 +1,6 @@
 """bench: BD-rate identities, classical codecs for real on a small image, the plot tool."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ from PIL import Image
 
 from bench import bdrate, classical, codecs, plot
 from bench.curves import Curve, CurveError, read_curve
-from tests.helpers import ROOT, smooth_image
+from tests.helpers import smooth_image
 
 RATES = [0.1, 0.2, 0.35, 0.6, 1.0, 1.6]
 PSNRS = [27.0, 29.5, 31.8, 34.0, 36.5, 39.0]
@@ -42,33 +40,18 @@ def test_non_overlapping_curves_are_an_error():
         bdrate.bd_rate(curve(), curve("few", RATES[:3], PSNRS[:3]), "cubic")
 
 
-def test_curves_from_json_and_csv_and_the_cli(tmp_path):
+def test_curves_from_json_and_csv_and_the_cli(tmp_path, capsys):
     (tmp_path / "anchor.csv").write_text(
         "bpp,psnr\n" + "".join(f"{r},{p}\n" for r, p in zip(RATES, PSNRS, strict=True))
     )
     results = {"name": "ours", "results": {"bpp": [r * 0.9 for r in RATES], "psnr-rgb": PSNRS}}
     (tmp_path / "ours.json").write_text(json.dumps(results))
     assert read_curve(str(tmp_path / "ours.json")).name == "ours"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.bdrate",
-            str(tmp_path / "anchor.csv"),
-            str(tmp_path / "ours.json"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0 and "BD-rate -10.00 %" in out.stdout, out.stdout + out.stderr
-    bad = subprocess.run(
-        [sys.executable, "-m", "bench.bdrate", str(tmp_path / "anchor.csv"), "/nonexistent.csv"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert bad.returncode == 2 and bad.stderr.startswith("bench.bdrate: error:")
+    # The command line (python -m bench.bdrate) is bdrate.main: called here.
+    assert bdrate.main([str(tmp_path / "anchor.csv"), str(tmp_path / "ours.json")]) == 0
+    assert "BD-rate -10.00 %" in capsys.readouterr().out
+    assert bdrate.main([str(tmp_path / "anchor.csv"), "/nonexistent.csv"]) == 2
+    assert capsys.readouterr().err.startswith("bench.bdrate: error:")
     with pytest.raises(CurveError):
         read_curve(str(tmp_path / "anchor.csv").replace("anchor", "missing"))
 

@@ -1,4 +1,5 @@
-"""codec.py and eval.py as a user runs them (subprocesses)."""
+"""codec.py and eval.py as a user runs them: one end-to-end test in a subprocess, the rest
+in this process (`run_in_process`: same flags, outputs and exit codes)."""
 
 import json
 import os
@@ -6,9 +7,9 @@ import os
 import pytest
 from PIL import Image
 
-from tests.helpers import GOLDEN, GOLDEN_PNG_SHA256, run_script, smooth_image
+from tests.helpers import GOLDEN, GOLDEN_PNG_SHA256, run_in_process, run_script, smooth_image
 
-run = run_script
+run = run_in_process
 
 
 def sha256(path) -> str:
@@ -19,7 +20,7 @@ def sha256(path) -> str:
 
 def test_encode_then_decode(tmp_path):
     Image.fromarray(smooth_image(16, 24, seed=5)).save(tmp_path / "in.png")
-    out = run(
+    out = run_script(
         "codec.py",
         "encode",
         "-i",
@@ -37,7 +38,9 @@ def test_encode_then_decode(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "bpp" in out.stdout and "(decoded)" in out.stdout
-    out = run("codec.py", "decode", "-i", str(tmp_path / "in.c3"), "-o", str(tmp_path / "d.png"))
+    out = run_script(
+        "codec.py", "decode", "-i", str(tmp_path / "in.c3"), "-o", str(tmp_path / "d.png")
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert sha256(tmp_path / "d.png") == sha256(tmp_path / "encoder.png")
 

@@ -15,7 +15,7 @@ from configs import itinf_sga
 from models.amortised import sga
 from pipelines import amortised_training, itinf
 from pipelines.trained_run import load_trained_run
-from tests.helpers import run_script, smooth_image
+from tests.helpers import run_in_process, run_script, smooth_image
 from tests.helpers import tiny_amortised_config as tiny_config
 
 
@@ -101,7 +101,7 @@ def test_itinf_script_one_shard_and_bad_input(trained_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(os.listdir(os.path.join(out, "results"))) == ["img1.json"]  # shard 1 of 4
     assert "RD loss" in result.stdout
-    result = run_script(
+    result = run_in_process(
         "itinf.py",
         "--config=configs/itinf_sga.py",
         f"--config.warm_start={tmp_path / 'missing'}",
@@ -113,7 +113,7 @@ def test_itinf_script_one_shard_and_bad_input(trained_run, tmp_path):
 
 def test_launcher_makes_one_unit_per_run_and_shard(trained_run, tmp_path):
     warm_start, images = trained_run
-    result = run_script(
+    result = run_in_process(
         "launch.py",
         "--main=itinf",
         "--config=configs/itinf_sga.py",

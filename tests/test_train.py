@@ -1,4 +1,4 @@
-"""End-to-end tests of train.py, run as a user would (in a subprocess)."""
+"""train.py as a user runs it: end to end in a subprocess, bad input in this process."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import run_script, smooth_image
+from tests.helpers import run_in_process, run_script, smooth_image
 
 TINY = [
     "--config.fit.num_noise_steps=30",
@@ -18,8 +18,8 @@ TINY = [
 ]
 
 
-def run_train(*args, timeout=300):
-    return run_script("train.py", *args, timeout=timeout)
+def run_train(*args):
+    return run_in_process("train.py", *args)
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
     workdir = tmp_path / "run"
     args = ["--config", "configs/c3_kodak.py", "--hid", "15", "--config.data.name=folder"]
     args += [f"--config.data.root={image_folder}", f"--workdir={workdir}", *TINY]
-    out = run_train(*args)
+    out = run_script("train.py", *args, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     # hid 15 = image 1 (b_gray, odd size, converted to RGB) at the second lambda.
     row = json.loads((workdir / "results" / "b_gray.json").read_text())
@@ -49,7 +49,7 @@ def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
     recon = np.asarray(Image.open(workdir / "reconstructions" / "b_gray.png"))
     assert recon.shape == (33, 47, 3)
     # eval.py decodes the run's files and measures them the same way.
-    out = run_script("eval.py", f"--workdir={workdir}", timeout=300)
+    out = run_in_process("eval.py", f"--workdir={workdir}")
     assert out.returncode == 0, out.stderr[-3000:]
     evaluated = json.loads((workdir / "eval" / "results" / "b_gray.json").read_text())
     assert evaluated["bpp"] == pytest.approx(row["bpp"])
