@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image, UnidentifiedImageError
 
-from common.kodak import DatasetError
+from common.errors import DatasetError
 
 TRAINING_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 import numpy as np
 
 from common import kodak
-from common.images import ImageError, read_image
-from common.kodak import DatasetError
+from common.errors import DatasetError, ImageError
+from common.images import read_image
 
 IMAGE_EXTENSIONS = (".png",)
 
-__all__ = ["DatasetError", "NamedImage", "list_images", "load_images", "scipy_face"]
+__all__ = ["NamedImage", "list_images", "load_images", "scipy_face"]
 
 
 @dataclasses.dataclass

@@ -21,8 +21,8 @@ import shutil
 import subprocess
 import sys
 
-from common.config import ConfigError, load_sweep
-from common.errors import LaunchError
+from common.config import load_sweep
+from common.errors import ConfigError, LaunchError
 from common.files import atomic_write_bytes, atomic_write_json
 from common.rundir import git_revision
 

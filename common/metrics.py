@@ -19,6 +19,13 @@ def psnr_from_mse(error: float, peak: float = 255.0) -> float:
     return float("inf") if error <= 0 else 10.0 * math.log10(peak**2 / error)
 
 
+def psnr_from_mse_tensor(error, peak: float = 255.0):
+    """`psnr_from_mse` on a TensorFlow tensor, inside a compiled step (finite at 0 error)."""
+    import tensorflow as tf
+
+    return 10.0 * tf.math.log(peak**2 / tf.maximum(error, 1e-10)) / tf.math.log(10.0)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images (peak 255)."""
     return psnr_from_mse(mse(a, b))

@@ -44,7 +44,8 @@ def run_in_process(script: str, *args, env: dict | None = None) -> subprocess.Co
     from absl import app, flags  # noqa: F401  (their own flags stay defined)
     from absl import logging as absl_logging
 
-    argv = [script, *args]
+    # INFO, as absl logs in a script's own process (the flags reset below would drop it).
+    argv = [script, "--verbosity=0", *args]
     defined_before = set(flags.FLAGS)
     saved = sys.argv, os.getcwd(), signal.getsignal(signal.SIGTERM), dict(os.environ)
     stdout, stderr = io.StringIO(), io.StringIO()

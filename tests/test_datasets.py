@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from ml_collections import config_dict
 
-from common.datasets import DatasetError, load_images, scipy_face
+from common.datasets import load_images, scipy_face
+from common.errors import DatasetError
 
 
 def _data(**kwargs):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.errors import FitError
 from common.images import to_float
-from models.c3.fit import C3Fitter, FitError
+from models.c3.fit import C3Fitter
 from models.c3.model import C3Model
 from tests.helpers import smooth_image, tiny_fit_config
 

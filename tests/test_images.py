@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.images import ImageError, decode_image, read_image
+from common.errors import ImageError
+from common.images import decode_image, read_image
 
 
 def _png(image: Image.Image) -> bytes:

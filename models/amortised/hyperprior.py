@@ -21,6 +21,8 @@ latents for the synthesis.
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from common.metrics import psnr_from_mse_tensor
+
 # The scale table of tfc's hyperprior examples: 64 scales log-spaced from 0.11 to 256.
 # Written as literals (log(0.11), log(256)) so that every machine uses the same numbers.
 NUM_SCALES = 64
@@ -100,7 +102,7 @@ class AmortisedModel(tf.keras.Model):
         bpp_parts = {k: tf.reduce_mean(v) / num_pixels for k, v in out["bits"].items()}
         bpp = tf.add_n(list(bpp_parts.values()))
         mse = tf.reduce_mean(tf.math.squared_difference(x * 255.0, out["x_hat"] * 255.0))
-        psnr = 10.0 * tf.math.log(255.0**2 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
+        psnr = psnr_from_mse_tensor(mse)
         terms = {"loss": bpp + lmbda * mse, "bpp": bpp, "mse": mse, "psnr": psnr}
         terms.update({f"bpp_{k}": v for k, v in bpp_parts.items()})
         return terms
