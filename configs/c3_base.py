@@ -44,6 +44,9 @@ def get_base_config() -> config_dict.ConfigDict:
     config.model.shift_log_scale = 8.0
     config.model.scale_range = (1e-3, 150.0)
     config.model.gelu_approximate = True  # C3's JAX code uses the tanh approximation
+    # Gradient of the output clip in training: "hard" is C3's (no gradient outside
+    # [0, 1]); "straight_through" keeps one, so a fit cannot get stuck there.
+    config.model.output_clip = "straight_through"
 
     config.fit = config_dict.ConfigDict()
     config.fit.num_noise_steps = 100_000
@@ -64,6 +67,13 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit.ste_min_learning_rate = 1e-8
     config.fit.weight_steps = NETWORK_QUANTIZATION_STEPS
     config.fit.bias_steps = NETWORK_QUANTIZATION_STEPS
+    # A fit that is not learning (RD loss above 1.5x a flat mean-colour image's, or down by
+    # less than 10 %) after `stall_check_steps` stage-1 steps or at the end of stage 1 is
+    # restarted from another seed at `restart_lr_factor` x the learning rate, at most
+    # `max_restarts` times; then the encoder fails with one line.
+    config.fit.stall_check_steps = 100
+    config.fit.max_restarts = 2
+    config.fit.restart_lr_factor = 0.5
     config.fit.log_every = 100  # steps per compiled chunk: progress, TensorBoard, NaN rewind
     config.fit.checkpoint_every = 5000
     # XLA: 3.8x slower at 256x256, 2.5 % faster at 768x512 on a 2-core CPU

@@ -235,6 +235,7 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         bits_per_grid=fit.bits_per_grid,
         bits_per_network=fit.bits_per_network,
         nan_recoveries=fit.nan_recoveries,
+        restarts=fit.restarts,
         clipped_latents=encoded.clipped_latents,
     )
 

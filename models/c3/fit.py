@@ -18,6 +18,10 @@ Every step is compiled: a chunk of `log_every` steps runs as one `tf.function`
 (optionally XLA-compiled) with schedules, Adam, clipping and stage-2 bookkeeping
 in-graph. A NaN or inf loss or gradient stops the chunk; the fitter then restores the
 state from the start of the chunk, halves the learning rate and retries, and logs it.
+A fit that is not learning (its hard-rounded RD loss above 1.5x that of a flat
+mean-colour image, or down by less than 10 %, after `stall_check_steps` stage-1 steps or
+at the end of stage 1) restarts from another seed at a lower learning rate, and fails
+with a `FitError` after `max_restarts` restarts; nothing is written for it.
 
 Differences from C3's code, on purpose: the stage-2 "best" parameters are the ones whose
 loss was measured (C3 stores the parameters after the update that followed the
@@ -41,6 +45,11 @@ from models.c3 import rate
 from models.c3.model import MAX_NETWORK_INTEGER, C3Model
 
 MAX_NAN_RETRIES = 8
+# A fit is not learning if its loss stays above this many times a flat image's, or above
+# this fraction of its initial loss, at the check (`C3Fitter._learning_problem`).
+FLAT_LOSS_MARGIN = 1.5
+STALLED_FRACTION = 0.9
+RESTART_SEED_STRIDE = 1000
 
 
 def is_power_of_two(step: float) -> bool:
@@ -75,6 +84,7 @@ class FitResult(QuantizedNetworks):
     seconds_ste: float
     seconds_quantization: float
     nan_recoveries: int
+    restarts: int  # fresh initialisations after a fit that was not learning
 
 
 class C3Fitter(tf.Module):
@@ -107,6 +117,11 @@ class C3Fitter(tf.Module):
         self.not_improved = tf.Variable(0, dtype=tf.int64, trainable=False, name="not_improved")
         self.lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
         self.nan_recoveries = tf.Variable(0, dtype=tf.int64, trainable=False, name="nans")
+        # Restarts after a fit that was not learning (`_learning_problem`), and the losses
+        # the check compares with: the initial one and that of a flat mean-colour image.
+        self.restarts = tf.Variable(0, dtype=tf.int64, trainable=False, name="restarts")
+        self.initial_loss = tf.Variable(np.inf, trainable=False, name="initial_loss")
+        self.flat_loss = tf.Variable(np.inf, trainable=False, name="flat_loss")
         # What stage 2 resets to, and what a NaN recovery restores.
         self._state = self.params + self.adam_m + self.adam_v + [self.adam_count]
         self.best_state = [self._copy_of(v, "best") for v in self._state]
@@ -125,6 +140,8 @@ class C3Fitter(tf.Module):
             problems.append("step counts must be >= 0")
         if config.log_every < 1:
             problems.append("fit.log_every must be >= 1")
+        if config.max_restarts < 0 or not 0 < config.restart_lr_factor <= 1:
+            problems.append("fit.max_restarts must be >= 0 and fit.restart_lr_factor in (0, 1]")
         if not config.weight_steps or not config.bias_steps:
             problems.append("fit.weight_steps and fit.bias_steps must not be empty")
         elif not all(is_power_of_two(s) for s in (*config.weight_steps, *config.bias_steps)):
@@ -148,12 +165,22 @@ class C3Fitter(tf.Module):
         image = np.asarray(image, np.float32)
         if image.shape != tuple(self.target.shape):
             raise ValueError(f"Image shape {image.shape} != model's {self.target.shape}.")
+        self.target.assign(image)
+        self.lmbda.assign(lmbda)
+        # A flat image of the mean colour costs (almost) no latent bits: a fit whose loss
+        # stays above it has learnt nothing.
+        mean_colour = image.mean(axis=(0, 1), keepdims=True)
+        self.flat_loss.assign(float(np.mean(np.square(image - mean_colour))))
+        self.restarts.assign(0)
+        self.nan_recoveries.assign(0)
+        self._initialise(seed, lr_scale=1.0)
+
+    def _initialise(self, seed: int, lr_scale: float) -> None:
+        """Fresh parameters from `seed`, zero optimiser state, both stages from step 0."""
         tf.keras.utils.set_random_seed(seed)
         fresh = C3Model(**self.model.get_config())
         for variable, initial in zip(self.params, fresh.trainable_variables, strict=True):
             variable.assign(initial)
-        self.target.assign(image)
-        self.lmbda.assign(lmbda)
         self.seed.assign(seed)
         for v in self.adam_m + self.adam_v:
             v.assign(tf.zeros_like(v))
@@ -164,8 +191,13 @@ class C3Fitter(tf.Module):
         self.ste_done.assign(False)
         self.best_loss.assign(np.inf)
         self.not_improved.assign(0)
-        self.lr_scale.assign(1.0)
-        self.nan_recoveries.assign(0)
+        self.lr_scale.assign(lr_scale)
+        mse, bits, _, _ = self._evaluate()
+        self.initial_loss.assign(float(mse) + float(self.lmbda) * float(bits) / self._pixels)
+
+    @property
+    def _pixels(self) -> float:
+        return float(self.model.num_pixels)
 
     # Compiled pieces.
 
@@ -269,7 +301,8 @@ class C3Fitter(tf.Module):
     ) -> None:
         retries = 0
         while int(step_var.numpy()) < total and not (stage == "ste" and self.ste_done.numpy()):
-            n = min(self.config.log_every, total - int(step_var.numpy()))
+            before = int(step_var.numpy())
+            n = min(self.config.log_every, total - before)
             finite, metrics = chunk_fn(tf.constant(n, tf.int64))
             if not bool(finite.numpy()):
                 retries += 1
@@ -303,8 +336,64 @@ class C3Fitter(tf.Module):
                         "bpp_latents": bits / self.model.num_pixels,
                     },
                 )
+            if stage == "noise" and self._check_due(before, int(step_var.numpy()), total):
+                problem = self._learning_problem()
+                if problem:
+                    self._restart(problem)
+                    continue
             if checkpoint_fn is not None:
                 checkpoint_fn()
+
+    # Fits that do not learn.
+
+    def _check_due(self, before: int, after: int, total: int) -> bool:
+        """The learning check runs once stage 1 passes `stall_check_steps`, and at its end
+        (stage 1 shorter than that is not checked: too few steps to judge)."""
+        at = int(self.config.stall_check_steps)
+        if at <= 0 or total < at:
+            return False
+        return before < at <= after or after == total
+
+    def _learning_problem(self) -> str | None:
+        """Why the fit is not learning, or None: its hard-rounded RD loss is still above
+        that of a flat image of the mean colour (which needs almost no latent bits), or
+        has fallen by less than 10 % from where it started."""
+        mse, bits, _, _ = self._evaluate()
+        loss = float(mse) + float(self.lmbda) * float(bits) / self._pixels
+        flat, initial = float(self.flat_loss.numpy()), float(self.initial_loss.numpy())
+        step = int(self.noise_step.numpy())
+        if not np.isfinite(loss) or loss > FLAT_LOSS_MARGIN * flat:
+            return (
+                f"RD loss {loss:.4g} at step {step} is above {FLAT_LOSS_MARGIN:g}x that of "
+                f"a flat mean-colour image ({flat:.4g}; PSNR {psnr_from_mse(float(mse), 1.0):.2f}"
+                f" dB against {psnr_from_mse(flat, 1.0):.2f} dB)"
+            )
+        if loss > STALLED_FRACTION * initial:
+            return f"RD loss {loss:.4g} at step {step} has barely moved from {initial:.4g}"
+        return None
+
+    def _restart(self, problem: str) -> None:
+        """A fresh initialisation from another seed at a lower learning rate, or FitError."""
+        c = self.config
+        restarts = int(self.restarts.numpy())
+        if restarts >= c.max_restarts:
+            raise FitError(
+                f"the fit is not learning: {problem}, after {restarts} restart(s) from other "
+                f"seeds at lower learning rates; try a lower fit.learning_rate or another seed."
+            )
+        self.restarts.assign(restarts + 1)
+        seed = int(self.seed.numpy()) + RESTART_SEED_STRIDE
+        lr_scale = float(c.restart_lr_factor) ** (restarts + 1)
+        logging.warning(
+            "The fit is not learning (%s): restart %d of %d from seed %d at %.3g x the "
+            "learning rate.",
+            problem,
+            restarts + 1,
+            c.max_restarts,
+            seed,
+            lr_scale,
+        )
+        self._initialise(seed, lr_scale)
 
     def fit(
         self,
@@ -334,6 +423,7 @@ class C3Fitter(tf.Module):
             seconds_ste=seconds_ste,
             seconds_quantization=time.perf_counter() - start,
             nan_recoveries=int(self.nan_recoveries.numpy()),
+            restarts=int(self.restarts.numpy()),
             **{f.name: getattr(quantized, f.name) for f in dataclasses.fields(quantized)},
         )
 

@@ -56,6 +56,7 @@ class C3Model(tf.keras.Model):
         shift_log_scale: float = 8.0,
         scale_range: tuple[float, float] = (1e-3, 150.0),
         gelu_approximate: bool = True,
+        output_clip: str = "straight_through",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -75,6 +76,7 @@ class C3Model(tf.keras.Model):
             shift_log_scale=float(shift_log_scale),
             scale_range=tuple(float(s) for s in scale_range),
             gelu_approximate=bool(gelu_approximate),
+            output_clip=str(output_clip),
         )
         self.latent_grids = LatentGrids(height, width, num_grids, q_step, gain_factor)
         self.upsampling = Upsampling(height, width)
@@ -85,6 +87,7 @@ class C3Model(tf.keras.Model):
             num_residual_layers,
             residual_kernel_size,
             gelu_approximate,
+            output_clip,
         )
         self.context_model = ContextModel(
             arm_hidden,

@@ -5,11 +5,24 @@ through a 1x1-convolution MLP 7 -> 18 -> 18 -> 3 with GELU, then through residua
 convolutions `x + conv(edge_pad(x))` on 3 channels whose weights and biases start at
 zero (so the stack starts as the identity), GELU between them, and the output is
 clipped to [0, 1].
+
+The clip's gradient (`output_clip`): C3 clips hard, so a pixel outside [0, 1] gets no
+gradient; a fit whose output lands there early (a bright or dark image) can stay stuck
+at a flat, wrong image. "straight_through" (the default here) clips the same in the
+forward pass but passes the gradient as if unclipped, so such pixels are pulled back;
+the decoded image is the same function of the parameters either way.
 """
 
 import tensorflow as tf
 
 from models.c3.mlp import dense_stack, gelu_fn, mlp_macs
+
+OUTPUT_CLIPS = ("straight_through", "hard")
+
+
+def straight_through_clip(x: tf.Tensor, low: float = 0.0, high: float = 1.0) -> tf.Tensor:
+    """clip(x, low, high) in the forward pass, the identity's gradient in the backward."""
+    return x + tf.stop_gradient(tf.clip_by_value(x, low, high) - x)
 
 
 def edge_pad(x: tf.Tensor, pad: int) -> tf.Tensor:
@@ -35,9 +48,12 @@ class Synthesis(tf.keras.layers.Layer):
         num_residual_layers: int = 2,
         residual_kernel_size: int = 3,
         gelu_approximate: bool = True,
+        output_clip: str = "straight_through",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if output_clip not in OUTPUT_CLIPS:
+            raise ValueError(f"output_clip must be one of {OUTPUT_CLIPS}, got {output_clip!r}.")
         if num_grids < 1 or out_channels < 1:
             raise ValueError("num_grids and out_channels must be positive.")
         if any(w < 1 for w in hidden):
@@ -52,6 +68,7 @@ class Synthesis(tf.keras.layers.Layer):
         self._num_residual_layers = int(num_residual_layers)
         self._residual_kernel_size = int(residual_kernel_size)
         self._gelu_approximate = bool(gelu_approximate)
+        self._output_clip = output_clip
         self._activation = gelu_fn(gelu_approximate)
         self.mlp = dense_stack(self._hidden + (self._out_channels,), self._num_grids, "mlp")
         self.residual_convs = [
@@ -85,6 +102,8 @@ class Synthesis(tf.keras.layers.Layer):
             x = x + conv(edge_pad(x, pad)[None])[0]
             if i < len(self.residual_convs) - 1:
                 x = self._activation(x)
+        if self._output_clip == "straight_through":
+            return straight_through_clip(x)
         return tf.clip_by_value(x, 0.0, 1.0)
 
     def macs_per_pixel(self) -> int:
@@ -101,5 +120,6 @@ class Synthesis(tf.keras.layers.Layer):
             num_residual_layers=self._num_residual_layers,
             residual_kernel_size=self._residual_kernel_size,
             gelu_approximate=self._gelu_approximate,
+            output_clip=self._output_clip,
         )
         return config

@@ -1,0 +1,115 @@
+"""A fit never dies silently: the output clip keeps a gradient, a fit that is not
+learning is restarted, and one that cannot learn fails with one clear error."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.errors import FitError
+from common.metrics import psnr_from_mse
+from configs import c3_kodak, c3_quickstart
+from models import registry
+from models.c3.fit import C3Fitter
+from models.c3.synthesis import straight_through_clip
+
+SIZE = 64
+
+
+def crop(kind: str) -> np.ndarray:
+    """64x64 images in [0, 1] with texture: near white, near black, or low contrast."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    texture = 0.5 + 0.25 * np.sin(9 * xx + 4 * yy)[..., None] + 0.1 * rng.normal(size=(64, 64, 3))
+    base, span = {"bright": (0.7, 0.3), "dark": (0.0, 0.3), "low_contrast": (0.45, 0.12)}[kind]
+    image = np.clip(base + span * np.clip(texture + 0.3 * xx[..., None], 0, 1), 0, 1)
+    return (np.round(image * 255) / 255).astype(np.float32)
+
+
+def flat_psnr(image: np.ndarray) -> float:
+    return psnr_from_mse(float(np.mean((image - image.mean(axis=(0, 1))) ** 2)), peak=1.0)
+
+
+@pytest.fixture(scope="module")
+def fitters():
+    """One fitter per schedule (compiled once for 64x64, reused across images)."""
+
+    def fitter(module, lmbda, noise_steps, ste_steps, **fit):
+        config = module.get_config()
+        config.fit.num_noise_steps, config.fit.max_ste_steps = noise_steps, ste_steps
+        config.fit.log_every = 50
+        config.fit.weight_steps = config.fit.bias_steps = (2.0**-7, 2.0**-9)
+        for k, v in fit.items():
+            config.fit[k] = v
+        model = registry.build_model(config.model, height=SIZE, width=SIZE)
+        return C3Fitter(model, config.fit), lmbda
+
+    return {
+        "quickstart": fitter(c3_quickstart, 2e-3, 300, 40),  # the quickstart's schedule
+        "issue": fitter(c3_kodak, 1e-3, 400, 50),  # the schedule that used to get stuck
+    }
+
+
+def test_straight_through_clip_clips_forward_and_passes_the_gradient():
+    x = tf.constant([-0.5, 0.3, 1.7])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = straight_through_clip(x)
+        loss = tf.reduce_sum(y * tf.constant([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(y.numpy(), [0.0, 0.3, 1.0])
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("schedule", ["quickstart", "issue"])
+@pytest.mark.parametrize("kind", ["bright", "dark", "low_contrast"])
+def test_short_schedules_reach_a_sane_psnr_on_hard_images(fitters, schedule, kind):
+    fitter, lmbda = fitters[schedule]
+    image = crop(kind)
+    fitter.reset(image, lmbda, seed=0)
+    result = fitter.fit()
+    # Far better than the flat mean-colour image (what a stuck fit falls short of).
+    # Better than the flat mean-colour image, which a stuck fit (10.5 dB on the kodim23
+    # crop that used to fail) falls far short of. At 64x64 the networks' bits dominate
+    # the rate, so on a low-contrast image the best RD trade-off is not far above flat.
+    assert result.psnr > flat_psnr(image) + 0.5, (kind, result.psnr, flat_psnr(image))
+    assert result.psnr > 25
+    assert result.restarts == 0  # the straight-through clip needs none here
+
+
+def test_a_fit_that_is_not_learning_restarts_from_another_seed(fitters, caplog, monkeypatch):
+    probe, lmbda = fitters["quickstart"]
+    check = probe._learning_problem
+
+    def first_attempt_fails():  # a problem at the first check of the first attempt only
+        return "injected: loss flat" if int(probe.restarts.numpy()) == 0 else check()
+
+    monkeypatch.setattr(probe, "_learning_problem", first_attempt_fails)
+    probe.reset(crop("bright"), lmbda, seed=5)
+    with caplog.at_level("WARNING"):
+        result = probe.fit()
+    assert "not learning (injected: loss flat): restart 1 of 2 from seed 1005" in caplog.text
+    assert result.restarts == 1 and int(probe.seed.numpy()) == 1005
+    assert float(probe.lr_scale.numpy()) == pytest.approx(0.5)
+    assert result.noise_steps == 300  # the restarted attempt ran its whole schedule
+    assert result.psnr > flat_psnr(crop("bright")) + 0.5
+
+
+def test_a_fit_that_cannot_learn_fails_with_one_clear_line(fitters, caplog):
+    base, lmbda = fitters["quickstart"]
+    config = base.config.copy_and_resolve_references()
+    config.learning_rate = 0.0  # nothing moves: the loss stays where it started
+    config.num_noise_steps, config.max_restarts = 120, 1
+    fitter = C3Fitter(base.model, config)
+    fitter.reset(crop("dark"), lmbda, seed=0)
+    with caplog.at_level("WARNING"), pytest.raises(FitError) as error:
+        fitter.fit()
+    message = error.value.report("codec.py")
+    assert message.startswith("codec.py: error: fit failed: the fit is not learning: RD loss")
+    assert "after 1 restart(s)" in message and "\n" not in message
+    assert caplog.text.count("restart 1 of 1") == 1
+
+
+def test_too_short_a_stage_1_is_not_judged(fitters):
+    fitter, _ = fitters["quickstart"]
+    assert not fitter._check_due(0, 50, total=60)  # shorter than stall_check_steps
+    assert fitter._check_due(50, 100, total=300) and fitter._check_due(250, 300, total=300)
+    assert not fitter._check_due(100, 150, total=300)
