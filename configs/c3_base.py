@@ -71,6 +71,12 @@ def get_base_config() -> config_dict.ConfigDict:
     # less than 10 %) after `stall_check_steps` stage-1 steps or at the end of stage 1 is
     # restarted from another seed at `restart_lr_factor` x the learning rate, at most
     # `max_restarts` times; then the encoder fails with one line.
+    # Warm-up (Cool-chic 5): `warmup_candidates` initialisations x `warmup_steps` stage-1
+    # steps, the `warmup_keep` best x `warmup_steps` more, the best one continues; every
+    # candidate step counts as an iteration. 0 or 1 candidate: off (C3's recipe).
+    config.fit.warmup_candidates = 0
+    config.fit.warmup_keep = 2
+    config.fit.warmup_steps = 50
     config.fit.stall_check_steps = 100
     config.fit.max_restarts = 2
     config.fit.restart_lr_factor = 0.5

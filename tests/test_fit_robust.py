@@ -113,3 +113,24 @@ def test_too_short_a_stage_1_is_not_judged(fitters):
     assert not fitter._check_due(0, 50, total=60)  # shorter than stall_check_steps
     assert fitter._check_due(50, 100, total=300) and fitter._check_due(250, 300, total=300)
     assert not fitter._check_due(100, 150, total=300)
+
+
+def test_warm_up_keeps_the_best_candidate_and_counts_its_iterations(fitters):
+    base, lmbda = fitters["quickstart"]
+    config = base.config.copy_and_resolve_references()
+    config.warmup_candidates, config.warmup_keep, config.warmup_steps = 3, 2, 20
+    config.num_noise_steps, config.max_ste_steps = 100, 0
+    fitter = C3Fitter(base.model, config)
+    fitter.reset(crop("dark"), lmbda, seed=7)
+    records = fitter.warm_up()
+    first = {r["seed"]: r["loss"] for r in records if r["round"] == 1}
+    second = {r["seed"]: r["loss"] for r in records if r["round"] == 2}
+    assert sorted(first) == [7, 8, 9]
+    assert sorted(second) == sorted(sorted(first, key=first.get)[:2])  # the best two go on
+    kept = min(second, key=second.get)
+    assert int(fitter.seed.numpy()) == kept and int(fitter.noise_step.numpy()) == 40
+    assert fitter._hard_loss() == pytest.approx(second[kept], rel=1e-5)  # its state restored
+    assert fitter.warm_up() == []  # done once per fit
+    result = fitter.fit()
+    assert result.noise_steps == 100
+    assert result.iterations == 100 + (3 * 20 + 2 * 20 - 40)  # every candidate step counts

@@ -80,6 +80,8 @@ class FitResult(QuantizedNetworks):
 
     noise_steps: int
     ste_steps: int
+    iterations: int  # every training step taken, the warm-up candidates' included
+    seconds_warmup: float
     seconds_noise: float
     seconds_ste: float
     seconds_quantization: float
@@ -122,6 +124,9 @@ class C3Fitter(tf.Module):
         self.restarts = tf.Variable(0, dtype=tf.int64, trainable=False, name="restarts")
         self.initial_loss = tf.Variable(np.inf, trainable=False, name="initial_loss")
         self.flat_loss = tf.Variable(np.inf, trainable=False, name="flat_loss")
+        # Iterations spent on warm-up candidates beyond the winner's own stage-1 steps.
+        self.warmup_extra = tf.Variable(0, dtype=tf.int64, trainable=False, name="warmup_extra")
+        self.warmup_done = tf.Variable(False, trainable=False, name="warmup_done")
         # What stage 2 resets to, and what a NaN recovery restores.
         self._state = self.params + self.adam_m + self.adam_v + [self.adam_count]
         self.best_state = [self._copy_of(v, "best") for v in self._state]
@@ -147,6 +152,10 @@ class C3Fitter(tf.Module):
         elif not all(is_power_of_two(s) for s in (*config.weight_steps, *config.bias_steps)):
             # The bitstream's integer decoder needs parameters that are fixed-point numbers.
             problems.append("fit.weight_steps and fit.bias_steps must be powers of two")
+        if config.warmup_candidates > 1 and not (
+            1 <= config.warmup_keep <= config.warmup_candidates and config.warmup_steps >= 1
+        ):
+            problems.append("fit.warmup_keep must be in [1, warmup_candidates], warmup_steps >= 1")
         if problems:
             raise FitError("invalid fit config: " + "; ".join(problems) + ".")
 
@@ -173,6 +182,8 @@ class C3Fitter(tf.Module):
         self.flat_loss.assign(float(np.mean(np.square(image - mean_colour))))
         self.restarts.assign(0)
         self.nan_recoveries.assign(0)
+        self.warmup_extra.assign(0)
+        self.warmup_done.assign(False)
         self._initialise(seed, lr_scale=1.0)
 
     def _initialise(self, seed: int, lr_scale: float) -> None:
@@ -297,7 +308,7 @@ class C3Fitter(tf.Module):
     # The fit.
 
     def _run_chunks(
-        self, stage: str, chunk_fn, step_var, total: int, log_fn, checkpoint_fn
+        self, stage: str, chunk_fn, step_var, total: int, log_fn, checkpoint_fn, check=True
     ) -> None:
         retries = 0
         while int(step_var.numpy()) < total and not (stage == "ste" and self.ste_done.numpy()):
@@ -336,7 +347,7 @@ class C3Fitter(tf.Module):
                         "bpp_latents": bits / self.model.num_pixels,
                     },
                 )
-            if stage == "noise" and self._check_due(before, int(step_var.numpy()), total):
+            if check and stage == "noise" and self._check_due(before, int(step_var.numpy()), total):
                 problem = self._learning_problem()
                 if problem:
                     self._restart(problem)
@@ -395,13 +406,73 @@ class C3Fitter(tf.Module):
         )
         self._initialise(seed, lr_scale)
 
+    # Warm-up: several initialisations, the best kept (Cool-chic 5, training/warmup.py).
+
+    def _hard_loss(self) -> float:
+        mse, bits, _, _ = self._evaluate()
+        return float(mse) + float(self.lmbda) * float(bits) / self._pixels
+
+    def _snapshot(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self._recoverable]
+
+    def _restore(self, snapshot: list[np.ndarray]) -> None:
+        for v, value in zip(self._recoverable, snapshot, strict=True):
+            v.assign(value)
+
+    def warm_up(self) -> list[dict]:
+        """Cool-chic 5's warm-up, before stage 1 of a fresh fit: `warmup_candidates`
+        initialisations (seeds seed, seed + 1, ...) each take `warmup_steps` stage-1
+        steps; the `warmup_keep` best by hard-rounded RD loss take `warmup_steps` more;
+        the best of those continues as the fit. The candidates' steps run the start of
+        the stage-1 schedule; all of them count as iterations (`FitResult.iterations`).
+        Returns one record per candidate and round (seed, round, loss)."""
+        c = self.config
+        n, keep = int(c.warmup_steps), int(c.warmup_keep)
+        if c.warmup_candidates <= 1 or self.warmup_done.numpy() or self.noise_step.numpy() > 0:
+            return []
+        base_seed, lr_scale = int(self.seed.numpy()), float(self.lr_scale.numpy())
+        records, candidates = [], []
+        for k in range(int(c.warmup_candidates)):
+            self._initialise(base_seed + k, lr_scale)
+            self._run_chunks("noise", self._noise_chunk, self.noise_step, n, None, None, False)
+            candidates.append((self._hard_loss(), base_seed + k, self._snapshot()))
+            records.append({"seed": base_seed + k, "round": 1, "loss": candidates[-1][0]})
+        finalists = []
+        for _, seed, snapshot in sorted(candidates, key=lambda t: t[0])[:keep]:
+            self._restore(snapshot)
+            self.seed.assign(seed)
+            self._run_chunks("noise", self._noise_chunk, self.noise_step, 2 * n, None, None, False)
+            finalists.append((self._hard_loss(), seed, self._snapshot()))
+            records.append({"seed": seed, "round": 2, "loss": finalists[-1][0]})
+        loss, seed, snapshot = min(finalists, key=lambda t: t[0])
+        self._restore(snapshot)
+        self.seed.assign(seed)
+        own = int(self.noise_step.numpy())  # the winner's steps count as its stage 1
+        self.warmup_extra.assign(n * (int(c.warmup_candidates) + keep) - own)
+        self.warmup_done.assign(True)
+        logging.info(
+            "Warm-up: %d candidates x %d steps, best %d x %d more; kept seed %d (RD loss "
+            "%.4g; candidates %s).",
+            c.warmup_candidates,
+            n,
+            keep,
+            n,
+            seed,
+            loss,
+            ", ".join(f"{r['loss']:.4g}" for r in records if r["round"] == 1),
+        )
+        return records
+
     def fit(
         self,
         log_fn: Callable[[str, int, dict], None] | None = None,
         checkpoint_fn: Callable[[], None] | None = None,
     ) -> FitResult:
-        """Runs (or resumes) both stages and the network quantisation search."""
+        """Runs (or resumes) the warm-up, both stages and the network quantisation search."""
         c = self.config
+        start = time.perf_counter()
+        self.warm_up()
+        seconds_warmup = time.perf_counter() - start
         start = time.perf_counter()
         self._run_chunks(
             "noise", self._noise_chunk, self.noise_step, c.num_noise_steps, log_fn, checkpoint_fn
@@ -416,9 +487,12 @@ class C3Fitter(tf.Module):
         seconds_ste = time.perf_counter() - start
         start = time.perf_counter()
         quantized = self.quantize_networks()
+        noise_steps, ste_steps = int(self.noise_step.numpy()), int(self.ste_step.numpy())
         return FitResult(
-            noise_steps=int(self.noise_step.numpy()),
-            ste_steps=int(self.ste_step.numpy()),
+            noise_steps=noise_steps,
+            ste_steps=ste_steps,
+            iterations=noise_steps + ste_steps + int(self.warmup_extra.numpy()),
+            seconds_warmup=seconds_warmup,
             seconds_noise=seconds_noise,
             seconds_ste=seconds_ste,
             seconds_quantization=time.perf_counter() - start,
