@@ -77,6 +77,10 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit.warmup_candidates = 0
     config.fit.warmup_keep = 2
     config.fit.warmup_steps = 50
+    # Keep-best (Cool-chic 5): every `keep_best_every` stage-1 steps, keep the parameters if
+    # their hard-rounded RD loss is the best so far; restore them when stage 1 ends if the
+    # last ones are worse. 0: off (C3's recipe). Checked at chunk ends (`log_every`).
+    config.fit.keep_best_every = 0
     config.fit.stall_check_steps = 100
     config.fit.max_restarts = 2
     config.fit.restart_lr_factor = 0.5

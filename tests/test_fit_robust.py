@@ -134,3 +134,21 @@ def test_warm_up_keeps_the_best_candidate_and_counts_its_iterations(fitters):
     result = fitter.fit()
     assert result.noise_steps == 100
     assert result.iterations == 100 + (3 * 20 + 2 * 20 - 40)  # every candidate step counts
+
+
+def test_keep_best_restores_the_best_stage_1_parameters(fitters):
+    base, lmbda = fitters["quickstart"]
+    config = base.config.copy_and_resolve_references()
+    config.keep_best_every, config.log_every, config.num_noise_steps = 50, 50, 150
+    fitter = C3Fitter(base.model, config)
+    fitter.reset(crop("bright"), lmbda, seed=0)
+    seen = []
+    hard_loss = fitter._hard_loss
+    fitter._hard_loss = lambda: seen.append(hard_loss()) or seen[-1]
+    fitter._run_chunks("noise", fitter._noise_chunk, fitter.noise_step, 150, None, None)
+    assert len(seen) == 3 and float(fitter.kept_loss.numpy()) == pytest.approx(min(seen))
+    for v in fitter.model.latent_grids.trainable_variables:  # make the last state worse
+        v.assign_add(tf.random.stateless_normal(v.shape, seed=[1, 2]))
+    assert hard_loss() > min(seen)
+    fitter._restore_kept()
+    assert hard_loss() == pytest.approx(min(seen), rel=1e-5)

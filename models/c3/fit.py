@@ -133,6 +133,10 @@ class C3Fitter(tf.Module):
         counters = [self.noise_step, self.ste_step, self.ste_lr, self.not_improved]
         self._recoverable = self._state + counters
         self.good_state = [self._copy_of(v, "good") for v in self._recoverable]
+        # Keep-best (Cool-chic 5): the stage-1 parameters with the lowest hard-rounded RD
+        # loss seen at the checks every `keep_best_every` steps, restored when it ends.
+        self.kept_params = [self._copy_of(v, "kept") for v in self.params]
+        self.kept_loss = tf.Variable(np.inf, trainable=False, name="kept_loss")
         jit = bool(config.jit_compile)
         self._noise_chunk = tf.function(self._noise_chunk_fn, jit_compile=jit)
         self._ste_chunk = tf.function(self._ste_chunk_fn, jit_compile=jit)
@@ -203,6 +207,7 @@ class C3Fitter(tf.Module):
         self.best_loss.assign(np.inf)
         self.not_improved.assign(0)
         self.lr_scale.assign(lr_scale)
+        self.kept_loss.assign(np.inf)
         mse, bits, _, _ = self._evaluate()
         self.initial_loss.assign(float(mse) + float(self.lmbda) * float(bits) / self._pixels)
 
@@ -352,6 +357,8 @@ class C3Fitter(tf.Module):
                 if problem:
                     self._restart(problem)
                     continue
+            if check and stage == "noise":
+                self._keep_best(before, int(step_var.numpy()), total)
             if checkpoint_fn is not None:
                 checkpoint_fn()
 
@@ -405,6 +412,32 @@ class C3Fitter(tf.Module):
             lr_scale,
         )
         self._initialise(seed, lr_scale)
+
+    # Keep-best (Cool-chic 5, training/train.py).
+
+    def _keep_best(self, before: int, after: int, total: int) -> None:
+        """Every `keep_best_every` stage-1 steps (and at its last), keeps a copy of the
+        parameters if their hard-rounded RD loss is the lowest so far."""
+        every = int(self.config.keep_best_every)
+        if every <= 0 or not (after // every > before // every or after == total):
+            return
+        loss = self._hard_loss()
+        if np.isfinite(loss) and loss < float(self.kept_loss.numpy()):
+            self._copy(self.kept_params, self.params)
+            self.kept_loss.assign(loss)
+
+    def _restore_kept(self) -> None:
+        """At the end of stage 1: back to the kept parameters, if the last ones are worse."""
+        if int(self.config.keep_best_every) <= 0 or not np.isfinite(self.kept_loss.numpy()):
+            return
+        current = self._hard_loss()
+        if current > float(self.kept_loss.numpy()):
+            logging.info(
+                "Keep-best: restored the stage-1 parameters with RD loss %.5g (last %.5g).",
+                float(self.kept_loss.numpy()),
+                current,
+            )
+            self._copy(self.params, self.kept_params)
 
     # Warm-up: several initialisations, the best kept (Cool-chic 5, training/warmup.py).
 
@@ -477,6 +510,7 @@ class C3Fitter(tf.Module):
         self._run_chunks(
             "noise", self._noise_chunk, self.noise_step, c.num_noise_steps, log_fn, checkpoint_fn
         )
+        self._restore_kept()
         seconds_noise = time.perf_counter() - start
         start = time.perf_counter()
         self._run_chunks(
