@@ -56,6 +56,15 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit.adam_b1 = 0.9
     config.fit.adam_b2 = 0.999
     config.fit.adam_eps = 1e-8
+    # "soap": SOAP (Vyas et al. 2024) on the network weights, Adam with SOAP's betas on the
+    # network biases, Adam on the latents (Cool-chic 5's settings below); "adam": C3's.
+    config.fit.optimizer = "adam"
+    config.fit.soap_b1 = 0.95
+    config.fit.soap_b2 = 0.95
+    config.fit.soap_shampoo_beta = 0.95
+    config.fit.soap_eps = 1e-8
+    config.fit.soap_weight_decay = 0.01
+    config.fit.soap_precondition_every = 10
     config.fit.temperature_start = 0.3
     config.fit.temperature_end = 0.1
     config.fit.kumaraswamy_start = 2.0

@@ -43,6 +43,7 @@ from common.errors import FitError
 from common.metrics import psnr_from_mse
 from models.c3 import rate
 from models.c3.model import MAX_NETWORK_INTEGER, C3Model
+from models.c3.soap import Preconditioner
 
 MAX_NAN_RETRIES = 8
 # A fit is not learning if its loss stays above this many times a flat image's, or above
@@ -111,6 +112,17 @@ class C3Fitter(tf.Module):
         self.adam_m = [self._zeros_like(p, "adam_m") for p in self.params]
         self.adam_v = [self._zeros_like(p, "adam_v") for p in self.params]
         self.adam_count = tf.Variable(0.0, trainable=False, name="adam_count")
+        # SOAP (fit.optimizer = "soap"): a preconditioner per network weight tensor; the
+        # latents and the network biases keep plain Adam (Cool-chic 5).
+        network = {id(v) for v in model.network_variables}
+        self.is_network = [id(p) in network for p in self.params]
+        self.soap = [
+            Preconditioner(p.shape, config.soap_shampoo_beta, name=f"soap_{i}")
+            if config.optimizer == "soap" and id(p) in network and len(p.shape) >= 2
+            else None
+            for i, p in enumerate(self.params)
+        ]
+        soap_state = [v for pre in self.soap if pre is not None for v in pre.state]
         self.noise_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="noise_step")
         self.ste_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="ste_step")
         self.ste_lr = tf.Variable(0.0, trainable=False, name="ste_lr")
@@ -128,7 +140,7 @@ class C3Fitter(tf.Module):
         self.warmup_extra = tf.Variable(0, dtype=tf.int64, trainable=False, name="warmup_extra")
         self.warmup_done = tf.Variable(False, trainable=False, name="warmup_done")
         # What stage 2 resets to, and what a NaN recovery restores.
-        self._state = self.params + self.adam_m + self.adam_v + [self.adam_count]
+        self._state = self.params + self.adam_m + self.adam_v + [self.adam_count] + soap_state
         self.best_state = [self._copy_of(v, "best") for v in self._state]
         counters = [self.noise_step, self.ste_step, self.ste_lr, self.not_improved]
         self._recoverable = self._state + counters
@@ -149,6 +161,8 @@ class C3Fitter(tf.Module):
             problems.append("step counts must be >= 0")
         if config.log_every < 1:
             problems.append("fit.log_every must be >= 1")
+        if config.optimizer not in ("adam", "soap"):
+            problems.append(f"fit.optimizer must be adam or soap, not {config.optimizer!r}")
         if config.max_restarts < 0 or not 0 < config.restart_lr_factor <= 1:
             problems.append("fit.max_restarts must be >= 0 and fit.restart_lr_factor in (0, 1]")
         if not config.weight_steps or not config.bias_steps:
@@ -199,6 +213,9 @@ class C3Fitter(tf.Module):
         self.seed.assign(seed)
         for v in self.adam_m + self.adam_v:
             v.assign(tf.zeros_like(v))
+        for pre in self.soap:
+            if pre is not None:
+                pre.reset()
         self.adam_count.assign(0.0)
         self.noise_step.assign(0)
         self.ste_step.assign(0)
@@ -231,19 +248,38 @@ class C3Fitter(tf.Module):
         return loss, out, grads, norm, finite
 
     def _adam_update(self, grads, norm, learning_rate) -> None:
-        """Adam with global-norm clipping (optax.clip_by_global_norm + optax.adam)."""
+        """Adam with global-norm clipping (optax.clip_by_global_norm + optax.adam); with
+        fit.optimizer = "soap", SOAP on the network weights and Adam with SOAP's betas on
+        the network biases (Cool-chic 5), the latents keeping Adam."""
         c = self.config
         clip = tf.minimum(1.0, c.grad_clip / tf.maximum(norm, 1e-12))
         self.adam_count.assign_add(1.0)
         t = self.adam_count
-        correction1 = 1.0 - tf.pow(c.adam_b1, t)
-        correction2 = 1.0 - tf.pow(c.adam_b2, t)
-        for p, g, m, v in zip(self.params, grads, self.adam_m, self.adam_v, strict=True):
+        soap = c.optimizer == "soap"
+        for i, (p, g, m, v) in enumerate(
+            zip(self.params, grads, self.adam_m, self.adam_v, strict=True)
+        ):
             g = g * clip
-            m.assign(c.adam_b1 * m + (1.0 - c.adam_b1) * g)
-            v.assign(c.adam_b2 * v + (1.0 - c.adam_b2) * tf.square(g))
-            update = (m / correction1) / (tf.sqrt(v / correction2) + c.adam_eps)
-            p.assign_sub(learning_rate * update)
+            b1, b2 = (
+                (c.soap_b1, c.soap_b2) if soap and self.is_network[i] else (c.adam_b1, c.adam_b2)
+            )
+            correction1, correction2 = 1.0 - tf.pow(b1, t), 1.0 - tf.pow(b2, t)
+            m.assign(b1 * m + (1.0 - b1) * g)
+            pre = self.soap[i]
+            if pre is None:
+                v.assign(b2 * v + (1.0 - b2) * tf.square(g))
+                update = (m / correction1) / (tf.sqrt(v / correction2) + c.adam_eps)
+                p.assign_sub(learning_rate * update)
+                continue
+            pre.accumulate(g)
+            first = tf.equal(t, 1.0)
+            if first or tf.equal(tf.math.floormod(t, float(c.soap_precondition_every)), 0.0):
+                pre.refresh(first)
+            v.assign(b2 * v + (1.0 - b2) * tf.square(pre.rotate(g)))
+            rotated = (pre.rotate(m) / correction1) / (tf.sqrt(v / correction2) + c.soap_eps)
+            update = pre.rotate(rotated, back=True) + c.soap_weight_decay * p
+            # The first step only sets up the preconditioner (as SOAP's reference code).
+            p.assign_sub(tf.where(first, 0.0, learning_rate) * update)
 
     @staticmethod
     def _copy(destination, source) -> None:

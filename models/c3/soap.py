@@ -1,0 +1,88 @@
+"""SOAP's preconditioner for one parameter tensor (Vyas et al. 2024, "SOAP: Improving
+and Stabilizing Shampoo using Adam", arXiv 2409.11321), as Cool-chic 5 uses it for the
+decoder networks' weights.
+
+For a tensor of rank >= 2 and each of its axes (of size <= `max_dim`), SOAP keeps an
+exponential average of G G^T contracted over the other axes, and its eigenvectors Q (an
+`eigh` at the first step, then one power-iteration step and a QR every few steps). Adam
+runs in the rotated space: the gradient and the first moment are rotated by the Q's, the
+second moment is accumulated there, and the update is rotated back. The matrices here are
+at most 24 x 24, so eigendecompositions are cheap.
+
+    pre = Preconditioner(kernel.shape, beta=0.95)
+    pre.accumulate(grad)
+    pre.refresh(first=step == 1)          # at the first step and every few steps
+    update = pre.rotate(adam_direction(pre.rotate(m), v), back=True)
+"""
+
+import tensorflow as tf
+
+
+class Preconditioner(tf.Module):
+    """The per-axis statistics and eigenbases of one tensor."""
+
+    def __init__(self, shape, beta: float = 0.95, max_dim: int = 256, name: str = "soap"):
+        super().__init__(name=name)
+        shape = [int(d) for d in shape]
+        if len(shape) < 2:
+            raise ValueError(f"SOAP preconditions tensors of rank >= 2, not shape {shape}.")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {beta}.")
+        self.shape, self.beta = shape, float(beta)
+        # Axes larger than max_dim keep the identity (never here: the widths are <= 48).
+        self.preconditioned = [d <= max_dim for d in shape]
+        self.stats = [
+            tf.Variable(tf.zeros([d, d]), trainable=False, name=f"stats_{a}")
+            for a, d in enumerate(shape)
+            if self.preconditioned[a]
+        ]
+        self.bases = [
+            tf.Variable(tf.eye(d), trainable=False, name=f"basis_{a}")
+            for a, d in enumerate(shape)
+            if self.preconditioned[a]
+        ]
+
+    @property
+    def state(self) -> list[tf.Variable]:
+        return self.stats + self.bases
+
+    def reset(self) -> None:
+        for s in self.stats:
+            s.assign(tf.zeros_like(s))
+        for q in self.bases:
+            q.assign(tf.eye(q.shape[0]))
+
+    def _unfold(self, g: tf.Tensor, axis: int) -> tf.Tensor:
+        perm = [axis] + [a for a in range(len(self.shape)) if a != axis]
+        return tf.reshape(tf.transpose(g, perm), [self.shape[axis], -1])
+
+    def accumulate(self, g: tf.Tensor) -> None:
+        """stats_a <- beta stats_a + (1 - beta) G_(a) G_(a)^T for each axis a."""
+        i = 0
+        for axis, on in enumerate(self.preconditioned):
+            if on:
+                unfolded = self._unfold(g, axis)
+                gram = tf.matmul(unfolded, unfolded, transpose_b=True)
+                self.stats[i].assign(self.beta * self.stats[i] + (1.0 - self.beta) * gram)
+                i += 1
+
+    def refresh(self, first) -> None:
+        """New eigenbases: exact at the first step, else one power iteration + QR."""
+        for s, q in zip(self.stats, self.bases, strict=True):
+            exact = tf.linalg.eigh(s)[1]
+            power = tf.linalg.qr(tf.matmul(s, q))[0]
+            q.assign(tf.where(first, exact, power))
+
+    def rotate(self, x: tf.Tensor, back: bool = False) -> tf.Tensor:
+        """x in the eigenbasis (x times Q_a along each axis a), or back from it."""
+        i = 0
+        for axis, on in enumerate(self.preconditioned):
+            # tensordot over the first axis appends the new one last: after one pass per
+            # axis the axes are back in their order.
+            if on:
+                q = self.bases[i]
+                x = tf.tensordot(x, tf.transpose(q) if back else q, axes=[[0], [0]])
+                i += 1
+            else:
+                x = tf.tensordot(x, tf.eye(self.shape[axis]), axes=[[0], [0]])
+        return x

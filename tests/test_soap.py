@@ -1,0 +1,52 @@
+"""SOAP's preconditioner: eigenbases of the gradient statistics, rotations that invert,
+and a fit that learns with it."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.c3.soap import Preconditioner
+
+
+def test_rotation_is_orthogonal_and_inverts():
+    pre = Preconditioner((3, 3, 4, 5), beta=0.0)
+    g = tf.random.stateless_normal((3, 3, 4, 5), seed=[1, 2])
+    pre.accumulate(g)
+    pre.refresh(tf.constant(True))
+    for q in pre.bases:
+        np.testing.assert_allclose(q.numpy().T @ q.numpy(), np.eye(q.shape[0]), atol=1e-5)
+    x = tf.random.stateless_normal((3, 3, 4, 5), seed=[3, 4])
+    np.testing.assert_allclose(pre.rotate(pre.rotate(x), back=True).numpy(), x.numpy(), atol=1e-5)
+    assert float(tf.norm(pre.rotate(x))) == pytest.approx(float(tf.norm(x)), rel=1e-5)
+
+
+def test_bases_diagonalise_the_statistics_and_power_iteration_keeps_them():
+    pre = Preconditioner((6, 4), beta=0.5)
+    for seed in range(3):
+        pre.accumulate(tf.random.stateless_normal((6, 4), seed=[seed, 0]))
+    pre.refresh(tf.constant(True))
+    for s, q in zip(pre.stats, pre.bases, strict=True):
+        d = q.numpy().T @ s.numpy() @ q.numpy()
+        assert np.abs(d - np.diag(np.diag(d))).max() < 1e-4 * np.abs(d).max()
+    before = [q.numpy().copy() for q in pre.bases]
+    pre.refresh(tf.constant(False))  # a power step from an eigenbasis stays one (up to sign)
+    for q, old in zip(pre.bases, before, strict=True):
+        np.testing.assert_allclose(np.abs(q.numpy().T @ old), np.eye(old.shape[0]), atol=1e-3)
+
+
+def test_a_soap_fit_lowers_the_loss():
+    from common.images import to_float
+    from models.c3.fit import C3Fitter
+    from models.c3.model import C3Model
+    from tests.helpers import smooth_image, tiny_fit_config
+
+    config = tiny_fit_config(num_noise_steps=60, max_ste_steps=5)
+    config.optimizer = "soap"
+    fitter = C3Fitter(C3Model(32, 48), config)
+    assert sum(pre is not None for pre in fitter.soap) == len(
+        [v for v in fitter.model.network_variables if len(v.shape) >= 2]
+    )
+    fitter.reset(to_float(smooth_image()), lmbda=1e-3, seed=0)
+    before = fitter._hard_loss()
+    result = fitter.fit()
+    assert result.loss < 0.5 * before and np.isfinite(result.loss)
