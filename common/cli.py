@@ -50,11 +50,29 @@ def exit_code(work, script: str) -> int:
     return 0
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort")
+
+
+def print_help(script: str) -> None:
+    """The script's docstring and its own flags (absl's key flags of the main module)."""
+    from absl import flags
+
+    doc = (sys.modules["__main__"].__doc__ or "").strip()
+    print(f"{script}: {doc}\n" if doc else script)
+    print("Flags:" + flags.FLAGS.main_module_help().split(":", 1)[-1])
+    print("\n(--helpfull lists absl's own flags too.)")
+
+
 def run_main(main, script: str, needs_config: bool = False) -> None:
-    """Runs an absl `main` with the project's flag parsing and error epilogue; exits."""
+    """Runs an absl `main` with the project's flag parsing and error epilogue; exits.
+
+    `--help` prints the script's docstring and flags and exits 0 (absl's exits 1)."""
     from absl import app, flags
 
     quiet_tensorflow()
+    if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+        print_help(script)
+        sys.exit(0)
     if needs_config:
         flags.mark_flag_as_required("config")
 

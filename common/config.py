@@ -32,15 +32,83 @@ def check_config_path(argv: list[str]) -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with bad flags and --config overrides as ConfigErrors."""
+    """absl's flag parsing, with bad flags and --config overrides as ConfigErrors that say
+    what is wrong (`explain_overrides`)."""
     from absl import flags
 
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        raise ConfigError(f"invalid flag: {e}") from None
+        raise ConfigError(explain_overrides(argv) or f"invalid flag: {e}") from None
     except (AttributeError, KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"invalid config override: {e}") from None
+        raise ConfigError(explain_overrides(argv) or f"invalid config override: {e}") from None
+
+
+def _dotted_fields(node, prefix: str = "") -> dict:
+    """Every leaf field of a ConfigDict by its dotted name, with its default value."""
+    out = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            out.update(_dotted_fields(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _parses_as(text: str, default) -> bool:
+    """Whether ml_collections can read `text` as a value of `default`'s type."""
+    import ast
+
+    if default is None or isinstance(default, str):
+        return True
+    if isinstance(default, bool):
+        return text.lower() in ("true", "false", "1", "0")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return False
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return True
+
+
+def explain_overrides(argv: list[str]) -> str | None:
+    """What is wrong with the --config.KEY=VALUE overrides of `argv`, in one sentence: an
+    unknown field (with the nearest valid names) or a value of the wrong type (with the
+    expected type); None if they look fine or the config cannot be read."""
+    import difflib
+
+    path = config_path_from_argv(argv)
+    if path is None or not os.path.isfile(path):
+        return None
+    try:
+        fields = _dotted_fields(load_module(path).get_config())
+    except Exception:  # the config itself is broken: absl's message is the better one
+        return None
+    for arg in argv:
+        match = re.match(r"^--config\.([\w.]+)(?:=(.*))?$", arg)
+        if not match:
+            continue
+        key, text = match.group(1), match.group(2)
+        if key not in fields:
+            nearest = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.5)
+            section = key.rsplit(".", 1)[0] if "." in key else ""
+            siblings = [f for f in fields if section and f.startswith(section + ".")]
+            hint = nearest or siblings[:6]
+            return f"--config.{key}: {path} has no field {key!r}" + (
+                f"; did you mean {', '.join(hint)}?" if hint else "."
+            )
+        default = fields[key]
+        if text is not None and not _parses_as(text, default):
+            kinds = {bool: "a boolean", int: "an integer", float: "a number", tuple: "a tuple"}
+            kind = kinds.get(type(default), f"a {type(default).__name__}")
+            return f"--config.{key}={text}: {key} is {kind} (default {default!r}); {text!r} is not."
+    return None
 
 
 def load_module(path: str):

@@ -73,8 +73,9 @@ def read_run_config(workdir: str):
 
 
 class RunFlags:
-    """--config, --hid, --workdir and --root: the flags of scripts that run one work unit of
-    a config's sweep (train.py, itinf.py). Define once per script, at import time."""
+    """--config, --hid, --workdir, --root and --print_config: the flags of scripts that run
+    one work unit of a config's sweep (train.py, itinf.py). Define once per script, at
+    import time; `--help` lists them as the script's own."""
 
     def __init__(self, config_help: str, hid_help: str):
         from absl import flags
@@ -88,6 +89,15 @@ class RunFlags:
         self._root = flags.DEFINE_string(
             "root", None, "Experiment directory: the output is ROOT/wid=<hid>-<name>-<k=v,...>."
         )
+        self._print_config = flags.DEFINE_bool(
+            "print_config",
+            False,
+            "Print the resolved config (after --hid's sweep entry and the overrides), then exit.",
+        )
+        # Key flags of the script (absl names the main module by sys.argv[0]), so that
+        # its --help lists them.
+        for name in ("config", "hid", "workdir", "root", "print_config"):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
     def resolve(self, argv: list[str], extra: dict | None = None):
         """Applies sweep entry --hid to the config (command-line overrides win); returns
@@ -103,6 +113,9 @@ class RunFlags:
         if hid is not None:
             overrides = sweep_entry(flags.FLAGS["config"].config_filename, hid)
             apply_sweep_entry(config, overrides, keep=cli_overridden_keys(argv))
+        if self._print_config.value:
+            print(config)
+            raise SystemExit(0)
         named = {**overrides, **(extra or {})}
         workdir = self._workdir.value
         if not workdir and self._root.value:

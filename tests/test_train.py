@@ -71,8 +71,10 @@ def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
         (["--config.data.name=folder", "--config.data.root=/nonexistent/dir"], "not a folder"),
         (["--hid", "9999"], "out of range"),
         (["--config", "configs/no_such_config.py"], "does not exist"),
-        (["--config.fit.no_such_field=1"], "invalid config override"),
-        (["--config.fit.num_noise_steps=abc"], "invalid flag"),
+        (["--config.fit.no_such_field=1"], "has no field 'fit.no_such_field'; did you mean"),
+        (["--config.fit.num_noise_stepz=1"], "did you mean fit.num_noise_steps"),
+        (["--config.fit.num_noise_steps=abc"], "fit.num_noise_steps is an integer"),
+        (["--config.fit.learning_rate=fast"], "fit.learning_rate is a number (default 0.01)"),
         (
             [
                 "--config.data.name=kodak",
@@ -131,3 +133,22 @@ def test_empty_folder_and_transparent_image(tmp_path):
     )
     assert out.returncode != 0 and "transparency" in out.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "w2" / "results").exists()
+
+
+@pytest.mark.parametrize("script", ["train.py", "itinf.py"])
+def test_help_lists_the_run_flags_and_exits_0(script):
+    out = run_in_process(script, "--help")
+    assert out.returncode == 0, out.stderr
+    for flag in ("--config", "--hid", "--workdir", "--root", "--[no]print_config"):
+        assert flag in out.stdout, out.stdout
+
+
+def test_print_config_shows_the_resolved_config_and_writes_nothing(tmp_path):
+    out = run_in_process(
+        "train.py", "--config", "configs/c3_kodak.py", "--hid", "15",
+        "--config.fit.num_noise_steps=7", f"--workdir={tmp_path / 'w'}", "--print_config",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "lmbda: 0.0002" in out.stdout and "index: 1" in out.stdout  # sweep entry 15
+    assert "num_noise_steps: 7" in out.stdout  # the override
+    assert not (tmp_path / "w").exists()
