@@ -73,13 +73,16 @@ def _tfds_images(name: str, split: str, data_dir: str) -> list[NamedImage]:
     return images
 
 
-def list_images(data) -> list[NamedImage]:
-    """All images of the configured dataset, sorted (not yet decoded)."""
+def list_images(data, section: str = "data") -> list[NamedImage]:
+    """All images of the configured dataset, sorted (not yet decoded). `section` is the
+    config section `data` came from, for messages that name its fields."""
     if data.name == "folder":
         return _folder_images(data.root)
     if data.name == "kodak":
         root = data.root or kodak.default_cache_dir()
-        paths = kodak.ensure_kodak(root, data.kodak_url)
+        paths = kodak.ensure_kodak(
+            root, data.kodak_url, field=f"--config.{section}.root", given=bool(data.root)
+        )
         return [
             NamedImage(os.path.splitext(os.path.basename(p))[0], _file_loader(p)) for p in paths
         ]

@@ -46,13 +46,22 @@ def sha256_of(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def ensure_kodak(root: str, url: str, timeout: float = 30.0) -> list[str]:
+def _names(names: list[str], most: int = 4) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def ensure_kodak(
+    root: str, url: str, timeout: float = 30.0, field: str = "--config.data.root", given=False
+) -> list[str]:
     """Paths of the 24 Kodak PNGs in `root`, downloading missing ones from `url`.
 
     Every file is checked against its published SHA-256; a mismatch or a failed download
-    raises `DatasetError` with one clear line.
+    raises `DatasetError` with one clear line, naming the missing files and the config
+    field that chooses the folder (`field`; `given`: the user set it to `root`).
     """
     os.makedirs(root, exist_ok=True)
+    missing = [n for n in sorted(KODAK_SHA256) if not os.path.isfile(os.path.join(root, n))]
     paths = []
     for name, expected in sorted(KODAK_SHA256.items()):
         path = os.path.join(root, name)
@@ -63,9 +72,14 @@ def ensure_kodak(root: str, url: str, timeout: float = 30.0) -> list[str]:
                     data = response.read()
             except (urllib.error.URLError, OSError, ValueError) as e:
                 reason = getattr(e, "reason", e)
+                todo = (
+                    f"put them in {root} ({field})"
+                    if given
+                    else f"put the 24 Kodak PNGs in a folder and pass {field}=DIR"
+                )
                 raise DatasetError(
-                    f"cannot download {source} ({reason}); are you offline? Put the 24 Kodak "
-                    "PNGs in a folder and pass --config.data.root=DIR."
+                    f"{root} lacks {len(missing)} of the 24 Kodak PNGs ({_names(missing)}) and "
+                    f"downloading {source} failed ({reason}); are you offline? {todo}."
                 ) from None
             if hashlib.sha256(data).hexdigest() != expected:
                 raise DatasetError(f"checksum mismatch for {source}: not the Kodak image.")

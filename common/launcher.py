@@ -119,15 +119,10 @@ def submit_slurm(
     if sbatch is None:
         raise LaunchError("sbatch not found: this machine has no Slurm client (use --local).")
     root = os.path.abspath(root)
-    os.makedirs(root, exist_ok=True)
-    staging = os.path.join(root, f".job-{os.getpid()}.sh")
-    atomic_write_bytes(staging, script.encode())
     n = len(unit_args)
     argv = [sbatch, "--parsable", "--hold", f"--array=0-{n - 1}", *shlex.split(sbatch_args)]
-    try:
-        out = subprocess.run(argv + [staging], capture_output=True, text=True, timeout=120)
-    finally:
-        os.remove(staging)
+    # The job script goes in on stdin: nothing is written before sbatch has accepted it.
+    out = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         lines = (out.stderr or out.stdout).strip().splitlines()
         raise LaunchError(f"sbatch failed: {lines[-1] if lines else f'exit {out.returncode}'}")

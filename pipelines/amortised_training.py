@@ -21,7 +21,7 @@ from absl import logging
 
 from common import preemption, schedules
 from common.datasets import NamedImage, list_images
-from common.errors import TrainingError
+from common.errors import DatasetError, TrainingError
 from common.files import atomic_write_json
 from common.images import to_float
 from common.metrics import psnr_from_mse
@@ -52,6 +52,8 @@ def checkpoint_manager(workdir: str, model, optimizer, keep: int = 2):
 
 
 def _validation_images(val) -> list[NamedImage]:
+    """The validation images of `config.val`; none (with a warning) if they cannot be had,
+    since a missing validation set should not stop training."""
     if val.name == "none":
         return []
     from ml_collections import config_dict
@@ -66,7 +68,14 @@ def _validation_images(val) -> list[NamedImage]:
             "tfds_split": "",
         }
     )
-    return list_images(data)[: val.max_images]
+    try:
+        return list_images(data, section="val")[: val.max_images]
+    except DatasetError as e:
+        logging.warning(
+            "Training without validation: %s (or pass --config.val.name=none to silence this).",
+            e,
+        )
+        return []
 
 
 def validate(model, images: list[NamedImage], lmbda: float) -> dict:

@@ -316,3 +316,34 @@ def test_bad_training_data_fails_with_one_line(case, tmp_path):
     assert lines[-1].startswith("train.py: error:") and "Traceback" not in out.stderr
     expected = {"missing": "not a folder", "empty": "no images", "unreadable": "broken.png"}
     assert expected[case] in lines[-1]
+
+
+def test_a_missing_validation_set_warns_and_training_goes_on(image_folder, tmp_path):
+    out = run_in_process(
+        "train.py",
+        *_train_args("configs/mbt2018_mean.py", str(tmp_path / "r"), image_folder,
+                     "--config.train.num_steps=2"),
+        "--config.val.name=kodak",
+        f"--config.val.root={tmp_path / 'no_kodak'}",
+        "--config.val.kodak_url=http://127.0.0.1:9",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    warning = [line for line in out.stderr.splitlines() if "Training without validation" in line]
+    assert warning and "--config.val.root" in warning[0] and "kodim01.png" in warning[0]
+    assert "--config.data.root" not in warning[0]
+    assert not os.path.exists(tmp_path / "r" / "validation.json")
+
+
+def test_codec_with_an_untrained_run_is_one_error_line(image_folder, tmp_path):
+    from common.rundir import prepare_workdir
+
+    workdir = tmp_path / "untrained"
+    prepare_workdir(str(workdir), tiny_config("mbt2018_mean", image_folder))
+    source = os.path.join(image_folder, "train0.png")
+    out = run_in_process(
+        "codec.py", "encode", "-i", source, "-o", str(tmp_path / "a.lz"), f"--workdir={workdir}"
+    )
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and lines[-1].startswith("codec.py: error:"), out.stderr
+    assert "no checkpoint" in lines[-1] and "Traceback" not in out.stderr
+    assert not (tmp_path / "a.lz").exists()

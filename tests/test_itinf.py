@@ -106,8 +106,10 @@ def test_itinf_script_one_shard_and_bad_input(trained_run, tmp_path):
         "--config=configs/itinf_sga.py",
         f"--config.warm_start={tmp_path / 'missing'}",
         f"--config.data.root={images}",
+        f"--workdir={tmp_path / 'not_made'}",
     )
     assert result.returncode == 2 and result.stderr.strip().startswith("itinf.py: error:")
+    assert not (tmp_path / "not_made").exists()  # rejected before anything is written
     assert "Traceback" not in result.stderr
 
 

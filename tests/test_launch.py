@@ -124,6 +124,7 @@ def test_bad_input(sweep_config, tmp_path):
     with_fake = dict(ENV, PATH=f"{fake}:{os.environ['PATH']}")
     out = run("launch.py", "--config", config, f"--root={tmp_path}/r", env=with_fake)
     assert out.returncode == 2 and "sbatch failed: sbatch: error: invalid partition" in out.stderr
+    assert not (tmp_path / "r").exists()  # nothing written before sbatch accepted the job
     out = run("launch.py", "--main", "itinf", "--config", config, "--dry_run")
     assert out.returncode == 2 and "--main itinf needs --workdirs" in out.stderr
     out = run("launch.py", "--main", "eval", "--workdirs", str(tmp_path / "none*"))

@@ -81,7 +81,8 @@ def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
                 "--config.data.kodak_url=http://127.0.0.1:9",
                 "--config.data.root={tmp}/cache",
             ],
-            "cannot download",
+            "lacks 24 of the 24 Kodak PNGs (kodim01.png, kodim02.png, kodim03.png, kodim04.png "
+            "and 20 more) and downloading",
         ),
     ],
 )
