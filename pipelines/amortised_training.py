@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from common import preemption, schedules
+from common import device, preemption, schedules
 from common.datasets import NamedImage, list_images
 from common.errors import DatasetError, TrainingError
 from common.files import atomic_write_json
@@ -232,6 +232,7 @@ def train(config, workdir: str) -> dict:
     from common.crops import training_crops
 
     t = config.train
+    device.log_once()
     tf.keras.utils.set_random_seed(config.seed)
     dataset = training_crops(config.data, t.batch_size, config.seed)
     validation = ValidationHistory(workdir, _validation_images(config.val), config.model.lmbda)

@@ -24,7 +24,7 @@ from absl import logging
 
 from coding.c3 import codec as c3_codec
 from coding.interface import Codec
-from common import preemption, results
+from common import device, preemption, results
 from common.config import config_hash
 from common.datasets import load_images
 from common.errors import FitError
@@ -158,6 +158,7 @@ class C3Codec(Codec):
             f"{config.fit.max_ste_steps} steps"
         )
         self._fitters = {}
+        device.log_once()
 
     def fitter(self, height: int, width: int) -> C3Fitter:
         key = (height, width)

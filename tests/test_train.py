@@ -37,6 +37,7 @@ def test_train_end_to_end_on_a_tiny_folder(image_folder, tmp_path):
     args += [f"--config.data.root={image_folder}", f"--workdir={workdir}", *TINY]
     out = run_script("train.py", *args, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("Running on CPU") + out.stderr.count("Running on GPU") == 1
     # hid 15 = image 1 (b_gray, odd size, converted to RGB) at the second lambda.
     row = json.loads((workdir / "results" / "b_gray.json").read_text())
     assert row["lmbda"] == 2e-4 and row["height"] == 33 and row["width"] == 47
