@@ -88,7 +88,7 @@ def encode() -> None:
     source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
     image = read_image(source)
     encoding = C3Codec(config, _JIT.value).fit_and_encode(
-        image, FitLog("", config.fit.num_noise_steps), what=target
+        image, FitLog("", config.fit), what=target
     )
     encoded, decoded, fit = encoding.encoded, encoding.decoded, encoding.fit
     atomic_write_bytes(target, encoded.data)

@@ -21,6 +21,7 @@ import time
 from bench.codecs import CODECS
 from common.cli import exit_code
 from common.errors import ConfigError
+from common.progress import Progress
 
 DEFAULT_CODECS = "jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420"
 
@@ -76,15 +77,23 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None) -> dict:
     ]
     # Each row is written as soon as it is measured; a rerun skips what exists (resume).
     todo = [task for task in tasks if not os.path.exists(row_path(*task))]
+    progress = Progress(len(tasks), done=len(tasks) - len(todo))
+
+    def record(task, row) -> None:
+        results.write_result(row_path(*task), row)
+        progress.update(progress.done + 1)
+        codec_name, path, quality = task
+        print(f"{codec_name} q={quality} {os.path.basename(path)}: {progress} (image x setting)")
+
     if jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
         with context.Pool(jobs, initializer=_worker_init) as pool:
             for task, row in zip(todo, pool.imap(_measure, todo, chunksize=1), strict=True):
-                results.write_result(row_path(*task), row)
+                record(task, row)
     else:
         _worker_init()
         for task in todo:
-            results.write_result(row_path(*task), _measure(task))
+            record(task, _measure(task))
     summaries = {}
     for codec in codecs:
         codec_rows = [

@@ -24,6 +24,7 @@ import sys
 from common.config import load_sweep
 from common.errors import ConfigError, LaunchError
 from common.files import atomic_write_bytes, atomic_write_json
+from common.progress import Progress
 from common.rundir import git_revision
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,8 +161,22 @@ def run_local(
                 commands[i], shell=True, cwd=REPO, stdout=out, stderr=err
             ).returncode
 
+    progress, failed = Progress(len(commands)), []
+    codes = [None] * len(commands)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        codes = list(pool.map(run_unit, range(len(commands))))
+        futures = {pool.submit(run_unit, i): i for i in range(len(commands))}
+        for future in concurrent.futures.as_completed(futures):
+            i = futures[future]
+            codes[i] = future.result()
+            if codes[i] != 0:
+                failed.append(i)
+            progress.update(progress.done + 1)
+            status = "done" if codes[i] == 0 else f"FAILED (exit {codes[i]})"
+            print(
+                f"work unit {i} {status}; {progress} units"
+                + (f"; failed so far: {sorted(failed)}" if failed else ""),
+                flush=True,
+            )
     return Experiment(xid, directory, len(commands), commands), codes
 
 

@@ -30,6 +30,7 @@ from common.datasets import load_images
 from common.errors import FitError
 from common.files import atomic_write_bytes
 from common.images import to_float, write_png
+from common.progress import Progress
 from models import registry
 from models.c3.fit import C3Fitter, FitResult
 from pipelines.registry import register_pipeline
@@ -107,24 +108,34 @@ class FitCheckpoints:
 
 
 class FitLog:
-    """Log lines and TensorBoard scalars of one image's fit (`log_fn` of `C3Fitter.fit`)."""
+    """Log lines ("stage step k of N, time left") and TensorBoard scalars of one image's
+    fit (`log_fn` of `C3Fitter.fit`)."""
 
-    def __init__(self, name: str, total_noise_steps: int, tensorboard_dir: str | None = None):
-        self._name, self._total_noise = name, int(total_noise_steps)
+    def __init__(self, name: str, fit_config, tensorboard_dir: str | None = None):
+        self._name = name
+        self._totals = {
+            "noise": int(fit_config.num_noise_steps),
+            "ste": int(fit_config.max_ste_steps),
+        }
+        self._progress = {}
         self._writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
 
     def __call__(self, stage: str, step: int, values: dict) -> None:
+        if stage not in self._progress:  # the clock starts after the first (tracing) chunk
+            self._progress[stage] = Progress(self._totals.get(stage, step), done=step)
+        progress = self._progress[stage]
+        progress.update(step)
         logging.info(
-            "%s%s step %d: loss %.6g, PSNR %.3f dB, latents %.4f bpp",
+            "%s%s step %s: loss %.6g, PSNR %.3f dB, latents %.4f bpp",
             f"{self._name} " if self._name else "",
             stage,
-            step,
+            progress,
             values["loss"],
             values["psnr"],
             values["bpp_latents"],
         )
         if self._writer is not None:
-            global_step = step if stage == "noise" else self._total_noise + step
+            global_step = step if stage == "noise" else self._totals["noise"] + step
             with self._writer.as_default(step=global_step):
                 for key, value in values.items():
                     tf.summary.scalar(f"{stage}/{key}", value)
@@ -265,7 +276,7 @@ def _log_summary(row: dict, encoding: C3Encoding) -> None:
 
 def fit_one(config, name: str, image: np.ndarray, codec: C3Codec, workdir: str) -> dict:
     """Fits one image, writes its file, decoded PNG and results JSON; returns the row."""
-    log = FitLog(name, config.fit.num_noise_steps, os.path.join(workdir, "tensorboard", name))
+    log = FitLog(name, config.fit, os.path.join(workdir, "tensorboard", name))
     checkpoints = FitCheckpoints(
         os.path.join(workdir, "checkpoints", name), config.fit.checkpoint_every, name
     )

@@ -111,3 +111,15 @@ def test_the_error_family():
     assert issubclass(errors.BitstreamError, errors.CodecError)
     assert errors.FitError("NaN").report("train.py") == "train.py: error: fit failed: NaN"
     assert errors.FitError.exit_code == 1 and errors.ConfigError.exit_code == 2
+
+
+def test_progress_counts_and_estimates_the_time_left(monkeypatch):
+    from common import progress
+
+    clock = iter([0.0, 10.0, 10.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    p = progress.Progress(total=100, done=20)  # t = 0
+    p.update(40)
+    assert p.seconds_left() == pytest.approx(30.0)  # 20 units in 10 s, 60 to go
+    assert str(p) == "40 of 100, 0:30 left"
+    assert progress.format_seconds(3725) == "1:02:05"

@@ -80,7 +80,7 @@ def test_local_sweep_with_two_jobs(sweep_config, tmp_path):
         f"--root={tmp_path / 'runs'}",
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
-    assert "2 work units" in out.stdout
+    assert "2 work units" in out.stdout and "2 of 2" in out.stdout  # progress per unit
     (experiment,) = glob.glob(str(tmp_path / "runs" / "*"))
     check_experiment(experiment, tmp_path)
 
