@@ -71,12 +71,17 @@ def make_config(path: str, overrides: list[str]):
     return config
 
 
-def run_one(config, image, name: str, lmbda: float, noise_steps: int, ste_steps: int, seed):
+def run_one(config, image, name, lmbda, noise_steps, ste_steps, seed, overridden=()):
+    """One fit -> file -> decode. The protocol's steps apply unless --set gave them (e.g. a
+    warm-up's candidates taking part of the budget: fit.num_noise_steps=1750)."""
     from pipelines.per_image import C3Codec, c3_row
 
     config = config.copy_and_resolve_references()
     config.model.lmbda, config.seed = lmbda, seed
-    config.fit.num_noise_steps, config.fit.max_ste_steps = noise_steps, ste_steps
+    if "fit.num_noise_steps" not in overridden:
+        config.fit.num_noise_steps = noise_steps
+    if "fit.max_ste_steps" not in overridden:
+        config.fit.max_ste_steps = ste_steps
     start = time.perf_counter()
     encoding = C3Codec(config).fit_and_encode(image, what=name)
     seconds = time.perf_counter() - start
@@ -85,9 +90,9 @@ def run_one(config, image, name: str, lmbda: float, noise_steps: int, ste_steps:
     keep = (
         "image", "lmbda", "bpp", "psnr", "mse", "bpp_estimated", "bpp_latents", "bpp_networks",
         "bpp_header", "bpp_latents_coded", "bpp_networks_coded", "psnr_fit", "noise_steps",
-        "ste_steps", "seconds_noise", "seconds_ste", "seconds_quantization",
-        "entropy_coding_seconds", "decode_seconds", "macs_per_pixel", "weight_step",
-        "bias_step", "nan_recoveries", "restarts", "config_hash",
+        "ste_steps", "iterations", "seconds_warmup", "seconds_noise", "seconds_ste",
+        "seconds_quantization", "entropy_coding_seconds", "decode_seconds", "macs_per_pixel",
+        "weight_step", "bias_step", "nan_recoveries", "restarts", "config_hash",
     )  # fmt: skip
     out = {k: row[k] for k in keep}
     out.update(
@@ -167,7 +172,10 @@ def main() -> None:
                     if (protocol, name, lmbda, seed) in done:
                         continue
                     image = load_image(args.kodak, name)
-                    row = run_one(config, image, name, lmbda, noise_steps, ste_steps, seed)
+                    overridden = [item.split("=", 1)[0] for item in args.set]
+                    row = run_one(
+                        config, image, name, lmbda, noise_steps, ste_steps, seed, overridden
+                    )
                     rows.append(row | {"protocol": protocol})
                     atomic_write_json(
                         args.out, report | {"summary": summarise(rows), "results": rows}
