@@ -16,6 +16,7 @@ CONFIGS = {
     "configs/c3_kodak.py": 24 * 14,
     "configs/c3_clic2020.py": 41 * 14,
     "configs/coolchic.py": 24 * 14,
+    "configs/c3_plus.py": 24 * 14,
     "configs/c3_quickstart.py": 2,
 }
 

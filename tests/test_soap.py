@@ -50,3 +50,19 @@ def test_a_soap_fit_lowers_the_loss():
     before = fitter._hard_loss()
     result = fitter.fit()
     assert result.loss < 0.5 * before and np.isfinite(result.loss)
+
+
+def test_c3_plus_fits_and_its_file_decodes_like_any_c3_file():
+    from configs import c3_plus
+    from pipelines.per_image import C3Codec
+    from tests.helpers import smooth_image
+
+    config = c3_plus.get_config()
+    assert config.fit.optimizer == "soap"
+    config.fit.num_noise_steps, config.fit.max_ste_steps, config.fit.log_every = 40, 4, 20
+    config.fit.weight_steps = config.fit.bias_steps = (2.0**-8,)
+    codec = C3Codec(config, jit=False)
+    image = smooth_image(24, 32, seed=2)
+    encoding = codec.fit_and_encode(image)
+    np.testing.assert_array_equal(codec.decode(encoding.encoded.data), encoding.decoded.image)
+    assert encoding.fit.psnr > 10
