@@ -59,8 +59,15 @@ def test_straight_through_clip_clips_forward_and_passes_the_gradient():
     np.testing.assert_allclose(tape.gradient(loss, x).numpy(), [1.0, 2.0, 3.0])
 
 
-@pytest.mark.parametrize("schedule", ["quickstart", "issue"])
-@pytest.mark.parametrize("kind", ["bright", "dark", "low_contrast"])
+@pytest.mark.parametrize(
+    "kind,schedule",
+    [
+        ("bright", "issue"),
+        ("bright", "quickstart"),
+        ("dark", "issue"),
+        ("low_contrast", "quickstart"),
+    ],
+)
 def test_short_schedules_reach_a_sane_psnr_on_hard_images(fitters, schedule, kind):
     fitter, lmbda = fitters[schedule]
     image = crop(kind)
@@ -139,13 +146,13 @@ def test_warm_up_keeps_the_best_candidate_and_counts_its_iterations(fitters):
 def test_keep_best_restores_the_best_stage_1_parameters(fitters):
     base, lmbda = fitters["quickstart"]
     config = base.config.copy_and_resolve_references()
-    config.keep_best_every, config.log_every, config.num_noise_steps = 50, 50, 150
+    config.keep_best_every, config.log_every, config.num_noise_steps = 40, 40, 120
     fitter = C3Fitter(base.model, config)
     fitter.reset(crop("bright"), lmbda, seed=0)
     seen = []
     hard_loss = fitter._hard_loss
     fitter._hard_loss = lambda: seen.append(hard_loss()) or seen[-1]
-    fitter._run_chunks("noise", fitter._noise_chunk, fitter.noise_step, 150, None, None)
+    fitter._run_chunks("noise", fitter._noise_chunk, fitter.noise_step, 120, None, None)
     assert len(seen) == 3 and float(fitter.kept_loss.numpy()) == pytest.approx(min(seen))
     for v in fitter.model.latent_grids.trainable_variables:  # make the last state worse
         v.assign_add(tf.random.stateless_normal(v.shape, seed=[1, 2]))
