@@ -151,12 +151,15 @@ def main() -> None:
     if os.path.exists(args.out):  # resume: keep rows of the same commit and settings
         with open(args.out) as f:
             old = json.load(f)
-        if old.get("git_commit") == commit and old.get("settings") == settings:
+        if (
+            old.get("git_revision", old.get("git_commit")) == commit
+            and old.get("settings") == settings
+        ):
             rows = old["results"]
     done = {(r["protocol"], r["image"], r["lmbda"], r["seed"]) for r in rows}
     report = {
         "benchmark": "C3 small RD runs on Kodak, bpp and PSNR measured from real files",
-        "git_commit": commit,
+        "git_revision": commit,
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "settings": settings,
         "machine": "2-core CPU, no GPU",
