@@ -225,12 +225,19 @@ class C3Fitter(tf.Module):
         self.not_improved.assign(0)
         self.lr_scale.assign(lr_scale)
         self.kept_loss.assign(np.inf)
-        mse, bits, _, _ = self._evaluate()
-        self.initial_loss.assign(float(mse) + float(self.lmbda) * float(bits) / self._pixels)
+        self.initial_loss.assign(self._hard_loss())
 
     @property
     def _pixels(self) -> float:
         return float(self.model.num_pixels)
+
+    def _hard_loss_and_mse(self) -> tuple[float, float]:
+        """The RD loss with hard-rounded latents (float networks) and its MSE on [0, 1]."""
+        mse, bits, _, _ = self._evaluate()
+        return float(mse) + float(self.lmbda) * float(bits) / self._pixels, float(mse)
+
+    def _hard_loss(self) -> float:
+        return self._hard_loss_and_mse()[0]
 
     # Compiled pieces.
 
@@ -412,14 +419,13 @@ class C3Fitter(tf.Module):
         """Why the fit is not learning, or None: its hard-rounded RD loss is still above
         that of a flat image of the mean colour (which needs almost no latent bits), or
         has fallen by less than 10 % from where it started."""
-        mse, bits, _, _ = self._evaluate()
-        loss = float(mse) + float(self.lmbda) * float(bits) / self._pixels
+        loss, mse = self._hard_loss_and_mse()
         flat, initial = float(self.flat_loss.numpy()), float(self.initial_loss.numpy())
         step = int(self.noise_step.numpy())
         if not np.isfinite(loss) or loss > FLAT_LOSS_MARGIN * flat:
             return (
                 f"RD loss {loss:.4g} at step {step} is above {FLAT_LOSS_MARGIN:g}x that of "
-                f"a flat mean-colour image ({flat:.4g}; PSNR {psnr_from_mse(float(mse), 1.0):.2f}"
+                f"a flat mean-colour image ({flat:.4g}; PSNR {psnr_from_mse(mse, 1.0):.2f}"
                 f" dB against {psnr_from_mse(flat, 1.0):.2f} dB)"
             )
         if loss > STALLED_FRACTION * initial:
@@ -476,10 +482,6 @@ class C3Fitter(tf.Module):
             self._copy(self.params, self.kept_params)
 
     # Warm-up: several initialisations, the best kept (Cool-chic 5, training/warmup.py).
-
-    def _hard_loss(self) -> float:
-        mse, bits, _, _ = self._evaluate()
-        return float(mse) + float(self.lmbda) * float(bits) / self._pixels
 
     def _snapshot(self) -> list[np.ndarray]:
         return [v.numpy() for v in self._recoverable]
