@@ -97,7 +97,9 @@ def profile(data: bytes, repeats: int) -> dict:
 
     container = parse(data)
     arch = C3Architecture.from_bytes(container.header)
-    integers = weights.decode_networks(container.sections[0], arch.network_shapes())
+    integers = weights.decode_networks(
+        container.sections[0], arch.network_shapes(), container.version
+    )
     parameters = prepare_parameters(arch, integers)
     decoded = c3_codec.decode(data)
     coder = c3_codec.latent_coder(arch)
@@ -109,7 +111,7 @@ def profile(data: bytes, repeats: int) -> dict:
     context, prev = coder._contexts(tf.constant(canvas), None, tf.constant(coder.schedule.order))
     rows, _ = model.context_rows(context, prev)
     tables = laplace_tables.tables()
-    lookup = tf.constant(tables.lookup)
+    lookup = tf.constant(tables.coder.lookup)
 
     @tf.function
     def range_decode(string, rows):

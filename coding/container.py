@@ -1,13 +1,18 @@
 """The project's bitstream container: one layout for every codec, documented in docs/bitstream.md.
 
     magic "LZ" | format version (u8) | codec id (u8) | header length (varint) | header
-    | number of sections (u8) | length of each section (varint each) | CRC-16 | sections
+    | number of sections (u8) | length of each section (varint each)
+    | CRC-16 of each section (u16 each; version >= 2) | CRC-16 | sections
 
-The codec-specific header (image size, architecture, quantisation steps) and the section
-lengths are covered by a CRC-16 (CCITT), so a damaged header is reported as such rather
-than read as absurd sizes; the sections (entropy-coded payloads) carry no checksum: every
-byte counts in bpp, and their decoders must survive any content. All integers are
-big-endian; varints are LEB128 (7 bits per byte, low bits first) of at most 5 bytes.
+The codec-specific header (image size, architecture, quantisation steps), the section
+lengths and the section checksums are covered by the last CRC-16 (CCITT), so a damaged
+header is reported as such rather than read as absurd sizes. Each section has its own
+CRC-16 (format version 2): a damaged payload is refused before any decoding starts (2
+bytes per section; every byte counts in bpp). The decoders must still survive any
+content, e.g. a crafted file with valid checksums: their work is bounded by the header
+(coding/range_coding.py). Version 1 files (no section checksums) are still read. All
+integers are big-endian; varints are LEB128 (7 bits per byte, low bits first) of at most
+5 bytes.
 """
 
 import binascii
@@ -17,7 +22,9 @@ import struct
 from common.errors import BitstreamError
 
 MAGIC = b"LZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# 1: no section checksums; tfc's escape code in the range-coded sections.
+# 2: a CRC-16 per section; escapes coded by coding/range_coding.py (bounded decoding).
 # Codec ids; for the amortised codecs the decoder is the trained run directory.
 CODEC_IDS = {
     "c3": 1,
@@ -105,18 +112,23 @@ class Container:
     codec: str
     header: bytes
     sections: tuple[bytes, ...]
+    version: int = FORMAT_VERSION  # of a parsed file; new files are always the latest
 
     def to_bytes(self) -> bytes:
         if self.codec not in CODEC_IDS:
             raise ValueError(f"Unknown codec {self.codec!r}.")
         if len(self.sections) > MAX_SECTIONS:
             raise ValueError(f"At most {MAX_SECTIONS} sections.")
+        if self.version != FORMAT_VERSION:
+            raise ValueError(f"Files are written in format version {FORMAT_VERSION} only.")
         head = bytearray(MAGIC)
         head += bytes([FORMAT_VERSION, CODEC_IDS[self.codec]])
         head += encode_varint(len(self.header)) + self.header
         head += bytes([len(self.sections)])
         for section in self.sections:
             head += encode_varint(len(section))
+        for section in self.sections:
+            head += pack_u16(binascii.crc_hqx(section, 0))
         head += pack_u16(binascii.crc_hqx(bytes(head), 0))
         return bytes(head) + b"".join(self.sections)
 
@@ -149,9 +161,16 @@ def parse(data: bytes, what: str = "bitstream") -> Container:
     if num_sections > MAX_SECTIONS:
         raise BitstreamError(f"{what}: {num_sections} sections (at most {MAX_SECTIONS}).")
     lengths = [reader.varint(f"length of section {i}") for i in range(num_sections)]
+    checksums = []
+    if version >= 2:
+        checksums = [reader.u16(f"checksum of section {i}") for i in range(num_sections)]
     expected_crc = binascii.crc_hqx(data[: reader.position], 0)
     if reader.u16("header checksum") != expected_crc:
         raise BitstreamError(f"{what}: header checksum mismatch (damaged file).")
     sections = tuple(reader.take(n, f"section {i}") for i, n in enumerate(lengths))
     reader.expect_end()
-    return Container(codecs[codec_id], header, sections)
+    checked = sections[: len(checksums)]  # version 1 has none
+    for i, (section, checksum) in enumerate(zip(checked, checksums, strict=True)):
+        if binascii.crc_hqx(section, 0) != checksum:
+            raise BitstreamError(f"{what}: section {i} checksum mismatch (damaged file).")
+    return Container(codecs[codec_id], header, sections, version)

@@ -33,6 +33,13 @@ import tensorflow as tf
 from models.c3.fit import is_power_of_two
 from models.c3.model import MAX_NETWORK_INTEGER
 
+# The device of every exact (fixed-point) computation, on encoder and decoder side alike.
+# Integer-valued float64 arithmetic is exact only if every product and sum is computed as
+# written: the CPU kernels do, a GPU's cuDNN may pick a transform-based convolution (FFT,
+# Winograd) that rounds. The networks are kilo-parameter sized, so the CPU costs little;
+# tfc's range coder runs there anyway.
+EXACT_DEVICE = "/CPU:0"
+
 ACTIVATION_BITS = 12  # activations are integers at scale 2^-12
 ACTIVATION_LIMIT = 2**24  # |activation| <= 4096.0, clamped after every layer
 WEIGHT_LIMIT = MAX_NETWORK_INTEGER  # |quantised weight or bias integer| <= 2^19

@@ -9,21 +9,29 @@ with one of a fixed set of tables, indexed by
   OFFSET_BUCKETS + 1 centres j / OFFSET_BUCKETS - 1/2 (so 0 is one of them).
 
 Each row covers v in [-K, K] (K grows with b, up to MAX_HALF_WIDTH) plus an escape
-symbol: tfc's range coder then codes values outside the row with an Elias gamma code
-(negative precision in the lookup enables it). Every symbol of a row has a nonzero
-frequency, as the coder requires.
+symbol: values outside the row are coded by `coding.range_coding`'s bounded escape code
+(format version 2; version 1 used tfc's own, which `coding.range_coding` still reads).
+Every symbol of a row has a nonzero frequency, as the coder requires.
 
 The tables must be identical on every machine, so they are built from numbers that do
 not depend on the platform: the transcendental constants of each row come from Python's
-`decimal` (correctly rounded), and the rest uses only IEEE basic operations (+, *, floor)
-in a fixed order. `TABLES_SHA256` pins the result; a test checks it.
+`decimal` (correctly rounded), sums are `math.fsum` (correctly rounded) or integer, and
+the rest is IEEE basic operations (*, /, floor) element by element or in a sequential
+scan (`np.cumprod`), which no SIMD kernel may reorder. Vectorised reductions
+(`np.sum`), whose summation order differs between numpy builds and CPU kernels, are not
+used. `TABLES_SHA256` pins the result, and every process checks it when it builds the
+tables: a machine that built other tables would decode garbage, so it stops instead.
 """
 
 import decimal
 import functools
 import hashlib
+import math
 
 import numpy as np
+
+from coding.range_coding import Coder, escape_bits
+from common.errors import CodecError
 
 PRECISION = 16  # tfc's maximum: the least overhead on near-certain symbols
 TOTAL = 2**PRECISION
@@ -37,6 +45,9 @@ NUM_ROWS = NUM_SCALES * NUM_OFFSETS
 MAX_HALF_WIDTH = 256
 # Half width K = ceil(TAIL_SCALES * b): the mass beyond K is < e^-14 / 2 < 2^-21.
 TAIL_SCALES = 14
+
+# sha256 of the CDF rows and half widths (`LaplaceTables.sha256`): the format's tables.
+TABLES_SHA256 = "98326cccbe9e09eb782ba6a7b4a3808036ceee122c2f63280bc410245dc46b3f"
 
 _CONTEXT = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN)
 
@@ -83,7 +94,7 @@ def _row_pmf(scale_index: int, bucket: int) -> tuple[np.ndarray, int]:
 def quantize_pmf(pmf: np.ndarray) -> np.ndarray:
     """Integer frequencies summing to 2^PRECISION, each >= 1 (largest-remainder rounding)."""
     n = len(pmf)
-    pmf = pmf / np.sum(pmf)
+    pmf = pmf / math.fsum(pmf)
     scaled = pmf * float(TOTAL - n)
     freqs = np.floor(scaled).astype(np.int64) + 1
     remainder = scaled - np.floor(scaled)
@@ -94,7 +105,11 @@ def quantize_pmf(pmf: np.ndarray) -> np.ndarray:
 
 
 class LaplaceTables:
-    """The lookup for tfc's range coder plus what the coder needs per row."""
+    """The CDF rows, their range coder (`coder`) and what the coder needs per row.
+
+    A row codes the symbol v + K of a value v in [-K, K] (K = `half_widths[row]`); its
+    escape symbol 2K + 1 stands for any value outside.
+    """
 
     def __init__(self):
         rows, widths, bits = [], [], []
@@ -102,17 +117,19 @@ class LaplaceTables:
             for bucket in range(NUM_OFFSETS):
                 pmf, k = _row_pmf(scale_index, bucket)
                 freqs = quantize_pmf(pmf)
-                rows.append(np.concatenate([[-PRECISION, 0], np.cumsum(freqs)]))
+                # Integer running sums: exact on any machine.
+                rows.append(np.concatenate([[0], np.cumsum(freqs, dtype=np.int64)]))
                 widths.append(k)
                 bits.append(PRECISION - np.log2(freqs))
-        self.lookup = np.concatenate(rows).astype(np.int32)
+        self.cdf_rows = rows
+        self.coder = Coder(rows, [PRECISION] * len(rows))
         self.half_widths = np.asarray(widths, np.int32)
         # Bits of each symbol of each row (escape last), for choosing coding parameters.
         self.symbol_bits = bits
 
     def sha256(self) -> str:
-        data = self.lookup.tobytes() + self.half_widths.tobytes()
-        return hashlib.sha256(data).hexdigest()
+        data = np.concatenate(self.cdf_rows).astype(np.int32).tobytes()
+        return hashlib.sha256(data + self.half_widths.tobytes()).hexdigest()
 
     def bits(self, row: int, values: np.ndarray) -> float:
         """Bits to code integers `values` with one row, escapes by Elias gamma."""
@@ -123,14 +140,20 @@ class LaplaceTables:
         total = float(np.sum(table[values[inside] + k]))
         outside = values[~inside]
         if outside.size:
-            # tfc codes the escape, then the overflow with an Elias gamma code.
-            overflow = np.where(outside < 0, -outside - k, outside - k)
+            # The escape symbol, then its exponent and mantissa (coding.range_coding).
             total += outside.size * float(table[-1])
-            total += float(np.sum(2 * np.floor(np.log2(overflow + 1)) + 1))
+            total += float(np.sum(escape_bits(outside + k, 2 * k + 1)))
         return total
 
 
 @functools.lru_cache(maxsize=1)
 def tables() -> LaplaceTables:
-    """The tables, built once per process (~0.3 s)."""
-    return LaplaceTables()
+    """The tables, built once per process (~0.3 s) and checked against the format's."""
+    built = LaplaceTables()
+    if built.sha256() != TABLES_SHA256:
+        raise CodecError(
+            "the Laplace tables built on this machine differ from the format's "
+            f"(sha256 {built.sha256()[:16]}, expected {TABLES_SHA256[:16]}): C3 files "
+            "would not decode; please report your platform and numpy version."
+        )
+    return built

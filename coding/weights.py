@@ -14,8 +14,6 @@ exp-Golomb order k of the zigzag-mapped integer (0, -1, 1, -2, ... -> 0, 1, 2, 3
 """
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_compression as tfc
 
 from coding import laplace_tables as lt
 from coding.container import Reader, encode_varint
@@ -122,14 +120,15 @@ def encode_networks(integers: list[np.ndarray]) -> bytes:
                 writer.write(int(u) & ((1 << order) - 1), order)
     range_coded = b""
     if rows:
-        handle = tfc.create_range_encoder([], tables.lookup)
-        handle = tfc.entropy_encode_index(handle, np.concatenate(rows), np.concatenate(symbols))
-        range_coded = tfc.entropy_encode_finalize(handle).numpy()
+        range_coded = tables.coder.encode(np.concatenate(rows), np.concatenate(symbols))
     return bytes(codes) + encode_varint(len(range_coded)) + range_coded + writer.to_bytes()
 
 
-def decode_networks(data: bytes, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-    """Inverse of `encode_networks` for parameters of the given shapes."""
+def decode_networks(
+    data: bytes, shapes: list[tuple[int, ...]], version: int = 2
+) -> list[np.ndarray]:
+    """Inverse of `encode_networks` for parameters of the given shapes; `version` is the
+    file's format version (1: tfc's escape code, 2: `coding.range_coding`'s)."""
     reader = Reader(data, "network section")
     codes = list(reader.take(len(shapes), "code bytes"))
     for code in codes:
@@ -151,12 +150,8 @@ def decode_networks(data: bytes, shapes: list[tuple[int, ...]]) -> list[np.ndarr
                 for i, n in zip(laplace, sizes, strict=True)
             ]
         )
-        try:
-            handle = tfc.create_range_decoder(range_coded, tables.lookup)
-            handle, symbols = tfc.entropy_decode_index(handle, rows, [len(rows)], tf.int32)
-        except tf.errors.OpError as e:
-            raise BitstreamError(f"network section: cannot be decoded ({e.message}).") from None
-        values = symbols.numpy().astype(np.int64) - tables.half_widths[rows]
+        symbols = tables.coder.decode(range_coded, rows, "network section", version)
+        values = symbols - tables.half_widths[rows]
         for i, part in zip(laplace, np.split(values, np.cumsum(sizes)[:-1]), strict=True):
             decoded[i] = part
     elif range_coded:

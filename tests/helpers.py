@@ -14,8 +14,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-GOLDEN = os.path.join(ROOT, "tests", "data", "golden.c3")
-# sha256 of the PNG that tests/data/golden.c3 decodes to (see tests/data/README.md).
+# The same C3 file in format version 2 (the current one) and version 1 (tests/data/README.md).
+GOLDEN = os.path.join(ROOT, "tests", "data", "golden_v2.c3")
+GOLDEN_V1 = os.path.join(ROOT, "tests", "data", "golden.c3")
+# sha256 of the PNG that both golden files decode to.
 GOLDEN_PNG_SHA256 = "88d494d949fdf69045f41794fe08707e4ff0dccf1cbaa9f1eafd0955c6beb076"
 
 
@@ -153,3 +155,20 @@ def tiny_amortised_config(name: str, data_root: str, steps: int = 30):
 CODEC_PACKAGES = ("libjpeg-turbo-progs", "webp", "libopenjp2-tools", "libavif-bin",
                   "libjxl-tools", "ffmpeg", "x265")  # fmt: skip
 CODEC_TOOLS = ("cjxl", "djxl", "x265", "ffmpeg")
+
+
+def version_1_bytes(container) -> bytes:
+    """A container written in format version 1 (no section checksums), as older
+    releases wrote it: for tests of the version 1 reader."""
+    import binascii
+    import struct
+
+    from coding.container import CODEC_IDS, encode_varint
+
+    head = bytearray(b"LZ") + bytes([1, CODEC_IDS[container.codec]])
+    head += encode_varint(len(container.header)) + container.header
+    head += bytes([len(container.sections)])
+    for section in container.sections:
+        head += encode_varint(len(section))
+    head += struct.pack(">H", binascii.crc_hqx(bytes(head), 0))
+    return bytes(head) + b"".join(container.sections)

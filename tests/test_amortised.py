@@ -164,13 +164,22 @@ def test_damaged_files_and_foreign_models_are_refused(trained):
         load_trained_run(trained["two_layer_syn"][0]).codec.decode(data)
     rng = np.random.default_rng(0)
     outcomes = set()
-    header_end = len(data) - sum(len(s) for s in container.parse(data).sections)
-    for _ in range(30):  # payload damage: an image or a BitstreamError, nothing else
+    parsed = container.parse(data)
+    header_end = len(data) - sum(len(s) for s in parsed.sections)
+    for _ in range(10):  # payload damage: refused by the section checksums
         damaged = bytearray(data)
         for _ in range(3):
             damaged[rng.integers(header_end, len(damaged))] ^= 1 << int(rng.integers(8))
+        with pytest.raises(BitstreamError, match="checksum"):
+            codec.decode(bytes(damaged))
+    for _ in range(20):  # crafted: valid checksums over garbage; an image or an error
+        sections = [bytearray(s) for s in parsed.sections]
+        for _ in range(16):
+            section = sections[int(rng.integers(len(sections)))]
+            section[rng.integers(len(section))] ^= 1 << int(rng.integers(8))
+        crafted = container.Container(parsed.codec, parsed.header, tuple(map(bytes, sections)))
         try:
-            outcomes.add(codec.decode(bytes(damaged)).shape)
+            outcomes.add(codec.decode(crafted.to_bytes()).shape)
         except BitstreamError:
             outcomes.add("error")
     assert outcomes <= {(64, 64, 3), "error"}

@@ -17,7 +17,15 @@ from common.images import encode_png, to_float
 from configs import c3_kodak
 from models import registry
 from models.c3.fit import C3Fitter
-from tests.helpers import GOLDEN, GOLDEN_PNG_SHA256, ROOT, smooth_image, tiny_fit_config
+from tests.helpers import (
+    GOLDEN,
+    GOLDEN_PNG_SHA256,
+    GOLDEN_V1,
+    ROOT,
+    smooth_image,
+    tiny_fit_config,
+    version_1_bytes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +86,21 @@ def test_other_processes_decode_bit_identically(fitted, tmp_path):
         assert out.stdout == expected
 
 
-def test_golden_bitstream_decodes_to_the_pinned_image():
-    """The format cannot change silently: a change needs a version bump and a new golden."""
-    with open(GOLDEN, "rb") as f:
+@pytest.mark.parametrize("path", [GOLDEN, GOLDEN_V1], ids=["version 2", "version 1"])
+def test_golden_bitstream_decodes_to_the_pinned_image(path):
+    with open(path, "rb") as f:
         decoded = c3_codec.decode(f.read())
     assert decoded.image.shape == (32, 48, 3)
     assert hashlib.sha256(encode_png(decoded.image)).hexdigest() == GOLDEN_PNG_SHA256
+
+
+def test_version_1_file_rewritten_is_the_version_2_golden_file():
+    """Format version 2 changed the container and the escapes, not what a file means: the
+    version 1 golden file, decoded and written again, is the version 2 golden file."""
+    with open(GOLDEN_V1, "rb") as f:
+        old = c3_codec.decode(f.read())
+    with open(GOLDEN, "rb") as f:
+        assert c3_codec.write(old.arch, old.integers, old.symbols).data == f.read()
 
 
 def mutations(data: bytes, header_end: int, count: int, seed: int = 0):
@@ -151,6 +168,63 @@ def test_fuzzed_files_decode_or_fail_cleanly(fitted):
     assert outcomes["image"] > 0 and outcomes["error"] > 0, outcomes
 
 
+_DECODE_EACH = """
+import sys, time
+from coding.c3 import codec
+from common.errors import BitstreamError
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        codec.decode(open(path, "rb").read(), jit=False)
+        outcome = "image"
+    except BitstreamError:
+        outcome = "error"
+    print(outcome, round(time.perf_counter() - start, 2), flush=True)
+"""
+
+
+def test_many_bit_damage_with_valid_checksums_ends(fitted, tmp_path):
+    """Crafted files: 8 to 64 bits flipped across the payload, then the checksums made
+    valid again, so that the decoders run on garbage. Each file ends (an image or a
+    BitstreamError) in format version 2 and in version 1, whose tfc escape code could
+    keep the decoder reading zeros for minutes. A hang fails the test by its timeout."""
+    _, _, _, encoded = fitted
+    container = parse(encoded.data)
+    rng = random.Random(5)
+    paths = []
+    for version in (2, 1):
+        for i in range(16):
+            sections = [bytearray(s) for s in container.sections]
+            for _ in range(rng.randint(8, 64)):
+                section = sections[1] if rng.random() < 0.85 else sections[0]
+                section[rng.randrange(len(section))] ^= 1 << rng.randrange(8)
+            damaged = type(container)(
+                container.codec, container.header, tuple(map(bytes, sections))
+            )
+            data = damaged.to_bytes() if version == 2 else version_1_bytes(damaged)
+            paths.append(tmp_path / f"v{version}_{i}.c3")
+            paths[-1].write_bytes(data)
+    out = subprocess.run(
+        [sys.executable, "-c", _DECODE_EACH, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    outcomes = [line.split()[0] for line in out.stdout.splitlines()]
+    assert len(outcomes) == len(paths) and set(outcomes) <= {"image", "error"}, out.stdout
+    assert "image" in outcomes[:16], "version 2: garbage with valid checksums still decodes"
+
+
+def test_damage_without_valid_checksums_is_refused_before_decoding(fitted):
+    _, _, _, encoded = fitted
+    data = bytearray(encoded.data)
+    data[-5] ^= 0x40  # inside the latent section
+    with pytest.raises(BitstreamError, match="section 1 checksum mismatch"):
+        c3_codec.decode(bytes(data))
+
+
 @pytest.mark.parametrize("height,width", [(0, 48), (60000, 60000)])
 def test_absurd_sizes_are_refused(fitted, height, width):
     from coding.c3.networks import C3Architecture
@@ -163,3 +237,18 @@ def test_absurd_sizes_are_refused(fitted, height, width):
     with pytest.raises(BitstreamError, match="image size|pixels"):
         c3_codec.decode(bad)
     assert C3Architecture.from_bytes(container.header).height == 32
+
+
+@pytest.mark.skipif(
+    not __import__("tensorflow").config.list_physical_devices("GPU"),
+    reason="no GPU here: the decoder pins its exact arithmetic to the CPU "
+    "(coding.fixed_point.EXACT_DEVICE); only a GPU machine can show a GPU scope is harmless",
+)
+def test_decoding_under_a_gpu_scope_is_exact():
+    import tensorflow as tf
+
+    with open(GOLDEN, "rb") as f:
+        data = f.read()
+    with tf.device("/GPU:0"):
+        decoded = c3_codec.decode(data)
+    assert hashlib.sha256(encode_png(decoded.image)).hexdigest() == GOLDEN_PNG_SHA256

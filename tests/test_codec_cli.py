@@ -51,12 +51,13 @@ def test_decode_golden_and_eval(tmp_path):
     assert sha256(tmp_path / "g.png") == GOLDEN_PNG_SHA256
     originals = tmp_path / "originals"
     originals.mkdir()
-    Image.fromarray(smooth_image(32, 48, seed=7)).save(originals / "golden.png")
+    name = os.path.splitext(os.path.basename(GOLDEN))[0]
+    Image.fromarray(smooth_image(32, 48, seed=7)).save(originals / f"{name}.png")
     out = run(
         "eval.py", f"--bitstreams={GOLDEN}", f"--originals={originals}", f"--out={tmp_path}/ev"
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    row = json.loads((tmp_path / "ev" / "results" / "golden.json").read_text())
+    row = json.loads((tmp_path / "ev" / "results" / f"{name}.json").read_text())
     assert row["bpp"] == pytest.approx(8 * os.path.getsize(GOLDEN) / (32 * 48))
     assert 20 < row["psnr"] < 40 and row["decode_seconds"] > 0
     summary = json.loads((tmp_path / "ev" / "results.json").read_text())

@@ -10,6 +10,7 @@ from coding.container import (
     encode_varint,
     parse,
 )
+from tests.helpers import version_1_bytes
 
 
 def sample() -> Container:
@@ -52,3 +53,21 @@ def flip(data: bytes, index: int) -> bytes:
 def test_damage_is_a_bitstream_error(mutate, message):
     with pytest.raises(BitstreamError, match=message):
         parse(mutate(sample().to_bytes()))
+
+
+@pytest.mark.parametrize("section", [0, 2])
+def test_a_damaged_section_is_refused_before_decoding(section):
+    data = bytearray(sample().to_bytes())
+    start = len(data) - sum(len(s) for s in sample().sections)
+    offset = start + sum(len(s) for s in sample().sections[:section])
+    data[offset + 3] ^= 0x10
+    with pytest.raises(BitstreamError, match=f"section {section} checksum mismatch"):
+        parse(bytes(data))
+
+
+def test_version_1_files_are_still_read():
+    old = version_1_bytes(sample())
+    parsed = parse(old)
+    assert parsed.version == 1 and parsed.sections == sample().sections
+    assert len(sample().to_bytes()) == len(old) + 2 * len(sample().sections)
+    assert FORMAT_VERSION == 2 and parse(sample().to_bytes()).version == 2

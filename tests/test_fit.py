@@ -37,10 +37,14 @@ def test_fit_lowers_the_loss_and_larger_lambda_gives_fewer_bits(fitter):
     assert high.reconstruction.dtype == np.uint8 and high.reconstruction.shape == (32, 48, 3)
 
 
-def test_quantisation_search_picks_the_best_pair(fitter):
+def test_quantisation_search_picks_the_best_pair(fitter, caplog):
     image = to_float(smooth_image(seed=3))
     fitter.reset(image, lmbda=2e-3, seed=1)
-    result = fitter.fit()
+    with caplog.at_level("INFO"):
+        result = fitter.fit()
+    # The search shows where it is: one line per step pair, "k of N".
+    pairs = len(fitter.config.weight_steps) * len(fitter.config.bias_steps)
+    assert f"step pair {pairs} of {pairs}" in caplog.text
     # Recompute every pair's loss from the float networks that the search started from.
     fitter.reset(image, lmbda=2e-3, seed=1)
     fitter._run_chunks(

@@ -5,7 +5,11 @@ A file is the project's container (coding/container.py, docs/bitstream.md) with 
 fingerprint of the decoder (synthesis weights, fixed-point hyper-synthesis, entropy
 tables), so that a file decoded with another model is refused instead of decoded to
 noise. Sections: z then y for hyperprior models, y alone for bls2017, each a string of
-tfc's range coder (precision 16, escape-coded tails).
+tfc's range coder over the entropy models' CDF tables (precision 16). The symbols are
+tfc's (value minus the table's offset, per channel for the factorized model, per scale
+index for the Gaussian); values beyond a table are coded with `coding.range_coding`'s
+bounded escape code (format version 2), so decoding work is bounded by the image size
+whatever the file holds. Version 1 files (tfc's own escape code) are still read.
 
 Encoding pads the image to a multiple of the model's stride (replicating the border),
 runs the analysis, rounds z, computes (mu, scale index) with the fixed-point
@@ -31,6 +35,7 @@ from coding import container
 from coding.amortised.hyper_synthesis import FixedPointHyperSynthesis
 from coding.container import Reader
 from coding.interface import Codec
+from coding.range_coding import Coder
 from common.errors import BitstreamError
 from common.images import to_float
 from models.amortised.hyperprior import (
@@ -61,6 +66,46 @@ class Decoded:
 def _to_uint8(x_hat: tf.Tensor, height: int, width: int) -> np.ndarray:
     x_hat = tf.clip_by_value(x_hat[0, :height, :width], 0.0, 1.0)
     return tf.cast(tf.round(x_hat * 255.0), tf.uint8).numpy()
+
+
+class _LatentCoder:
+    """The symbols of one tfc entropy model, coded with `coding.range_coding`.
+
+    For the factorized model (`indexed=False`) symbol = round(x - offset_c) - cdf_offset_c
+    in the row of channel c; for the indexed Gaussian symbol = round(y - mu) -
+    cdf_offset_i in the row of scale index i: tfc's own mapping
+    (`ContinuousBatchedEntropyModel.compress`, `ContinuousIndexedEntropyModel.compress`).
+    """
+
+    def __init__(self, entropy_model, indexed: bool):
+        self.model = entropy_model
+        self.indexed = indexed
+        self.coder = Coder.from_tfc(entropy_model.cdf.numpy())
+        self.cdf_offset = entropy_model.cdf_offset.numpy().astype(np.int64)
+        self.offset = None
+        if not indexed and entropy_model.quantization_offset is not None:
+            self.offset = entropy_model.quantization_offset
+
+    def _rows(self, shape, indexes=None) -> np.ndarray:
+        if self.indexed:
+            indexes = np.asarray(indexes, np.int64).ravel()
+            return np.clip(indexes, 0, self.coder.num_rows - 1)
+        channels = shape[-1]
+        return np.tile(np.arange(channels), int(np.prod(shape[:-1])))
+
+    def encode(self, x: tf.Tensor, indexes=None, loc=None) -> bytes:
+        x = x - loc if loc is not None else x
+        x = x - self.offset if self.offset is not None else x
+        values = tf.cast(tf.round(x), tf.int32).numpy().astype(np.int64).ravel()
+        rows = self._rows(x.shape, indexes)
+        return self.coder.encode(rows, values - self.cdf_offset[rows])
+
+    def decode(self, data: bytes, shape, what: str, version: int, indexes=None, loc=None):
+        rows = self._rows(shape, indexes)
+        values = self.coder.decode(data, rows, what, version) + self.cdf_offset[rows]
+        x = tf.cast(tf.constant(values.astype(np.int32).reshape(shape)), tf.float32)
+        x = x + self.offset if self.offset is not None else x
+        return x + loc if loc is not None else x
 
 
 def entropy_models(model) -> dict:
@@ -99,6 +144,10 @@ class AmortisedCodec(Codec):
         self.hyper = hyper
         self.stride = model.total_stride
         self.hyper_synthesis = FixedPointHyperSynthesis(model.hyper_synthesis) if hyper else None
+        self.coders = {
+            name: _LatentCoder(em, indexed=(name == "y" and hyper))
+            for name, em in self.entropy_models.items()
+        }
         self.fingerprint = self._fingerprint()
 
     def _fingerprint(self) -> bytes:
@@ -154,14 +203,14 @@ class AmortisedCodec(Codec):
         if self.hyper:
             em_z, em_y = self.entropy_models["z"], self.entropy_models["y"]
             z_hat, estimated["z"] = em_z(z, training=False)
-            sections.append(em_z.compress(z).numpy()[0])
+            sections.append(self.coders["z"].encode(z))
             mu, indexes = self.hyper_synthesis(z_hat)
             y_hat, estimated["y"] = em_y(y, indexes, loc=mu, training=False)
-            sections.append(em_y.compress(y, indexes, loc=mu).numpy()[0])
+            sections.append(self.coders["y"].encode(y, indexes, loc=mu))
         else:
             em_y = self.entropy_models["y"]
             y_hat, estimated["y"] = em_y(y, training=False)
-            sections.append(em_y.compress(y).numpy()[0])
+            sections.append(self.coders["y"].encode(y))
         reconstruction = _to_uint8(self.model.synthesis(y_hat), height, width)
         data = container.Container(self.name, self.header(height, width), tuple(sections))
         return Encoded(
@@ -192,12 +241,17 @@ class AmortisedCodec(Codec):
         if len(parsed.sections) != expected:
             raise BitstreamError(f"{what}: {len(parsed.sections)} sections, expected {expected}.")
         try:
+            version, sections = parsed.version, parsed.sections
             if self.hyper:
-                z_hat = self.entropy_models["z"].decompress(parsed.sections[:1], shapes["z"])
+                z_shape = (1, *shapes["z"], self.coders["z"].coder.num_rows)
+                z_hat = self.coders["z"].decode(sections[0], z_shape, f"{what}: z", version)
                 mu, indexes = self.hyper_synthesis(z_hat)
-                y_hat = self.entropy_models["y"].decompress(parsed.sections[1:], indexes, mu)
+                y_hat = self.coders["y"].decode(
+                    sections[1], mu.shape, f"{what}: y", version, indexes.numpy(), mu
+                )
             else:
-                y_hat = self.entropy_models["y"].decompress(parsed.sections, shapes["y"])
+                y_shape = (1, *shapes["y"], self.coders["y"].coder.num_rows)
+                y_hat = self.coders["y"].decode(sections[0], y_shape, f"{what}: y", version)
             image = _to_uint8(self.model.synthesis(y_hat), height, width)
         except tf.errors.OpError as e:
             raise BitstreamError(

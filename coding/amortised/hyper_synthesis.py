@@ -96,6 +96,10 @@ class FixedPointHyperSynthesis:
 
     def __call__(self, z_hat) -> tuple[tf.Tensor, tf.Tensor]:
         """z_hat (1, h, w, C) integers -> mu (1, 4h, 4w, M) float32, indexes int32."""
+        with tf.device(fixed_point.EXACT_DEVICE):  # exact on any machine: see there
+            return self._call(z_hat)
+
+    def _call(self, z_hat) -> tuple[tf.Tensor, tf.Tensor]:
         limit = float(fixed_point.ACTIVATION_LIMIT)
         scale = 2.0**fixed_point.ACTIVATION_BITS
         x = tf.clip_by_value(tf.cast(z_hat, tf.float64) * scale, -limit, limit)

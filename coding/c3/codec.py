@@ -46,6 +46,7 @@ class DecodedC3:
     image: np.ndarray  # uint8 (H, W, 3)
     symbols: list[np.ndarray]
     arch: C3Architecture
+    integers: list[np.ndarray]  # the quantised network parameters
     seconds_networks: float
     seconds_latents: float
     seconds_synthesis: float
@@ -110,11 +111,28 @@ def encode(model, weight_step: float, bias_step: float) -> EncodedC3:
     """
     start = time.perf_counter()
     arch = C3Architecture.from_model_config(model.get_config(), weight_step, bias_step)
+    integers = model.network_integers(weight_step, bias_step)
+    return write(arch, integers, model.symbols(), start)
+
+
+def write(
+    arch: C3Architecture,
+    integers: list[np.ndarray],
+    symbols: list[np.ndarray],
+    start: float | None = None,
+) -> EncodedC3:
+    """Writes the bitstream of an architecture, its quantised network integers and its
+    latent symbols (what `decode` returns: so a file can be rewritten in the latest
+    format). `start` is when encoding began (perf_counter), for the reported seconds."""
+    start = time.perf_counter() if start is None else start
+    with tf.device(fp.EXACT_DEVICE):  # as the decoder: exact arithmetic on the CPU
+        return _write(arch, integers, symbols, start)
+
+
+def _write(arch, integers, symbols, start) -> EncodedC3:
     # The decoder sees the header's values (float32 fields): so must the encoder.
     arch = C3Architecture.from_bytes(arch.to_bytes())
-    integers = model.network_integers(weight_step, bias_step)
     parameters = prepare_parameters(arch, integers)
-    symbols = model.symbols()
     clipped = int(sum(np.sum(np.abs(s) > fp.SYMBOL_LIMIT) for s in symbols))
     if clipped:
         logging.warning("%d latents exceed +-%d and are clipped.", clipped, fp.SYMBOL_LIMIT)
@@ -140,10 +158,17 @@ def decode(data: bytes, jit: bool = True, what: str = "bitstream") -> DecodedC3:
     """Decodes a C3 bitstream to an 8-bit image; BitstreamError if it is not valid.
 
     `jit` runs the fixed-point networks through XLA: faster on a CPU, same integers.
+    Decoding runs on the CPU whatever devices there are (`fixed_point.EXACT_DEVICE`).
     """
+    with tf.device(fp.EXACT_DEVICE):
+        return _decode(data, jit, what)
+
+
+def _decode(data: bytes, jit: bool, what: str) -> DecodedC3:
     container, arch = _parse_c3(data, what)
     start = time.perf_counter()
-    integers = weights.decode_networks(container.sections[0], arch.network_shapes())
+    shapes = arch.network_shapes()
+    integers = weights.decode_networks(container.sections[0], shapes, container.version)
     try:
         parameters = prepare_parameters(arch, integers)
     except ValueError as e:
@@ -151,7 +176,9 @@ def decode(data: bytes, jit: bool = True, what: str = "bitstream") -> DecodedC3:
     seconds_networks = time.perf_counter() - start
     start = time.perf_counter()
     try:
-        grids, _ = latent_coder(arch).decode(container.sections[1], parameters, jit)
+        grids, _ = latent_coder(arch).decode(
+            container.sections[1], parameters, jit, container.version
+        )
     except tf.errors.OpError as e:
         raise BitstreamError(f"{what}: latents cannot be decoded ({e.message}).") from None
     symbols = [g.numpy() for g in grids]
@@ -162,6 +189,7 @@ def decode(data: bytes, jit: bool = True, what: str = "bitstream") -> DecodedC3:
         image=image,
         symbols=symbols,
         arch=arch,
+        integers=integers,
         seconds_networks=seconds_networks,
         seconds_latents=seconds_latents,
         seconds_synthesis=time.perf_counter() - start,

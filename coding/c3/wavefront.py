@@ -12,8 +12,13 @@ k - 1, so grids are decoded one after the other, finest first, each in wavefront
 
 The encoder computes the same contexts from the same layout (`Canvas`), evaluates the
 same fixed-point context model (in one batch: exact arithmetic makes the batching
-irrelevant) and range codes all symbols in the decoder's order in one call; tfc's decoder
-can decode what was encoded in one call in many successive calls on the same handle.
+irrelevant) and range codes all symbols in the decoder's order in one call, each
+wavefront a group of `coding.range_coding` (its symbols, then its escapes); tfc's
+decoder can decode what was encoded in one call in many successive calls on the same
+handle. Every wavefront's decoding work is bounded by its number of latents, whatever
+the file holds. Files of format version 1 used tfc's escape code: they are decoded with
+plain symbol decoding per wavefront and, if a wavefront holds an escape, decoded again
+one latent at a time (`Coder.decode_v1_group`, bounded too).
 
 Latents live on a `Canvas`: every grid in one flat buffer with a common row stride and
 zero borders, so the causal context of any latent is `position + offsets` for one
@@ -27,6 +32,8 @@ import tensorflow_compression as tfc
 from coding import fixed_point as fp
 from coding import laplace_tables as lt
 from coding.c3.networks import C3Architecture, IntegerC3
+from coding.range_coding import Coder
+from common.errors import BitstreamError
 from models.c3.context import causal_offsets, window_offsets
 
 _ARM_BATCH = 2**16  # encoder: latents per context-model evaluation (bounds memory)
@@ -95,6 +102,9 @@ class Schedule:
             self.phase_waves.append(waves)
             self.phase_counts.append(counts)
         self.order = np.concatenate(orders)
+        # The wavefront (over all phases) of each latent of `order`.
+        counts = np.concatenate(self.phase_counts)
+        self.wave_of_order = np.repeat(np.arange(len(counts)), counts)
 
     @property
     def num_wavefronts(self) -> int:
@@ -165,16 +175,16 @@ class LatentCoder:
             rounded.append(m.numpy())
         rows, rounded = np.concatenate(rows), np.concatenate(rounded)
         values = canvas.numpy()[order] - rounded + self.tables.half_widths[rows]
-        handle = tfc.create_range_encoder([], self.tables.lookup)
-        handle = tfc.entropy_encode_index(handle, rows, values)
-        return tfc.entropy_encode_finalize(handle).numpy()
+        return self.tables.coder.encode(rows, values, self.schedule.wave_of_order)
 
     # Decoder.
 
-    def _build_decoder(self, jit: bool):
+    def _build_decoder(self, jit: bool, mode: str):
+        """mode: "v2" (bounded escapes), "v1" (format version 1, plain symbols; reports
+        whether an escape came up) or "v1_exact" (version 1 one latent at a time)."""
         canvas = tf.Variable(tf.zeros([self.canvas.size], tf.int32), trainable=False)
         prev_canvas = tf.Variable(tf.zeros([self.canvas.size], tf.float64), trainable=False)
-        lookup = tf.constant(self.tables.lookup)
+        tables = self.tables.coder.tables()
         half_widths = tf.constant(self.tables.half_widths)
         limit = fp.SYMBOL_LIMIT
         schedule = self.schedule
@@ -209,7 +219,8 @@ class LatentCoder:
             model = IntegerC3(self.arch, parameters)
             flat_parameters = tf.concat([tf.reshape(p, [-1]) for p in parameters], axis=0)
             canvas.assign(tf.zeros_like(canvas))
-            handle = tfc.create_range_decoder(string, lookup)
+            handle = tfc.create_range_decoder(string, tables.lookup)
+            flag = tf.constant(mode == "v1_exact")  # v1: an escape came up; else: all valid
             for grids, waves, counts in zip(
                 schedule.phase_grids, schedule.phase_waves, schedule.phase_counts, strict=True
             ):
@@ -222,38 +233,60 @@ class LatentCoder:
                 num_steps = len(counts)
                 waves, counts = tf.constant(waves), tf.constant(counts)
 
-                def body(step, handle, waves=waves, counts=counts):
+                def body(step, handle, flag, waves=waves, counts=counts):
                     padded = waves[step]
                     context, prev = self._contexts(canvas, prev_canvas, padded)
                     rows, offsets = context_rows(flat_parameters, context, prev)
                     n = counts[step]
                     rows, offsets, positions = rows[:n], offsets[:n], padded[:n]
-                    handle, coded = tfc.entropy_decode_index(handle, rows, n[None], tf.int32)
+                    if mode == "v2":
+                        handle, coded = Coder.decode_group(handle, tables, rows, n)
+                    elif mode == "v1":
+                        handle, coded = tfc.entropy_decode_index(handle, rows, n[None], tf.int32)
+                        escape = tf.gather(tables.escape_symbols, rows)
+                        flag = tf.logical_or(flag, tf.reduce_any(tf.equal(coded, escape)))
+                    else:
+                        handle, coded, good = Coder.decode_v1_group(handle, tables, rows, n)
+                        flag = tf.logical_and(flag, good)
                     values = coded + offsets
                     update = canvas.scatter_nd_update(positions[:, None], values)
                     # The next wavefront reads the canvas: it must see this update.
                     with tf.control_dependencies([update]):
-                        return tf.identity(step + 1), tf.identity(handle)
+                        return tf.identity(step + 1), tf.identity(handle), tf.identity(flag)
 
-                _, handle = tf.while_loop(
-                    lambda step, _, n=num_steps: step < n, body, (tf.constant(0), handle)
+                _, handle, flag = tf.while_loop(
+                    lambda step, *_, n=num_steps: step < n,
+                    body,
+                    (tf.constant(0), handle, flag),
                 )
             ok = tfc.entropy_decode_finalize(handle)
             with tf.control_dependencies([ok]):
-                return [grid(k) for k in range(len(self.shapes))], ok
+                return [grid(k) for k in range(len(self.shapes))], ok, flag
 
         return decode
 
+    def _decode(self, string: bytes, parameters, jit: bool, mode: str):
+        if (jit, mode) not in self._decode_fns:
+            self._decode_fns[jit, mode] = self._build_decoder(jit, mode)
+        grids, ok, flag = self._decode_fns[jit, mode](tf.constant(string), parameters)
+        return grids, bool(ok.numpy()), bool(flag.numpy())
+
     def decode(
-        self, string: bytes, parameters: list[np.ndarray], jit: bool = True
+        self, string: bytes, parameters: list[np.ndarray], jit: bool = True, version: int = 2
     ) -> tuple[list[tf.Tensor], bool]:
         """Decodes the symbols of every grid; also returns tfc's (weak) sanity flag.
 
         `jit` compiles the context model with XLA (faster on a CPU; the same integers).
-        The compiled decoder is kept per architecture and reused for every file.
+        `version` is the file's format version. The compiled decoder is kept per
+        architecture and reused for every file.
         """
-        if jit not in self._decode_fns:
-            self._decode_fns[jit] = self._build_decoder(jit)
         parameters = [tf.constant(p, tf.float64) for p in parameters]
-        grids, ok = self._decode_fns[jit](tf.constant(string), parameters)
-        return grids, bool(ok.numpy())
+        if version >= 2:
+            grids, ok, _ = self._decode(string, parameters, jit, "v2")
+            return grids, ok
+        grids, ok, escaped = self._decode(string, parameters, jit, "v1")
+        if escaped:  # tfc's escape code: read it again, one latent at a time
+            grids, ok, valid = self._decode(string, parameters, jit, "v1_exact")
+            if not valid:
+                raise BitstreamError("latent section: invalid escape code (damaged file).")
+        return grids, ok

@@ -41,6 +41,7 @@ from absl import logging
 from common import schedules
 from common.errors import FitError
 from common.metrics import psnr_from_mse
+from common.progress import Progress
 from models.c3 import rate
 from models.c3.model import MAX_NETWORK_INTEGER, C3Model
 from models.c3.soap import Preconditioner
@@ -589,10 +590,20 @@ class C3Fitter(tf.Module):
         lmbda = float(self.lmbda.numpy())
         float_params = [v.numpy() for v in self.model.network_variables]
         best = None
-        for weight_step, bias_step in itertools.product(c.weight_steps, c.bias_steps):
+        candidates = list(itertools.product(c.weight_steps, c.bias_steps))
+        progress = Progress(len(candidates))
+        for k, (weight_step, bias_step) in enumerate(candidates, 1):
             integers = self.model.network_integers(weight_step, bias_step)
             if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
-                continue  # too fine a step for these parameters: not codable
+                progress.update(k)  # too fine a step for these parameters: not codable
+                logging.info(
+                    "Network quantisation: step pair %s (weight %g, bias %g: integers "
+                    "beyond the format's range, skipped).",
+                    progress,
+                    weight_step,
+                    bias_step,
+                )
+                continue
             bits_per_network = self.network_bits(integers)
             self.model.set_network_integers(integers, weight_step, bias_step)
             mse, bits, bits_per_grid, reconstruction = self._evaluate()
@@ -612,6 +623,14 @@ class C3Fitter(tf.Module):
                 )
             for v, value in zip(self.model.network_variables, float_params, strict=True):
                 v.assign(value)
+            progress.update(k)
+            logging.info(
+                "Network quantisation: step pair %s (weight %g, bias %g: RD loss %.5g).",
+                progress,
+                weight_step,
+                bias_step,
+                loss,
+            )
         if best is None:
             raise FitError("Every network quantisation step gave a non-finite loss.")
         loss, weight_step, bias_step, integers, bits_per_network, mse, bits = best[:7]
