@@ -149,12 +149,14 @@ def recrc(data: bytes, rng: random.Random) -> bytes:
 
 
 def test_fuzzed_files_decode_or_fail_cleanly(fitted):
-    """300 damaged files: each decodes to an image or raises BitstreamError, quickly."""
+    """120 damaged files: each decodes to an image or raises BitstreamError, quickly. (The
+    section checksums refuse payload damage up front; header damage with a recomputed
+    CRC is what costs time here: a new architecture per file.)"""
     _, _, _, encoded = fitted
     data = encoded.data
     header_end = len(data) - sum(len(s) for s in parse(data).sections)
     outcomes = {"image": 0, "error": 0}
-    for i, damaged in enumerate(mutations(data, header_end, 300)):
+    for i, damaged in enumerate(mutations(data, header_end, 120)):
         start = time.perf_counter()
         try:
             decoded = c3_codec.decode(damaged, jit=False)
