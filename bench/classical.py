@@ -28,7 +28,7 @@ DEFAULT_CODECS = "jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420"
 
 def _measure(task) -> dict:
     """One (codec, image, quality) point: runs in a worker process."""
-    codec_name, path, quality = task
+    codec_name, path, quality, name = task
     from common import results
     from common.images import read_image
 
@@ -41,7 +41,7 @@ def _measure(task) -> dict:
     decoded = codec.decode(data, image.shape[:2])
     decode_seconds = time.perf_counter() - start
     return results.row_from_file(
-        image=os.path.splitext(os.path.basename(path))[0],
+        image=name,
         model=codec_name,
         original=image,
         data=data,
@@ -57,20 +57,25 @@ def _worker_init() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # MS-SSIM imports TensorFlow
 
 
-def run(codec_names, image_paths, out_dir, jobs=1, qualities=None) -> dict:
-    """Measures every codec; returns {codec: aggregate} and writes the files above."""
+def run(codec_names, image_paths, out_dir, jobs=1, qualities=None, root=None) -> dict:
+    """Measures every codec; returns {codec: aggregate} and writes the files above.
+    Images are named by their path below `root` (`common.images.image_name`), or by
+    their file name without `root`."""
     from common import results
+    from common.images import image_name
+
+    def name_of(path):
+        return image_name(root, path) if root else os.path.splitext(os.path.basename(path))[0]
 
     codecs = [CODECS[name] for name in codec_names]
     for codec in codecs:
         codec.check()
 
-    def row_path(codec_name, path, quality):
-        image = os.path.splitext(os.path.basename(path))[0]
-        return os.path.join(out_dir, codec_name, "results", f"{image}_q{quality}.json")
+    def row_path(codec_name, path, quality, name):
+        return os.path.join(out_dir, codec_name, "results", f"{name}_q{quality}.json")
 
     tasks = [
-        (codec.name, path, quality)
+        (codec.name, path, quality, name_of(path))
         for codec in codecs
         for quality in (qualities or codec.qualities)
         for path in image_paths
@@ -82,8 +87,8 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None) -> dict:
     def record(task, row) -> None:
         results.write_result(row_path(*task), row)
         progress.update(progress.done + 1)
-        codec_name, path, quality = task
-        print(f"{codec_name} q={quality} {os.path.basename(path)}: {progress} (image x setting)")
+        codec_name, _, quality, name = task
+        print(f"{codec_name} q={quality} {name}: {progress} (image x setting)")
 
     if jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
@@ -130,7 +135,7 @@ def main(argv=None) -> int:
 
 
 def _run_cli(args) -> None:
-    from common.datasets import IMAGE_EXTENSIONS
+    from common.images import IMAGE_EXTENSIONS, image_files
 
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     unknown = [n for n in names if n not in CODECS]
@@ -138,13 +143,9 @@ def _run_cli(args) -> None:
         raise ConfigError(f"unknown codec(s) {unknown}; choose from {', '.join(CODECS)}.")
     if not os.path.isdir(args.images):
         raise ConfigError(f"--images {args.images!r} is not a folder.")
-    paths = sorted(
-        os.path.join(args.images, f)
-        for f in os.listdir(args.images)
-        if f.lower().endswith(IMAGE_EXTENSIONS)
-    )
+    paths = image_files(args.images)
     if not paths:
-        raise ConfigError(f"no PNG images in {args.images!r}.")
+        raise ConfigError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {args.images!r}.")
     qualities = None
     if args.qualities:
         if len(names) != 1:
@@ -154,7 +155,7 @@ def _run_cli(args) -> None:
         except ValueError:
             message = f"--qualities {args.qualities!r}: numbers, comma-separated."
             raise ConfigError(message) from None
-    summaries = run(names, paths, args.out, max(1, args.jobs), qualities)
+    summaries = run(names, paths, args.out, max(1, args.jobs), qualities, root=args.images)
     for name, summary in summaries.items():
         points = summary["results"]
         span = f"{min(points['bpp']):.3f} .. {max(points['bpp']):.3f} bpp"

@@ -21,6 +21,7 @@ from bench import classical  # noqa: E402
 from bench.bdrate import bd_psnr, bd_rate  # noqa: E402
 from bench.curves import read_curve  # noqa: E402
 from common.files import atomic_write_json  # noqa: E402
+from common.images import image_files  # noqa: E402
 
 
 def main() -> None:
@@ -31,12 +32,10 @@ def main() -> None:
     parser.add_argument("--codecs", default=classical.DEFAULT_CODECS)
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/classical_kodak"))
     args = parser.parse_args()
-    paths = sorted(
-        os.path.join(args.kodak, f) for f in os.listdir(args.kodak) if f.endswith(".png")
-    )
+    paths = image_files(args.kodak)
     start = time.perf_counter()
     names = args.codecs.split(",")
-    classical.run(names, paths, args.out, args.jobs)
+    classical.run(names, paths, args.out, args.jobs, root=args.kodak)
     seconds = time.perf_counter() - start
     vtm = read_curve(os.path.join(args.anchors, "compressai_vtm.csv"))
     bpg444 = read_curve(os.path.join(args.anchors, "compressai_bpg444.csv"))

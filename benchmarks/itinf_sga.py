@@ -19,6 +19,9 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from common.images import image_files  # noqa: E402
 
 
 def main() -> None:
@@ -35,11 +38,10 @@ def main() -> None:
         "--out", default=os.path.join(ROOT, "benchmarks", "results", "itinf_sga.json")
     )
     args = parser.parse_args()
-    names = sorted(n for n in os.listdir(args.images) if n.lower().endswith(".png"))
-    names = names[: args.num_images]
+    paths = image_files(args.images)[: args.num_images]
     folder = tempfile.mkdtemp(prefix="itinf-images-")
-    for name in names:
-        shutil.copy(os.path.join(args.images, name), folder)
+    for path in paths:
+        shutil.copy(path, folder)
     workdir = args.workdir or tempfile.mkdtemp(prefix="itinf-run-")
     command = [
         sys.executable,
@@ -65,8 +67,9 @@ def main() -> None:
         "encode_seconds",
     )
     rows = []
-    for name in names:
-        with open(os.path.join(workdir, "results", os.path.splitext(name)[0] + ".json")) as f:
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        with open(os.path.join(workdir, "results", name + ".json")) as f:
             row = json.load(f)
         rows.append({k: row[k] for k in ("image", "lmbda", "decoded_matches_encoder") + means})
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in means}

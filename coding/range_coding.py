@@ -172,15 +172,19 @@ class Coder:
     # Decoder.
 
     @staticmethod
-    def decode_group(handle, tables: Tables, rows: tf.Tensor, n: tf.Tensor):
-        """Decodes one group of `n` symbols of `rows` (int32 [n]); works in a graph."""
+    def decode_group(handle, tables: Tables, rows: tf.Tensor, n: tf.Tensor, escape=None):
+        """Decodes one group of `n` symbols of `rows` (int32 [n]); works in a graph.
+        `escape` (optional) is `tables.escape_symbols` gathered at `rows`, e.g. computed
+        in a compiled function beside the rows."""
         n = tf.convert_to_tensor(n, tf.int32)
         handle, symbols = tfc.entropy_decode_index(handle, rows, n[None], tf.int32)
-        escape = tf.gather(tables.escape_symbols, rows)
-        where = tf.where(tf.equal(symbols, escape))
-        count = tf.shape(where)[0]
+        if escape is None:
+            escape = tf.gather(tables.escape_symbols, rows)
+        escaped = tf.equal(symbols, escape)
 
         def with_escapes():
+            where = tf.where(escaped)
+            count = tf.shape(where)[0]
             exp_rows = tf.fill([count], tables.exponent_row)
             h, e = tfc.entropy_decode_index(handle, exp_rows, count[None], tf.int32)
             total = tf.reduce_sum(e)
@@ -201,7 +205,8 @@ class Coder:
             value = tf.where(u % 2 == 0, esc + u // 2, -(u + 1) // 2)
             return h, tf.tensor_scatter_nd_update(symbols, where, tf.cast(value, tf.int32))
 
-        return tf.cond(count > 0, with_escapes, lambda: (tf.identity(handle), symbols))
+        # The common case (no escape) costs one comparison and one reduction.
+        return tf.cond(tf.reduce_any(escaped), with_escapes, lambda: (tf.identity(handle), symbols))
 
     @staticmethod
     def decode_v1_group(handle, tables: Tables, rows: tf.Tensor, n: tf.Tensor):

@@ -1,21 +1,23 @@
 """Training data for the amortised codecs: batches of random crops, as a tf.data pipeline.
 
-Sources: a local folder of images, searched recursively (PNG, JPEG, BMP, GIF: what
-`tf.io.decode_image` reads), or a tensorflow-datasets dataset with an `image` feature
-(e.g. `clic`, CLIC 2020). Images smaller than the crop are skipped. Every file of a
-folder is opened once up front (header only), so a missing, empty or unreadable folder
-or file is reported before training starts, by name.
+Sources: a local folder of images (the project's one rule, `common.images.image_files`:
+PNG, JPEG, BMP, PPM, TIFF, WebP, searched recursively), or a tensorflow-datasets dataset
+with an `image` feature (e.g. `clic`, CLIC 2020). Images smaller than the crop are
+skipped. Every file of a folder is opened once up front (header only), so a missing,
+empty or unreadable folder or file is reported before training starts, by name. Files
+are decoded by `common.images.read_image` (Pillow), as everywhere else: the same formats
+and the same policy (grayscale to RGB; transparency and 16 bits refused, naming the file).
 """
 
 import os
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from PIL import Image, UnidentifiedImageError
 
-from common.errors import DatasetError
-
-TRAINING_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+from common.errors import DatasetError, ImageError
+from common.images import IMAGE_EXTENSIONS, image_files, read_image
 
 
 def folder_images(root: str, min_size: int = 1) -> list[str]:
@@ -24,14 +26,12 @@ def folder_images(root: str, min_size: int = 1) -> list[str]:
         raise DatasetError("data.root is empty: pass --config.data.root=DIR (a folder of images).")
     if not os.path.isdir(root):
         raise DatasetError(f"data.root {root!r} is not a folder.")
-    paths = sorted(
-        os.path.join(directory, name)
-        for directory, _, names in os.walk(root, followlinks=True)
-        for name in names
-        if name.lower().endswith(TRAINING_EXTENSIONS)
-    )
+    try:
+        paths = image_files(root)
+    except ImageError as e:
+        raise DatasetError(str(e)) from None
     if not paths:
-        raise DatasetError(f"no images ({', '.join(TRAINING_EXTENSIONS)}) under {root!r}.")
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root!r}.")
     usable, small = [], 0
     for path in paths:
         try:
@@ -57,8 +57,12 @@ def folder_images(root: str, min_size: int = 1) -> list[str]:
     return usable
 
 
+def _read(path: bytes) -> np.ndarray:
+    return read_image(path.decode())
+
+
 def _decode(path):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.numpy_function(_read, [path], tf.uint8, stateful=False)
     return tf.ensure_shape(image, [None, None, 3])
 
 

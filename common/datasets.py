@@ -14,9 +14,7 @@ import numpy as np
 
 from common import kodak
 from common.errors import DatasetError, ImageError
-from common.images import read_image
-
-IMAGE_EXTENSIONS = (".png",)
+from common.images import IMAGE_EXTENSIONS, image_files, image_name, read_image
 
 __all__ = ["NamedImage", "list_images", "load_images", "scipy_face"]
 
@@ -44,14 +42,18 @@ def _file_loader(path: str) -> Callable[[], np.ndarray]:
 
 
 def _folder_images(root: str) -> list[NamedImage]:
+    """The images of a folder (`common.images.image_files`: recursive, named by path)."""
     if not root:
-        raise DatasetError("data.root is empty: pass --config.data.root=DIR (a folder of PNGs).")
+        raise DatasetError("data.root is empty: pass --config.data.root=DIR (a folder of images).")
     if not os.path.isdir(root):
         raise DatasetError(f"data.root {root!r} is not a folder.")
-    names = sorted(f for f in os.listdir(root) if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise DatasetError(f"no PNG images in {root!r}.")
-    return [NamedImage(os.path.splitext(n)[0], _file_loader(os.path.join(root, n))) for n in names]
+    try:
+        paths = image_files(root)
+    except ImageError as e:
+        raise DatasetError(str(e)) from None
+    if not paths:
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root!r}.")
+    return [NamedImage(image_name(root, p), _file_loader(p)) for p in paths]
 
 
 def _tfds_images(name: str, split: str, data_dir: str) -> list[NamedImage]:

@@ -3,6 +3,13 @@
 Policy: grayscale, palette and bilevel images are converted to RGB (the codecs code
 three channels); images with real transparency and 16-bit images are refused, because
 silently dropping alpha or precision would change what the user asked us to code.
+
+Which files of a folder are images, for every part of the project (training, C3, eval,
+bench): `image_files`. Files whose extension is one of IMAGE_EXTENSIONS (any case),
+searched recursively (symbolic links followed), hidden files and folders (".name")
+skipped, sorted by path. An image's name (results, bitstreams, matching originals) is
+its path below the folder without the extension, "/" replaced by "_" (`image_name`); two
+files with one name (e.g. a.png and a.jpg) are an error.
 """
 
 import io
@@ -15,6 +22,33 @@ from common.errors import ImageError
 from common.files import atomic_write_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def image_files(folder: str) -> list[str]:
+    """The image files of a folder and its subfolders, by the rule above (sorted paths)."""
+    paths = []
+    for directory, subdirectories, names in os.walk(folder, followlinks=True):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        paths += [
+            os.path.join(directory, name)
+            for name in names
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    paths.sort()
+    seen = {}
+    for path in paths:
+        name = image_name(folder, path)
+        if name in seen:
+            raise ImageError(f"{seen[name]} and {path} have the same name {name!r}; rename one.")
+        seen[name] = path
+    return paths
+
+
+def image_name(folder: str, path: str) -> str:
+    """The name of an image file of `folder`: its relative path without the extension."""
+    relative = os.path.splitext(os.path.relpath(path, folder))[0]
+    return relative.replace(os.sep, "_")
 
 
 def _png_bit_depth(header: bytes) -> int | None:

@@ -21,7 +21,7 @@ def get_config():
 
     config.data = config_dict.ConfigDict()
     config.data.name = "folder"
-    config.data.root = ""  # folder of PNG images to code
+    config.data.root = ""  # folder of images to code (common.images.image_files)
     config.data.shard = -1  # -1: every image; else images i with i % num_shards == shard
     config.data.num_shards = NUM_SHARDS
 

@@ -17,10 +17,10 @@ from coding.c3 import codec as c3_codec
 from coding.c3.networks import compiled_key
 from common import results
 from common.config import config_hash
-from common.datasets import IMAGE_EXTENSIONS, NamedImage, list_images
+from common.datasets import NamedImage, list_images
 from common.errors import BitstreamError, EvaluationError
 from common.files import atomic_write_bytes
-from common.images import read_image
+from common.images import image_files, image_name, read_image
 from common.rundir import read_run_config
 from pipelines.trained_run import TrainedRun, load_trained_run
 
@@ -46,14 +46,13 @@ class Item:
 
 
 def _original_folder(folder: str) -> dict[str, NamedImage]:
+    """The originals of a folder by name (`common.images.image_files`' rule)."""
     if not os.path.isdir(folder):
         raise EvaluationError(f"originals folder {folder!r} does not exist.")
     originals = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTENSIONS:
-            path = os.path.join(folder, name)
-            originals[stem] = NamedImage(stem, lambda p=path: read_image(p))
+    for path in image_files(folder):
+        name = image_name(folder, path)
+        originals[name] = NamedImage(name, lambda p=path: read_image(p))
     return originals
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.helpers import CODEC_PACKAGES, CODEC_TOOLS
+from tests.helpers import CODEC_PACKAGES, CODEC_TOOLS, apt_install
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,22 +13,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def codec_tools():
     """Makes sure the codec tools exist: installs them when the tests run as root (CI)."""
     import shutil
-    import subprocess
 
     missing = [t for t in CODEC_TOOLS if shutil.which(t) is None]
     if not missing:
         return
     if os.geteuid() != 0:
         pytest.skip(f"codec tools {missing} missing and not root: apt-get install them.")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-    out = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *CODEC_PACKAGES],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    out = apt_install(CODEC_PACKAGES)
     still = [t for t in CODEC_TOOLS if shutil.which(t) is None]
     if still:
         pytest.fail(f"apt-get could not install {still}: {out.stderr[-1000:]}")

@@ -172,3 +172,21 @@ def version_1_bytes(container) -> bytes:
         head += encode_varint(len(section))
     head += struct.pack(">H", binascii.crc_hqx(bytes(head), 0))
     return bytes(head) + b"".join(container.sections)
+
+
+def apt_install(packages: list[str]) -> subprocess.CompletedProcess:
+    """apt-get update + install (root only), one process at a time: the test workers
+    (pytest-xdist) would otherwise race for dpkg's lock."""
+    import fcntl
+
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    with open("/tmp/learned-zoo-tests-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+        return subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )

@@ -68,8 +68,8 @@ def test_each_codec_round_trips_a_small_image(name, height, width, tmp_path, cod
     path = tmp_path / "small.png"
     Image.fromarray(smooth_image(height, width, seed=3)).save(path)
     codec = codecs.CODECS[name]
-    low = classical._measure((name, str(path), codec.qualities[0]))
-    high = classical._measure((name, str(path), codec.qualities[-1]))
+    low = classical._measure((name, str(path), codec.qualities[0], "im"))
+    high = classical._measure((name, str(path), codec.qualities[-1], "im"))
     for row in (low, high):
         assert row["bpp"] == pytest.approx(8 * row["bytes"] / (height * width))
         assert row["height"] == height and row["width"] == width and row["model"] == name

@@ -13,7 +13,7 @@ import time
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT, run_in_process, run_script, smooth_image
+from tests.helpers import ROOT, apt_install, run_in_process, run_script, smooth_image
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -181,15 +181,7 @@ def slurm_cluster(tmp_path):
     if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0:
         pytest.skip("a slurmctld is already running here; not touching it")
     if not (shutil.which("slurmctld") and shutil.which("munged")):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-        install = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurm-wlm", "munge"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        install = apt_install(["slurm-wlm", "munge"])
         assert install.returncode == 0, install.stderr[-2000:]
     started = []
     munge_pid = "/run/munge/munged.pid"

@@ -202,7 +202,8 @@ class LatentCoder:
             parameters = [tf.reshape(p, shape) for p, shape in zip(parts, shapes, strict=True)]
             rows, rounded = IntegerC3(self.arch, parameters).context_rows(context, prev)
             # Decoded symbol = coded value + this offset.
-            return rows, rounded - tf.gather(half_widths, rows)
+            escape = tf.gather(tables.escape_symbols, rows)  # here: compiled with the rest
+            return rows, rounded - tf.gather(half_widths, rows), escape
 
         def grid(k):
             # Symbols beyond the format's range can only come from a damaged file.
@@ -236,14 +237,13 @@ class LatentCoder:
                 def body(step, handle, flag, waves=waves, counts=counts):
                     padded = waves[step]
                     context, prev = self._contexts(canvas, prev_canvas, padded)
-                    rows, offsets = context_rows(flat_parameters, context, prev)
+                    rows, offsets, escape = context_rows(flat_parameters, context, prev)
                     n = counts[step]
-                    rows, offsets, positions = rows[:n], offsets[:n], padded[:n]
+                    rows, offsets, positions, escape = rows[:n], offsets[:n], padded[:n], escape[:n]
                     if mode == "v2":
-                        handle, coded = Coder.decode_group(handle, tables, rows, n)
+                        handle, coded = Coder.decode_group(handle, tables, rows, n, escape)
                     elif mode == "v1":
                         handle, coded = tfc.entropy_decode_index(handle, rows, n[None], tf.int32)
-                        escape = tf.gather(tables.escape_symbols, rows)
                         flag = tf.logical_or(flag, tf.reduce_any(tf.equal(coded, escape)))
                     else:
                         handle, coded, good = Coder.decode_v1_group(handle, tables, rows, n)
