@@ -9,29 +9,19 @@ are decoded by `common.images.read_image` (Pillow), as everywhere else: the same
 and the same policy (grayscale to RGB; transparency and 16 bits refused, naming the file).
 """
 
-import os
-
 import numpy as np
 import tensorflow as tf
 from absl import logging
 from PIL import Image, UnidentifiedImageError
 
-from common.errors import DatasetError, ImageError
-from common.images import IMAGE_EXTENSIONS, image_files, read_image
+from common.datasets import folder_image_paths
+from common.errors import DatasetError
+from common.images import read_image
 
 
 def folder_images(root: str, min_size: int = 1) -> list[str]:
-    """Image files under `root` (recursively, sorted) at least min_size x min_size."""
-    if not root:
-        raise DatasetError("data.root is empty: pass --config.data.root=DIR (a folder of images).")
-    if not os.path.isdir(root):
-        raise DatasetError(f"data.root {root!r} is not a folder.")
-    try:
-        paths = image_files(root)
-    except ImageError as e:
-        raise DatasetError(str(e)) from None
-    if not paths:
-        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root!r}.")
+    """Image files under `root` (the one rule, sorted) at least min_size x min_size."""
+    paths = folder_image_paths(root)
     usable, small = [], 0
     for path in paths:
         try:

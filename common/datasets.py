@@ -41,8 +41,9 @@ def _file_loader(path: str) -> Callable[[], np.ndarray]:
     return lambda: read_image(path)
 
 
-def _folder_images(root: str) -> list[NamedImage]:
-    """The images of a folder (`common.images.image_files`: recursive, named by path)."""
+def folder_image_paths(root: str) -> list[str]:
+    """The image files of a data.root folder (`common.images.image_files`' rule);
+    DatasetError for an empty field, a missing folder or a folder without images."""
     if not root:
         raise DatasetError("data.root is empty: pass --config.data.root=DIR (a folder of images).")
     if not os.path.isdir(root):
@@ -53,7 +54,12 @@ def _folder_images(root: str) -> list[NamedImage]:
         raise DatasetError(str(e)) from None
     if not paths:
         raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root!r}.")
-    return [NamedImage(image_name(root, p), _file_loader(p)) for p in paths]
+    return paths
+
+
+def _folder_images(root: str) -> list[NamedImage]:
+    """The images of a folder, named by their path below it."""
+    return [NamedImage(image_name(root, p), _file_loader(p)) for p in folder_image_paths(root)]
 
 
 def _tfds_images(name: str, split: str, data_dir: str) -> list[NamedImage]:
