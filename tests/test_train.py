@@ -121,7 +121,7 @@ def test_empty_folder_and_transparent_image(tmp_path):
         f"--workdir={tmp_path}/w",
         *TINY,
     )
-    assert out.returncode != 0 and "no PNG images" in out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0 and "no images (.png" in out.stderr.strip().splitlines()[-1]
     rgba = np.full((8, 8, 4), 255, np.uint8)
     rgba[..., 3] = 0
     Image.fromarray(rgba, "RGBA").save(empty / "t.png")
