@@ -3,10 +3,13 @@
 python eval.py --workdir RUN [--originals DIR] [--out DIR]       # C3 run: its bitstreams
 python eval.py --workdir RUN --dataset DIR [--out DIR]           # trained model: code DIR
 python eval.py --bitstreams "DIR/*.c3" --originals DIR --out DIR
-python eval.py --collect ROOT/XID --out DIR   # merge a sweep's results
+python eval.py --collect ROOT/XID --out DIR [--dataset NAME]   # merge a sweep's results
 
 Writes one results JSON per image (OUT/results/<image>.json) and the aggregate in
-CompressAI's layout (OUT/results.json); OUT defaults to RUN/eval.
+CompressAI's layout (OUT/results.json). OUT defaults to RUN/eval for a C3 run and to
+RUN/eval/<dataset folder name> for a trained model, so that evaluating a second dataset
+does not overwrite the first. --collect merges the units' own results (per-image runs)
+or, for trained models, their evaluations on one dataset (--dataset NAME if several).
 """
 
 import os
@@ -19,7 +22,10 @@ from common.errors import ConfigError
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory whose bitstreams to evaluate.")
 _BITSTREAMS = flags.DEFINE_string("bitstreams", None, "Glob of bitstream files.")
 _DATASET = flags.DEFINE_string(
-    "dataset", None, "Folder of images to code with the trained model of --workdir."
+    "dataset",
+    None,
+    "Folder of images to code with the trained model of --workdir; with --collect, the "
+    "name of the evaluated dataset to merge (its folder name, e.g. kodak).",
 )
 _ORIGINALS = flags.DEFINE_string("originals", None, "Folder of the original images (PNG).")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: RUN/eval).")
@@ -31,12 +37,13 @@ _JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA 
 
 
 def collect() -> None:
-    from common.results import collect
+    from common.results import collect, dataset_name
 
     if not _OUT.value:
         raise ConfigError("--collect needs --out DIR.")
+    dataset = dataset_name(_DATASET.value) if _DATASET.value else None
     try:
-        summary = collect(_COLLECT.value, _OUT.value, _NAME.value)
+        summary = collect(_COLLECT.value, _OUT.value, _NAME.value, dataset)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     points = summary["results"]
@@ -47,11 +54,12 @@ def collect() -> None:
 
 
 def evaluate_trained() -> None:
+    from common.results import dataset_name
     from pipelines import evaluate
 
     if not _DATASET.value:
         raise ConfigError("--workdir of a trained model needs --dataset DIR (images to code).")
-    out = _OUT.value or os.path.join(_WORKDIR.value, "eval")
+    out = _OUT.value or os.path.join(_WORKDIR.value, "eval", dataset_name(_DATASET.value))
     rows = evaluate.evaluate_trained(_WORKDIR.value, _DATASET.value, out, _NAME.value)
     _log_rows(rows)
     print(f"{len(rows)} images coded and decoded; results in {os.path.join(out, 'results.json')}")

@@ -24,6 +24,19 @@ from common.config import check_config_path, parse_flags
 from common.errors import ZooError
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM
+# Set by the launcher for each work unit (common/launcher.py): a file to write when the
+# script ends successfully, so that `launch.py --resubmit` finds the unfinished units.
+UNIT_DONE_ENV = "LZ_UNIT_DONE"
+
+
+def mark_unit_done() -> None:
+    path = os.environ.get(UNIT_DONE_ENV)
+    if path:
+        import datetime
+
+        from common.files import atomic_write_bytes
+
+        atomic_write_bytes(path, (datetime.datetime.now().isoformat() + "\n").encode())
 
 
 def quiet_tensorflow() -> None:
@@ -78,6 +91,11 @@ def run_main(main, script: str, needs_config: bool = False) -> None:
 
     def work():
         check_config_path(sys.argv)
-        app.run(main, flags_parser=parse_flags)
+        try:
+            app.run(main, flags_parser=parse_flags)
+        except SystemExit as e:  # absl ends every run with sys.exit(main's return value)
+            if e.code in (None, 0):
+                mark_unit_done()
+            raise
 
     sys.exit(exit_code(work, script))

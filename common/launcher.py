@@ -2,13 +2,16 @@
 
 An experiment is `<root>/<xid>/`: `config.py` (a frozen copy of the config file),
 `units.txt` (one shell command per work unit; task i runs line i + 1), `job.sh` (the
-rendered Slurm script), `launch.json` (what was launched, when, from which revision),
-`logs/` and one run directory per work unit (`wid=<wid>-<name>-<k=v,...>/`, made by the
-main script). xid is the Slurm array job id, or a timestamp for local runs.
+rendered Slurm script), `launch.json` (what was launched, when, from which revision, and
+every resubmission), `logs/`, `done/wid=<i>` (written by the unit's script when it ends
+successfully: `common.cli.mark_unit_done`) and one run directory per work unit
+(`wid=<wid>-<name>-<k=v,...>/`, made by the main script). xid is the Slurm array job id
+of the first submission, or a timestamp for local runs.
 
 Slurm submission holds the array (`sbatch --hold`) until the experiment directory,
 named after the job id, is complete, then releases it; if anything fails in between,
-the array is cancelled.
+the array is cancelled. `resubmit` submits the units without a `done/` marker again, as
+a new array whose tasks find the experiment through $LZ_EXPERIMENT (the job id differs).
 """
 
 import concurrent.futures
@@ -21,6 +24,7 @@ import shutil
 import subprocess
 import sys
 
+from common.cli import UNIT_DONE_ENV
 from common.config import load_sweep
 from common.errors import ConfigError, LaunchError
 from common.files import atomic_write_bytes, atomic_write_json
@@ -73,12 +77,41 @@ def commands_for(
     script = _script(main)
     extra = shlex.split(extra_args or "")
     commands = []
-    for args in unit_args:
+    for i, args in enumerate(unit_args):
         argv = [sys.executable, script]
         if frozen:
             argv += ["--config", frozen, "--root", experiment]
-        commands.append(shlex.join(argv + args + extra))
+        done = f"{UNIT_DONE_ENV}={shlex.quote(done_marker(experiment, i))}"
+        commands.append(done + " " + shlex.join(argv + args + extra))
     return commands
+
+
+def done_marker(experiment: str, unit: int) -> str:
+    return os.path.join(experiment, "done", f"wid={unit}")
+
+
+def unfinished_units(experiment: str) -> list[int]:
+    """The work units of an experiment without a done marker, in order."""
+    units = os.path.join(experiment, "units.txt")
+    if not os.path.isfile(units):
+        raise ConfigError(f"{experiment} is not an experiment directory (no units.txt).")
+    with open(units) as f:
+        count = sum(1 for line in f if line.strip())
+    return [i for i in range(count) if not os.path.exists(done_marker(experiment, i))]
+
+
+def array_spec(units: list[int], limit: int = 0) -> str:
+    """Slurm's --array value: ranges of consecutive units, then %limit if limit > 0."""
+    if not units:
+        raise ValueError("no units")
+    parts, start, previous = [], units[0], units[0]
+    for unit in [*units[1:], None]:
+        if unit is not None and unit == previous + 1:
+            previous = unit
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = unit
+    return ",".join(parts) + (f"%{limit}" if limit > 0 else "")
 
 
 def _prepare(
@@ -101,6 +134,7 @@ def _prepare(
             "num_units": len(commands),
             "git_revision": git_revision(),
             "launched": datetime.datetime.now().isoformat(timespec="seconds"),
+            "resubmissions": [],
         },
     )
     return commands
@@ -114,22 +148,13 @@ def submit_slurm(
     script: str,
     extra_args: str = "",
     sbatch_args: str = "",
+    array_limit: int = 0,
 ) -> Experiment:
     """Submits one held job array, prepares `<root>/<xid>`, then releases the array."""
-    sbatch = shutil.which("sbatch")
-    if sbatch is None:
-        raise LaunchError("sbatch not found: this machine has no Slurm client (use --local).")
     root = os.path.abspath(root)
     n = len(unit_args)
-    argv = [sbatch, "--parsable", "--hold", f"--array=0-{n - 1}", *shlex.split(sbatch_args)]
-    # The job script goes in on stdin: nothing is written before sbatch has accepted it.
-    out = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=120)
-    if out.returncode != 0:
-        lines = (out.stderr or out.stdout).strip().splitlines()
-        raise LaunchError(f"sbatch failed: {lines[-1] if lines else f'exit {out.returncode}'}")
-    xid = out.stdout.strip().split(";")[0]
-    if not xid.isdigit():
-        raise LaunchError(f"sbatch printed no job id: {out.stdout.strip()!r}")
+    array = array_spec(list(range(n)), array_limit)
+    xid = _sbatch(["--hold", f"--array={array}", *shlex.split(sbatch_args)], script)
     directory = os.path.join(root, xid)
     try:
         commands = _prepare(directory, main, config, unit_args, extra_args, script)
@@ -144,6 +169,62 @@ def submit_slurm(
     return Experiment(xid, directory, n, commands)
 
 
+def _sbatch(args: list[str], script: str) -> str:
+    """Submits `script` (on stdin: nothing is written before sbatch accepts it); the job id."""
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise LaunchError("sbatch not found: this machine has no Slurm client (use --local).")
+    out = subprocess.run(
+        [sbatch, "--parsable", *args], input=script, capture_output=True, text=True, timeout=120
+    )
+    if out.returncode != 0:
+        lines = (out.stderr or out.stdout).strip().splitlines()
+        raise LaunchError(f"sbatch failed: {lines[-1] if lines else f'exit {out.returncode}'}")
+    xid = out.stdout.strip().split(";")[0]
+    if not xid.isdigit():
+        raise LaunchError(f"sbatch printed no job id: {out.stdout.strip()!r}")
+    return xid
+
+
+def _record_resubmission(directory: str, entry: dict) -> None:
+    path = os.path.join(directory, "launch.json")
+    with open(path) as f:
+        launched = json.load(f)
+    launched.setdefault("resubmissions", []).append(entry)
+    atomic_write_json(path, launched)
+
+
+def resubmit_slurm(
+    directory: str, units: list[int], sbatch_args: str = "", array_limit: int = 0
+) -> str:
+    """Submits the given units of an existing experiment again; returns the new job id.
+
+    The new array's tasks find the experiment through $LZ_EXPERIMENT and log to its
+    logs/ folder (appending), since their job id is not the experiment's xid."""
+    directory = os.path.abspath(directory)
+    with open(os.path.join(directory, "job.sh")) as f:
+        script = f.read()
+    logs = os.path.join(directory, "logs")
+    args = [
+        f"--array={array_spec(units, array_limit)}",
+        f"--output={logs}/wid=%a.out",
+        f"--error={logs}/wid=%a.err",
+        f"--export=ALL,LZ_EXPERIMENT={directory}",
+        *shlex.split(sbatch_args),
+    ]
+    job = _sbatch(args, script)
+    _record_resubmission(
+        directory,
+        {
+            "job": job,
+            "units": units,
+            "git_revision": git_revision(),
+            "submitted": datetime.datetime.now().isoformat(timespec="seconds"),
+        },
+    )
+    return job
+
+
 def run_local(
     main: str, config: str | None, unit_args, root: str, script: str, extra_args: str, jobs: int
 ) -> tuple[Experiment, list[int]]:
@@ -153,6 +234,15 @@ def run_local(
     if os.path.exists(directory):
         raise LaunchError(f"{directory} exists already; wait a second and relaunch.")
     commands = _prepare(directory, main, config, unit_args, extra_args, script)
+    codes = run_units(directory, list(range(len(commands))), jobs)
+    return Experiment(xid, directory, len(commands), commands), [codes[i] for i in codes]
+
+
+def run_units(directory: str, units: list[int], jobs: int) -> dict[int, int]:
+    """Runs the given work units of an experiment here, `jobs` at a time, printing
+    progress; returns {unit: exit code}."""
+    with open(os.path.join(directory, "units.txt")) as f:
+        commands = [line.rstrip("\n") for line in f if line.strip()]
 
     def run_unit(i: int) -> int:
         logs = os.path.join(directory, "logs", f"wid={i}")
@@ -161,10 +251,9 @@ def run_local(
                 commands[i], shell=True, cwd=REPO, stdout=out, stderr=err
             ).returncode
 
-    progress, failed = Progress(len(commands)), []
-    codes = [None] * len(commands)
+    progress, failed, codes = Progress(len(units)), [], {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(run_unit, i): i for i in range(len(commands))}
+        futures = {pool.submit(run_unit, i): i for i in units}
         for future in concurrent.futures.as_completed(futures):
             i = futures[future]
             codes[i] = future.result()
@@ -177,7 +266,7 @@ def run_local(
                 + (f"; failed so far: {sorted(failed)}" if failed else ""),
                 flush=True,
             )
-    return Experiment(xid, directory, len(commands), commands), codes
+    return dict(sorted(codes.items()))
 
 
 def describe(experiment: Experiment) -> str:

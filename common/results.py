@@ -126,6 +126,7 @@ def aggregate(rows: list[dict], name: str, description: str = "", point_key: str
                 "ms-ssim-rgb": _mean([r["ms_ssim"] for r in group]),
                 "encoding_time": _mean([r["encode_seconds"] for r in group]),
                 "decoding_time": _mean([r["decode_seconds"] for r in group]),
+                "macs_per_pixel": _mean([r.get("macs_per_pixel") for r in group]),
                 "num_images": len(group),
             }
         )
@@ -137,6 +138,7 @@ def aggregate(rows: list[dict], name: str, description: str = "", point_key: str
         "ms-ssim-rgb",
         "encoding_time",
         "decoding_time",
+        "macs_per_pixel",
         point_key,
         "num_images",
         "bpp_is_estimate",
@@ -167,24 +169,70 @@ def write_curve_csv(path: str, bpp: list[float], psnr: list[float]) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
-def collect(experiment: str, out_dir: str, name: str | None = None) -> dict:
+def dataset_name(folder: str) -> str:
+    """The name of a dataset folder in evaluation paths: its base name (kodak, clic...)."""
+    return os.path.basename(os.path.normpath(os.path.abspath(folder)))
+
+
+def _evaluations(experiment: str) -> dict[str, str]:
+    """{dataset: glob of its results} of the evaluated work units of an experiment:
+    `wid=*/eval/<dataset>/results/` (eval.py --workdir RUN --dataset DIR), and the
+    layout before datasets had folders, `wid=*/eval/results/` (as dataset "eval")."""
+    folders = glob.glob(os.path.join(experiment, "wid=*", "eval", "*", "results"))
+    datasets = sorted({os.path.basename(os.path.dirname(f)) for f in folders})
+    patterns = {
+        d: os.path.join(experiment, "wid=*", "eval", d, "results", "*.json") for d in datasets
+    }
+    if glob.glob(os.path.join(experiment, "wid=*", "eval", "results", "*.json")):
+        patterns["eval"] = os.path.join(experiment, "wid=*", "eval", "results", "*.json")
+    return patterns
+
+
+def collect(
+    experiment: str, out_dir: str, name: str | None = None, dataset: str | None = None
+) -> dict:
     """Merges the per-image results of every work unit of an experiment (a sweep).
 
-    Reads `<experiment>/wid=*/results/*.json` and writes `<out_dir>/results.json` (the
+    Reads the units' own results, `<experiment>/wid=*/results/*.json` (C3 and other
+    per-image runs, iterative inference), or, for trained models, their evaluations
+    `<experiment>/wid=*/eval/<dataset>/results/*.json` (one dataset: `dataset`, needed
+    when the units were evaluated on several). Writes `<out_dir>/results.json` (the
     aggregate in CompressAI's layout, one point per lambda) and `<out_dir>/results.csv`
     (bpp,psnr) for the BD-rate and plot tools. Raises ValueError if there is nothing.
     """
     if not os.path.isdir(experiment):
         raise ValueError(f"--collect {experiment!r} is not a folder.")
-    rows = read_results(os.path.join(experiment, "wid=*", "results", "*.json"))
+    source = os.path.join(experiment, "wid=*", "results", "*.json")
+    rows = [] if dataset else read_results(source)
     if not rows:
-        raise ValueError(f"{experiment}: no finished work units (wid=*/results/*.json).")
+        evaluations = _evaluations(experiment)
+        if dataset:
+            if dataset not in evaluations:
+                raise ValueError(
+                    f"{experiment}: no evaluation on {dataset!r} "
+                    f"(evaluated: {', '.join(evaluations) or 'none'})."
+                )
+            evaluations = {dataset: evaluations[dataset]}
+        if len(evaluations) > 1:
+            raise ValueError(
+                f"{experiment}: work units were evaluated on {', '.join(evaluations)}; "
+                "pass --dataset NAME to merge one of them."
+            )
+        if evaluations:
+            ((dataset, source),) = evaluations.items()
+            rows = read_results(source)
+    if not rows:
+        raise ValueError(
+            f"{experiment}: no finished work units (wid=*/results/*.json) and no evaluations "
+            "(wid=*/eval/<dataset>/results/*.json)."
+        )
     name = name or rows[0].get("model") or os.path.basename(os.path.abspath(experiment))
+    where = f"{os.path.abspath(experiment)}" + (f", dataset {dataset}" if dataset else "")
     summary = write_aggregate(
         os.path.join(out_dir, "results.json"),
         rows,
         name,
-        f"{name}: {len(rows)} per-image results merged from {os.path.abspath(experiment)}.",
+        f"{name}: {len(rows)} per-image results merged from {where}.",
     )
     points = summary["results"]
     write_curve_csv(os.path.join(out_dir, "results.csv"), points["bpp"], points["psnr-rgb"])

@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,12 +202,14 @@ def test_codec_and_eval_scripts_with_a_trained_run(trained, image_folder, tmp_pa
         "eval.py", f"--workdir={workdir}", f"--dataset={image_folder}", f"--out={evaluation}"
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = [
-        json.load(open(os.path.join(evaluation, "results", f"train{i}.json"))) for i in range(3)
-    ]
+    # The folder's images by the one rule: nested ones too (nested/deep.png: nested_deep).
+    names = sorted(os.listdir(os.path.join(evaluation, "results")))
+    assert names == ["nested_deep.json", "train0.json", "train1.json", "train2.json"]
+    rows = [json.load(open(os.path.join(evaluation, "results", name))) for name in names]
     for row in rows:
         size = os.path.getsize(os.path.join(evaluation, row["bitstream"]))
-        assert row["bpp"] == pytest.approx(8 * size / (72 * 88))
+        pixels = 96 * 64 if row["image"] == "nested_deep" else 72 * 88
+        assert row["bpp"] == pytest.approx(8 * size / pixels)
         assert row["decoded_matches_encoder"] and row["psnr"] > 0 and row["steps"] == 30
         assert row["encode_seconds"] > 0 and row["decode_seconds"] > 0
         assert row["macs_per_pixel"] > 0 and row["bpp_estimated"] > 0
@@ -214,6 +217,18 @@ def test_codec_and_eval_scripts_with_a_trained_run(trained, image_folder, tmp_pa
     assert summary["results"]["bpp"][0] == pytest.approx(np.mean([r["bpp"] for r in rows]))
     out = run_in_process("eval.py", f"--workdir={workdir}")
     assert out.returncode == 2 and "--dataset" in out.stderr
+    # By default each dataset gets its own folder: a second one does not overwrite the first.
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(source, other / "only.png")
+    for dataset in (image_folder, str(other)):
+        out = run_in_process("eval.py", f"--workdir={workdir}", f"--dataset={dataset}")
+        assert out.returncode == 0, out.stderr[-2000:]
+    first = json.load(
+        open(os.path.join(workdir, "eval", os.path.basename(image_folder), "results.json"))
+    )
+    second = json.load(open(os.path.join(workdir, "eval", "other", "results.json")))
+    assert first["results"]["num_images"] == [4] and second["results"]["num_images"] == [1]
 
 
 @pytest.mark.parametrize("name,published", sorted(PUBLISHED_FLOPS.items()))

@@ -112,3 +112,49 @@ def test_classical_cli_and_plot(tmp_path, codec_tools):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.main(["-f", "/nonexistent.json", "-o", str(png)]) == 2
     assert classical.main(["--codecs", "nope", "--images", str(images), "--out", "x"]) == 2
+
+
+def test_plot_reference_anchor_filter_ms_ssim_and_complexity(tmp_path, capsys):
+    anchors = tmp_path / "anchors"
+    anchors.mkdir()
+
+    def csv_curve(name, rates, psnrs):
+        lines = "".join(f"{r},{p}\n" for r, p in zip(rates, psnrs, strict=True))
+        (anchors / f"{name}.csv").write_text("bpp,psnr\n" + lines)
+
+    csv_curve("JPEG", [r * 2 for r in RATES], PSNRS)
+    csv_curve("VTM", RATES, PSNRS)  # the default reference, although not first
+    (anchors / "INDEX.csv").write_text("file,method,n_points\nVTM,VTM,6\n")
+    (anchors / "per_image.csv").write_text("image,bpp,psnr\nk01,0.5,30\n")
+
+    def results(name, scale, macs, ms_ssim=True):
+        data = {"bpp": [r * scale for r in RATES], "psnr-rgb": PSNRS,
+                "macs_per_pixel": [macs] * len(RATES)}  # fmt: skip
+        if ms_ssim:
+            data["ms-ssim-rgb"] = [0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"name": name, "results": data}))
+        return str(path)
+
+    files = [results("c3", 0.8, 2300), results("big", 0.7, 300000)]
+    assert plot.main(["-f", *files, "--anchors", str(anchors), "--table"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 2 files that are not RD curves: INDEX.csv, per_image.csv" in captured.err
+    assert "BD-rate vs VTM" in captured.out and "| JPEG | +100.00 %" in captured.out
+    assert "| c3 | -20.00 %" in captured.out
+    args = ["-f", *files, "--anchors", str(anchors), "--table", "--reference", "c3"]
+    assert plot.main(args) == 0 and "BD-rate vs c3" in capsys.readouterr().out
+    assert plot.main(["-f", *files, "--table", "--reference", "nope"]) == 2
+    assert "is not one of the curves" in capsys.readouterr().err
+    # MS-SSIM: only the curves that have it (the anchors' CSVs do not).
+    assert plot.main(["-f", *files, "--anchors", str(anchors), "--metric", "ms-ssim",
+                      "--table", "-o", str(tmp_path / "ms.png")]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "no ms-ssim values, left out: JPEG, VTM" in captured.err
+    assert "BD-rate vs c3" in captured.out and "| big | -12.50 %" in captured.out
+    # Rate vs complexity: each curve with MACs is one point against the reference.
+    out = tmp_path / "macs.png"
+    assert plot.main(["-f", *files, "--anchors", str(anchors), "--complexity", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    points = plot.complexity_points([read_curve(f) for f in files], read_curve(files[0]))
+    assert points == [("big", 300.0, pytest.approx(-12.5))]

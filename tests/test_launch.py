@@ -83,6 +83,58 @@ def test_local_sweep_with_two_jobs(sweep_config, tmp_path):
     assert "2 work units" in out.stdout and "2 of 2" in out.stdout  # progress per unit
     (experiment,) = glob.glob(str(tmp_path / "runs" / "*"))
     check_experiment(experiment, tmp_path)
+    # Every unit that ended well marked itself; --resubmit runs the others only.
+    done = os.path.join(experiment, "done")
+    assert sorted(os.listdir(done)) == ["wid=0", "wid=1"]
+    out = run("launch.py", f"--resubmit={experiment}", "--local")
+    assert out.returncode == 0 and "every work unit has finished" in out.stdout
+    os.remove(os.path.join(done, "wid=1"))
+    out = run("launch.py", f"--resubmit={experiment}", "--local")
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert "1 unfinished work units: 1" in out.stdout and "1 of 1" in out.stdout
+    assert sorted(os.listdir(done)) == ["wid=0", "wid=1"]
+
+
+def fake_slurm(tmp_path) -> dict:
+    """An sbatch that records its arguments and script and prints job id 4242, and an
+    scontrol that accepts everything: the environment to run launch.py with them."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text(
+        f'#!/bin/sh\necho "$@" > {tmp_path}/sbatch.args\ncat > {tmp_path}/sbatch.script\n'
+        "echo 4242\n"
+    )
+    (fake / "scontrol").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "scontrol"):
+        (fake / tool).chmod(0o755)
+    return dict(ENV, PATH=f"{fake}:{os.environ['PATH']}")
+
+
+def test_array_limit_signal_and_resubmission_with_a_fake_sbatch(sweep_config, tmp_path):
+    env = fake_slurm(tmp_path)
+    root = tmp_path / "runs"
+    out = run_script(
+        "launch.py", "--config", sweep_config(), f"--root={root}", "--array_limit=1",
+        "--signal=240", env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--hold --array=0-1%1" in (tmp_path / "sbatch.args").read_text()
+    assert "#SBATCH --signal=B:TERM@240" in (tmp_path / "sbatch.script").read_text()
+    experiment = root / "4242"
+    (experiment / "done").mkdir()
+    (experiment / "done" / "wid=0").write_text("")  # unit 0 finished, unit 1 did not
+    out = run_script("launch.py", f"--resubmit={experiment}", "--array_limit=3", env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    args = (tmp_path / "sbatch.args").read_text().split()
+    assert "--array=1%3" in args and f"--export=ALL,LZ_EXPERIMENT={experiment}" in args
+    assert f"--output={experiment}/logs/wid=%a.out" in args
+    assert (tmp_path / "sbatch.script").read_text() == (experiment / "job.sh").read_text()
+    launched = json.loads((experiment / "launch.json").read_text())
+    assert launched["resubmissions"][0]["units"] == [1]
+    script = (experiment / "job.sh").read_text()
+    assert "EXPERIMENT=${LZ_EXPERIMENT:-" in script  # the new array's tasks find it
+    out = run("launch.py", f"--resubmit={tmp_path / 'nowhere'}")
+    assert out.returncode == 2 and "is not a directory" in out.stderr
 
 
 def test_sigterm_saves_and_the_rerun_resumes(sweep_config, tmp_path):
@@ -219,6 +271,19 @@ def slurm_cluster(tmp_path):
                     pass
 
 
+def wait_for_job(job: str, env: dict, timeout: float = 600) -> str:
+    """Waits until Slurm's queue no longer holds `job`; returns what it last held."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        queue = subprocess.run(
+            ["squeue", "-h", "-j", job], env=env, capture_output=True, text=True
+        ).stdout.strip()
+        if not queue:
+            break
+        time.sleep(2)
+    return queue
+
+
 def test_sweep_on_a_real_slurm_cluster(slurm_cluster, sweep_config, tmp_path):
     env = slurm_cluster
     out = run(
@@ -227,16 +292,45 @@ def test_sweep_on_a_real_slurm_cluster(slurm_cluster, sweep_config, tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
     xid = out.stdout.split("experiment ")[1].split(":")[0]
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        queue = subprocess.run(
-            ["squeue", "-h", "-j", xid], env=env, capture_output=True, text=True
-        ).stdout.strip()
-        if not queue:
-            break
-        time.sleep(2)
+    queue = wait_for_job(xid, env)
     experiment = str(tmp_path / "runs" / xid)
     logs = {p: open(p).read()[-1500:] for p in glob.glob(os.path.join(experiment, "logs", "*"))}
     assert not queue, f"the array did not finish: {queue}"
     assert len(glob.glob(os.path.join(experiment, "wid=*", "results", "tiny.json"))) == 2, logs
     check_experiment(experiment, tmp_path)
+    # A unit without its done marker is resubmitted as a new array that finds the
+    # experiment although its job id differs, and logs beside the first run.
+    os.remove(os.path.join(experiment, "done", "wid=1"))
+    out = run("launch.py", f"--resubmit={experiment}", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    job = out.stdout.split("resubmitted as job array ")[1].split("_")[0]
+    assert job != xid and not wait_for_job(job, env)
+    assert os.path.exists(os.path.join(experiment, "done", "wid=1"))
+    log = open(os.path.join(experiment, "logs", "wid=1.out")).read()
+    assert log.count("task 1, restart") == 2, log[-2000:]
+
+
+def test_collect_merges_trained_sweeps_per_evaluated_dataset(tmp_path):
+    """Trained work units keep their evaluations under wid=*/eval/<dataset>/: --collect
+    merges one dataset (it must be named when there are several) into one curve."""
+
+    def row(lmbda, bpp, psnr):
+        return {"image": "x", "model": "mbt2018_mean", "lmbda": lmbda, "bpp": bpp,
+                "bpp_estimated": bpp, "psnr": psnr, "mse": 10 ** (-psnr / 10), "ms_ssim": 0.9,
+                "encode_seconds": 0.1, "decode_seconds": 0.1}  # fmt: skip
+
+    experiment = tmp_path / "123"
+    for wid, lmbda in ((0, 0.01), (1, 0.05)):
+        for dataset, shift in (("kodak", 0.0), ("clic", 1.0)):
+            results = experiment / f"wid={wid}-m-lmbda={lmbda}" / "eval" / dataset / "results"
+            results.mkdir(parents=True)
+            (results / "x.json").write_text(json.dumps(row(lmbda, 0.2 + lmbda, 30 + shift)))
+    out = run("eval.py", f"--collect={experiment}", f"--out={tmp_path / 'm'}")
+    assert out.returncode == 2 and "evaluated on clic, kodak; pass --dataset" in out.stderr
+    out = run("eval.py", f"--collect={experiment}", f"--out={tmp_path / 'm'}", "--dataset=kodak")
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert summary["results"]["lmbda"] == [0.01, 0.05]
+    assert summary["results"]["psnr-rgb"] == [30.0, 30.0]
+    out = run("eval.py", f"--collect={experiment}", f"--out={tmp_path / 'm'}", "--dataset=div2k")
+    assert out.returncode == 2 and "no evaluation on 'div2k'" in out.stderr
