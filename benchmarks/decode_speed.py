@@ -24,6 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common.files import atomic_write_json  # noqa: E402
+from common.rundir import git_revision  # noqa: E402
+
+SEED = 0  # of the fit
 
 
 def fit_and_encode(image_path: str, steps: int, lmbda: float):
@@ -39,7 +42,7 @@ def fit_and_encode(image_path: str, steps: int, lmbda: float):
     image = read_image(image_path)
     model = registry.build_model(config.model, height=image.shape[0], width=image.shape[1])
     fitter = C3Fitter(model, config.fit)
-    fitter.reset(to_float(image), lmbda)
+    fitter.reset(to_float(image), lmbda, seed=SEED)
     start = time.perf_counter()
     fit = fitter.fit()
     fit_seconds = time.perf_counter() - start
@@ -180,6 +183,10 @@ def main() -> None:
     identical = np.array_equal(timings[0].pop("image"), timings[1].pop("image"))
     decoded = timings[0]
     result = {
+        "git_revision": git_revision(),
+        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "seed": SEED,
+        "fit_events": {"nan_recoveries": fit.nan_recoveries, "restarts": fit.restarts},
         "image": os.path.basename(args.image),
         "height": height,
         "width": width,
