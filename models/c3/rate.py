@@ -32,10 +32,20 @@ def latent_bits(symbols, loc, scale, q_step: float) -> tf.Tensor:
 
 
 def parameter_bits(integers: np.ndarray) -> float:
-    """C3's estimate of the bits of one array of quantised (integer) network parameters."""
-    q = np.asarray(integers, np.float32).ravel()
-    if q.size == 0:
+    """C3's estimate of the bits of one array of quantised (integer) network parameters.
+
+    The zero-mean discretised Laplace in closed form (numpy, float64): P(0) =
+    1 - e^(-1/(2b)) and P(q) = e^(-(|q| - 1/2)/b) (1 - e^(-1/b)) / 2 for q != 0, the same
+    numbers as `laplace_bits` (tfc.NoisyLaplace) without its eager-TensorFlow cost: the
+    network-quantisation search calls this for every tensor of every step pair (81 x 16
+    times per fit with C3's grid), where the eager version took ~10 s per fit."""
+    values = np.asarray(integers, np.float64).ravel()
+    if values.size == 0:
         return 0.0
-    scale = max(float(np.std(q)) / math.sqrt(2.0), 1e-3)
-    bits = laplace_bits(q, np.zeros_like(q), np.full_like(q, scale), MAX_BITS_PER_PARAMETER)
-    return float(tf.reduce_sum(bits))
+    scale = max(float(np.std(values)) / math.sqrt(2.0), 1e-3)
+    q = np.abs(values)
+    log_zero = np.log(-np.expm1(-0.5 / scale))
+    log_other = math.log(0.5) - (q - 0.5) / scale + np.log(-np.expm1(-1.0 / scale))
+    log_prob = np.where(q == 0, log_zero, log_other)
+    bits = np.minimum(-log_prob / math.log(2.0), MAX_BITS_PER_PARAMETER)
+    return float(np.sum(bits))
