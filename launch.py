@@ -149,4 +149,4 @@ def _resubmit(launcher, directory: str) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, "launch.py")
+    run_main(main, "launch.py", tensorflow=False)

@@ -202,7 +202,8 @@ class Coder:
             u = tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.cast(e, tf.int64))
             u = u + mantissa - 1
             esc = tf.cast(tf.gather_nd(escape, where), tf.int64)
-            value = tf.where(u % 2 == 0, esc + u // 2, -(u + 1) // 2)
+            # tf.equal, not ==: `==` on tensors depends on the process's TF state.
+            value = tf.where(tf.equal(u % 2, 0), esc + u // 2, -(u + 1) // 2)
             return h, tf.tensor_scatter_nd_update(symbols, where, tf.cast(value, tf.int32))
 
         # The common case (no escape) costs one comparison and one reduction.

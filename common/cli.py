@@ -16,6 +16,7 @@
 - Anything else is a bug and keeps its traceback.
 """
 
+import functools
 import os
 import sys
 
@@ -76,8 +77,29 @@ def print_help(script: str) -> None:
     print("\n(--helpfull lists absl's own flags too.)")
 
 
-def run_main(main, script: str, needs_config: bool = False) -> None:
+@functools.cache  # once per process: each check traces a function
+def check_eager_context() -> None:
+    """Raises RuntimeError unless tf.function traces see TensorFlow 2's eager context
+    outside them (see `run_main`): a process in TF1's state would write and read
+    files that differ from everyone else's."""
+    import tensorflow as tf
+
+    @tf.function(autograph=False)
+    def elementwise_equal(x):
+        return x == 0
+
+    if not bool(elementwise_equal(tf.constant(0))):
+        raise RuntimeError(
+            "TensorFlow's eager context is broken in this process (was TensorFlow first "
+            "imported inside absl's app.run?): import tensorflow before app.run."
+        )
+
+
+def run_main(main, script: str, needs_config: bool = False, tensorflow: bool = True) -> None:
     """Runs an absl `main` with the project's flag parsing and error epilogue; exits.
+
+    `tensorflow=False` for a script that never needs TensorFlow (launch.py): it then
+    starts in a fraction of a second.
 
     `--help` prints the script's docstring and flags and exits 0 (absl's exits 1)."""
     from absl import app, flags
@@ -88,6 +110,17 @@ def run_main(main, script: str, needs_config: bool = False) -> None:
         sys.exit(0)
     if needs_config:
         flags.mark_flag_as_required("config")
+    if tensorflow:
+        # TensorFlow must be imported before absl's app.run, never first inside `main`:
+        # imported there, TF 2.14 builds its eager context without the eager entry of
+        # its context stack, and every tf.function is then traced as if under TF1's
+        # graph mode: `tensor == 0` compares Python objects (False) instead of values,
+        # Keras and tf.init_scope take graph paths (tensorflow/tensorflow#55889 is the
+        # same cause). A C3 decoder in train.py read every escaped value with the wrong
+        # sign because of it. `check_eager_context` below keeps it from coming back.
+        import tensorflow  # noqa: F401
+
+        check_eager_context()
 
     def work():
         check_config_path(sys.argv)

@@ -21,12 +21,21 @@ GOLDEN_V1 = os.path.join(ROOT, "tests", "data", "golden.c3")
 GOLDEN_PNG_SHA256 = "88d494d949fdf69045f41794fe08707e4ff0dccf1cbaa9f1eafd0955c6beb076"
 
 
+# What `import tensorflow` adds to os.environ (TF 2.14).
+TF_IMPORT_VARIABLES = ("TF2_BEHAVIOR", "TPU_ML_PLATFORM")
+
+
 def run_script(script: str, *args, env: dict | None = None, timeout: float = 600):
-    """Runs one of the project's scripts as a user would: a subprocess in the repo root."""
+    """Runs one of the project's scripts as a user would: a subprocess in the repo root,
+    with the environment of a user's shell: without the variables that importing
+    TensorFlow in this process set (TF2_BEHAVIOR changes how a child starts TF)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in TF_IMPORT_VARIABLES}
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     return subprocess.run(
         [sys.executable, script, *args],
         cwd=ROOT,
-        env=env or dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

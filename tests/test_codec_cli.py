@@ -45,6 +45,46 @@ def test_encode_then_decode(tmp_path):
     assert sha256(tmp_path / "d.png") == sha256(tmp_path / "encoder.png")
 
 
+def test_escaped_values_decode_in_a_script_as_here(tmp_path):
+    """Values outside their coding rows (escapes, both signs, both sections) decode in a
+    script exactly as in this process. Scripts import TensorFlow inside absl's app.run;
+    until `common.cli.run_main` imported it first, TF 2.14 then traced every tf.function
+    in graph mode and the decoder read each positive escape with the wrong sign."""
+    import numpy as np
+
+    from coding.c3 import codec as c3_codec
+
+    golden = c3_codec.decode(open(GOLDEN, "rb").read())
+    integers = [q.copy() for q in golden.integers]
+    integers[0].flat[0], integers[0].flat[1] = 261, -261
+    symbols = [s.copy() for s in golden.symbols]
+    symbols[0][0, 0], symbols[0][1, 2], symbols[-1][0, 0] = 200, -150, 300
+    data = c3_codec.write(golden.arch, integers, symbols).data
+    here = c3_codec.decode(data)
+    assert all(np.array_equal(a, b) for a, b in zip(here.symbols, symbols, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(here.integers, integers, strict=True))
+    (tmp_path / "escapes.c3").write_bytes(data)
+    out = run_script(
+        "codec.py", "decode", "-i", str(tmp_path / "escapes.c3"), "-o", str(tmp_path / "d.png")
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), here.image)
+
+
+def test_a_broken_eager_context_is_detected():
+    """The check `run_main` makes catches TensorFlow imported first inside app.run."""
+    script = (
+        "from absl import app\n"
+        "def main(argv):\n"
+        "    import tensorflow\n"
+        "    from common.cli import check_eager_context\n"
+        "    check_eager_context()\n"
+        "app.run(main)\n"
+    )
+    out = run_script("-c", script)
+    assert out.returncode != 0 and "import tensorflow before app.run" in out.stderr
+
+
 def test_decode_golden_and_eval(tmp_path):
     out = run("codec.py", "decode", "-i", GOLDEN, "-o", str(tmp_path / "g.png"), "--nojit")
     assert out.returncode == 0, out.stderr[-3000:]
