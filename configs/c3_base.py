@@ -47,6 +47,9 @@ def get_base_config() -> config_dict.ConfigDict:
     # Gradient of the output clip in training: "hard" is C3's (no gradient outside
     # [0, 1]); "straight_through" keeps one, so a fit cannot get stuck there.
     config.model.output_clip = "straight_through"
+    # "bilinear": C3's fixed resize; "learned": Cool-chic 5's learned separable
+    # upsampling cascade (models/c3/upsampling.py; 48 more parameters for 7 grids).
+    config.model.upsampling = "bilinear"
 
     config.fit = config_dict.ConfigDict()
     config.fit.num_noise_steps = 100_000

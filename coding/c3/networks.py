@@ -22,6 +22,7 @@ from coding import fixed_point as fp
 from coding import laplace_tables as lt
 from coding.container import Reader, f32, pack_f32, pack_u16
 from common.errors import BitstreamError
+from models.c3 import upsampling
 from models.c3.context import causal_offsets
 from models.c3.latents import grid_shapes
 from models.c3.synthesis import edge_pad
@@ -53,6 +54,8 @@ class C3Architecture:
     gelu_approximate: bool
     weight_bits: int  # network weight step 2^-weight_bits
     bias_bits: int  # network bias step 2^-bias_bits
+    # Cool-chic 5's learned upsampling (header flag bit 2) instead of bilinear resizing.
+    learned_upsampling: bool = False
 
     @classmethod
     def from_model_config(cls, config: dict, weight_step: float, bias_step: float):
@@ -74,6 +77,7 @@ class C3Architecture:
             gelu_approximate=bool(config["gelu_approximate"]),
             weight_bits=fp.step_bits(weight_step, "weight step"),
             bias_bits=fp.step_bits(bias_step, "bias step"),
+            learned_upsampling=config.get("upsampling", "bilinear") == "learned",
         )
         problem = arch.problem()
         if problem:
@@ -108,6 +112,7 @@ class C3Architecture:
 
     def to_bytes(self) -> bytes:
         flags = int(self.use_prev_grid) | (int(self.gelu_approximate) << 1)
+        flags |= int(self.learned_upsampling) << 2
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
         out += bytes([len(self.synthesis_hidden), *self.synthesis_hidden])
@@ -136,7 +141,7 @@ class C3Architecture:
         scale_range = (r.f32("minimum scale"), r.f32("maximum scale"))
         weight_bits, bias_bits = r.u8("weight step"), r.u8("bias step")
         r.expect_end()
-        if flags > 3:
+        if flags > 7:
             raise BitstreamError(f"{what}: unknown flags {flags:#x} in the C3 header.")
         arch = cls(
             height,
@@ -155,6 +160,7 @@ class C3Architecture:
             bool(flags & 2),
             weight_bits,
             bias_bits,
+            bool(flags & 4),
         )
         problem = arch.problem()
         if problem:
@@ -181,6 +187,8 @@ class C3Architecture:
         widths = (self.num_context_inputs, *self.arm_hidden, 2)
         for a, b in zip(widths[:-1], widths[1:], strict=True):
             shapes += [(a, b), (b,)]
+        if self.learned_upsampling:  # half filters per level: transposed, pre-concatenation
+            shapes += [(self.num_grids - 1, 4)] * 2
         return shapes
 
 
@@ -256,13 +264,18 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
     """
     if [tuple(np.shape(q)) for q in integers] != arch.network_shapes():
         raise ValueError("network parameters do not match the architecture")
+    taps = []
+    if arch.learned_upsampling:  # integer taps at the weight step
+        integers, taps = integers[:-2], [np.asarray(q, np.float64) for q in integers[-2:]]
+        if max(np.abs(t).max(initial=0) for t in taps) > fp.WEIGHT_LIMIT:
+            raise ValueError("upsampling taps beyond the format's range")
     parameters = []
     for i in range(0, len(integers), 2):
         kernel, bias = fp.layer_parameters(
             integers[i], integers[i + 1], arch.weight_bits, arch.bias_bits, f"layer {i // 2}"
         )
         parameters += [kernel, bias]
-    return parameters + [np.float64(np.ldexp(1.0, -arch.weight_bits))]
+    return parameters + taps + [np.float64(np.ldexp(1.0, -arch.weight_bits))]
 
 
 def compiled_key(arch: C3Architecture) -> C3Architecture:
@@ -288,9 +301,14 @@ class IntegerC3:
         self.arch = arch
         self.gelu_table = tf.constant(fp.gelu_lookup_table(arch.gelu_approximate))
         weight_step = parameters[-1]
+        self.weight_step = weight_step
+        layer_parameters = parameters[:-1]
+        if arch.learned_upsampling:
+            self.transposed, self.prefilter = parameters[-3], parameters[-2]
+            layer_parameters = parameters[:-3]
         layers = [
             fp.FixedPointLayer(kernel, bias, weight_step)
-            for kernel, bias in zip(parameters[0:-1:2], parameters[1:-1:2], strict=True)
+            for kernel, bias in zip(layer_parameters[0::2], layer_parameters[1::2], strict=True)
         ]
         num_mlp = len(arch.synthesis_hidden) + 1
         num_res = arch.num_residual_layers
@@ -367,8 +385,33 @@ class IntegerC3:
     # Synthesis.
 
     def upsample(self, grids: list[tf.Tensor]) -> tf.Tensor:
+        """Symbols of every grid -> (H, W, num_grids) at 2^-16 (bilinear or learned)."""
+        if self.arch.learned_upsampling:
+            return self._learned_upsample(grids)
         size = (self.arch.height, self.arch.width)
         return tf.stack([_resize_fixed(g, size) for g in grids], axis=-1)
+
+    def _learned_upsample(self, grids: list[tf.Tensor]) -> tf.Tensor:
+        """`models.c3.upsampling.learned_cascade` with integer taps (at the weight step):
+        every 1-D pass is rounded back to 2^-16 and clamped to the symbol range, so that
+        every product and sum stays an exact float64 integer (< 2^50)."""
+        scale = 2.0 ** (2 * fp.UPSAMPLING_BITS)
+        limit = float(fp.SYMBOL_LIMIT) * scale
+
+        def rounded(x):
+            return tf.clip_by_value(tf.floor(x * self.weight_step + 0.5), -limit, limit)
+
+        def upsample_fn(x, half, n_out, axis):
+            return rounded(upsampling.upsample_axis(x, half, n_out, axis))
+
+        def prefilter_fn(x, half, axis):
+            return rounded(upsampling.prefilter_axis(x, half, axis))
+
+        values = [tf.cast(g, tf.float64) * scale for g in grids]
+        stack = upsampling.learned_cascade(
+            values, self.transposed, self.prefilter, upsample_fn, prefilter_fn
+        )
+        return tf.transpose(stack, [1, 2, 0])
 
     def synthesize(self, grids: list[tf.Tensor]) -> tf.Tensor:
         """Symbols of every grid -> the decoded 8-bit image (H, W, 3) as uint8."""

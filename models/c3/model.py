@@ -23,7 +23,7 @@ from models.c3 import quantization, rate
 from models.c3.context import ContextModel, flatten_grids, unflatten_grids
 from models.c3.latents import LatentGrids
 from models.c3.synthesis import Synthesis
-from models.c3.upsampling import Upsampling
+from models.c3.upsampling import build_upsampling
 from models.registry import register_model
 
 QUANTIZATION_MODES = ("noise", "ste", "round")
@@ -57,6 +57,7 @@ class C3Model(tf.keras.Model):
         scale_range: tuple[float, float] = (1e-3, 150.0),
         gelu_approximate: bool = True,
         output_clip: str = "straight_through",
+        upsampling: str = "bilinear",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,9 +78,10 @@ class C3Model(tf.keras.Model):
             scale_range=tuple(float(s) for s in scale_range),
             gelu_approximate=bool(gelu_approximate),
             output_clip=str(output_clip),
+            upsampling=str(upsampling),
         )
         self.latent_grids = LatentGrids(height, width, num_grids, q_step, gain_factor)
-        self.upsampling = Upsampling(height, width)
+        self.upsampling = build_upsampling(upsampling, height, width, num_grids)
         self.synthesis = Synthesis(
             num_grids,
             synthesis_hidden,
@@ -126,8 +128,10 @@ class C3Model(tf.keras.Model):
 
     @property
     def network_layers(self) -> list[tf.keras.layers.Layer]:
-        """The layers whose parameters are quantised and sent: synthesis, then ARM."""
-        return [self.synthesis, self.context_model]
+        """The layers whose parameters are quantised and sent: synthesis, ARM, then the
+        learned upsampling if there is one (bilinear has no parameters)."""
+        layers = [self.synthesis, self.context_model]
+        return layers + ([self.upsampling] if self.upsampling.trainable_variables else [])
 
     @property
     def network_variables(self) -> list[tf.Variable]:
