@@ -72,6 +72,12 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit.temperature_end = 0.1
     config.fit.kumaraswamy_start = 2.0
     config.fit.kumaraswamy_end = 1.0
+    # Stage-1 proxy: "kumaraswamy" (C3: soft-round, Kumaraswamy noise, conditional mean)
+    # or "gaussian" (Cool-chic 5: Gaussian noise of std noise_std_start -> _end, linear,
+    # between two soft-roundings; Cool-chic 5 pairs it with temperature 0.35 -> 0.08).
+    config.fit.noise = "kumaraswamy"
+    config.fit.noise_std_start = 0.22
+    config.fit.noise_std_end = 0.15
     config.fit.ste_temperature = 1e-4
     config.fit.ste_learning_rate = 1e-4
     config.fit.ste_patience = 20

@@ -106,6 +106,24 @@ def test_noise_quantisation_stays_near_the_input():
     assert np.all(np.abs(out - y.numpy()) <= 1.0)
 
 
+def test_gaussian_proxy_has_the_noise_it_is_given_and_tends_to_rounding():
+    """Cool-chic 5's proxy s_T(s_T(y) + n): with tiny noise and temperature it rounds;
+    its spread around round(y) grows with the noise std."""
+    y = tf.constant(np.linspace(-3.3, 3.3, 4001), tf.float32)
+    seed = tf.constant([3, 4])
+    near = quantization.gaussian_soft_round(y, 1e-3, 1e-4, seed).numpy()
+    np.testing.assert_allclose(near, np.round(y.numpy()), atol=1e-3)
+    spread = [
+        np.std(quantization.gaussian_soft_round(y, 0.35, std, seed).numpy() - y.numpy())
+        for std in (0.05, 0.22)
+    ]
+    assert 0 < spread[0] < spread[1] < 0.5
+    grad_y = tf.Variable(y)
+    with tf.GradientTape() as tape:
+        out = quantization.gaussian_soft_round(grad_y, 0.35, 0.22, seed)
+    assert np.all(np.isfinite(tape.gradient(out, grad_y).numpy()))
+
+
 def test_model_rejects_unknown_quantisation_mode():
     with pytest.raises(ValueError, match="Unknown quantisation mode"):
         C3Model(8, 8).quantized_symbols("floor")

@@ -162,6 +162,12 @@ class C3Fitter(tf.Module):
             problems.append("step counts must be >= 0")
         if config.log_every < 1:
             problems.append("fit.log_every must be >= 1")
+        if config.noise not in ("kumaraswamy", "gaussian"):
+            problems.append(f"fit.noise must be kumaraswamy or gaussian, not {config.noise!r}")
+        if config.noise == "gaussian" and not (
+            0 < config.noise_std_start and 0 < config.noise_std_end
+        ):
+            problems.append("fit.noise_std_start and fit.noise_std_end must be positive")
         if config.optimizer not in ("adam", "soap"):
             problems.append(f"fit.optimizer must be adam or soap, not {config.optimizer!r}")
         if config.max_restarts < 0 or not 0 < config.restart_lr_factor <= 1:
@@ -242,14 +248,14 @@ class C3Fitter(tf.Module):
 
     # Compiled pieces.
 
-    def _loss(self, mode: str, temperature=None, kumaraswamy_a=None, seed=None):
-        out = self.model(self.target, mode, temperature, kumaraswamy_a, seed)
+    def _loss(self, mode: str, temperature=None, kumaraswamy_a=None, seed=None, **noise):
+        out = self.model(self.target, mode, temperature, kumaraswamy_a, seed, **noise)
         loss = out["mse"] + self.lmbda * out["bits"] / float(self.model.num_pixels)
         return loss, out
 
-    def _loss_and_grads(self, mode, temperature, kumaraswamy_a=None, seed=None):
+    def _loss_and_grads(self, mode, temperature, kumaraswamy_a=None, seed=None, **noise):
         with tf.GradientTape() as tape:
-            loss, out = self._loss(mode, temperature, kumaraswamy_a, seed)
+            loss, out = self._loss(mode, temperature, kumaraswamy_a, seed, **noise)
         grads = tape.gradient(loss, self.params)
         norm = tf.linalg.global_norm(grads)
         finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
@@ -307,11 +313,15 @@ class C3Fitter(tf.Module):
             step = self.noise_step
             learning_rate = schedules.cosine_decay(step, total, c.learning_rate) * self.lr_scale
             temperature = schedules.linear(step, total - 1, c.temperature_start, c.temperature_end)
-            kumaraswamy_a = schedules.linear(step, total, c.kumaraswamy_start, c.kumaraswamy_end)
             seed = tf.stack([self.seed, tf.cast(step, tf.int32)])
-            loss, out, grads, norm, finite = self._loss_and_grads(
-                "noise", temperature, kumaraswamy_a, seed
-            )
+            if c.noise == "gaussian":  # Cool-chic 5's proxy
+                std = schedules.linear(step, total, c.noise_std_start, c.noise_std_end)
+                loss, out, grads, norm, finite = self._loss_and_grads(
+                    "gaussian", temperature, None, seed, noise_std=std
+                )
+            else:
+                a = schedules.linear(step, total, c.kumaraswamy_start, c.kumaraswamy_end)
+                loss, out, grads, norm, finite = self._loss_and_grads("noise", temperature, a, seed)
             if not finite:
                 break
             self._adam_update(grads, norm, learning_rate)

@@ -10,7 +10,8 @@ computes, for a quantisation mode,
 with x in [0, 1]. The bits of the quantised networks are added after fitting (see
 `models.c3.fit`), as in C3.
 
-Quantisation modes: "noise" (stage 1: soft-round + Kumaraswamy noise), "ste" (stage 2:
+Quantisation modes: "noise" (stage 1: soft-round + Kumaraswamy noise), "gaussian"
+(Cool-chic 5's stage 1: Gaussian noise between two soft-roundings), "ste" (stage 2:
 rounding with soft-round gradients) and "round" (evaluation and coding).
 """
 
@@ -26,7 +27,7 @@ from models.c3.synthesis import Synthesis
 from models.c3.upsampling import build_upsampling
 from models.registry import register_model
 
-QUANTIZATION_MODES = ("noise", "ste", "round")
+QUANTIZATION_MODES = ("noise", "gaussian", "ste", "round")
 # The bitstream format's limit on a quantised network parameter (`coding.fixed_point`).
 MAX_NETWORK_INTEGER = 2**19
 
@@ -138,12 +139,14 @@ class C3Model(tf.keras.Model):
         return [v for layer in self.network_layers for v in layer.trainable_variables]
 
     def quantized_symbols(
-        self, mode: str, temperature=None, kumaraswamy_a=None, seed=None
+        self, mode: str, temperature=None, kumaraswamy_a=None, seed=None, noise_std=None
     ) -> tf.Tensor:
         """All latents in symbol units (flat, grid by grid), quantised as `mode` says."""
         y = flatten_grids(self.latent_grids.continuous_symbols())
         if mode == "noise":
             return quantization.noisy_soft_round(y, temperature, kumaraswamy_a, seed)
+        if mode == "gaussian":
+            return quantization.gaussian_soft_round(y, temperature, noise_std, seed)
         if mode == "ste":
             return quantization.ste_soft_round(y, temperature)
         if mode == "round":
@@ -157,13 +160,14 @@ class C3Model(tf.keras.Model):
         temperature=None,
         kumaraswamy_a=None,
         seed=None,
+        noise_std=None,
     ) -> dict[str, tf.Tensor]:
         """Forward pass for an image `target` (H, W, 3) in [0, 1].
 
         Returns a dict with `reconstruction` (H, W, 3), `bits_per_grid` (num_grids,),
         `bits` (total latent bits) and `mse`.
         """
-        symbols = self.quantized_symbols(mode, temperature, kumaraswamy_a, seed)
+        symbols = self.quantized_symbols(mode, temperature, kumaraswamy_a, seed, noise_std)
         grids = unflatten_grids(symbols * self.q_step, self.grid_shapes)
         loc, scale = self.context_model(grids)
         bits = rate.latent_bits(symbols, loc, scale, self.q_step)

@@ -13,6 +13,9 @@ mean (Agustsson & Theis 2020, "Universally Quantized Neural Compression", Sec. 4
 where s_T is soft-rounding at temperature T (alpha = 1/T), r_T the conditional mean and
 b is chosen so that the noise's mode is 0 (a = 1 gives uniform noise). Stage 2 rounds in
 the forward pass and uses the gradient of soft-rounding at a tiny temperature.
+
+Cool-chic 5 (Ladune et al., arXiv 2605.02726) replaces stage 1's proxy by Gaussian noise
+between two soft-roundings (`gaussian_soft_round`, `fit.noise = "gaussian"`).
 """
 
 import tensorflow as tf
@@ -46,6 +49,14 @@ def noisy_soft_round(y, temperature, kumaraswamy_a, seed) -> tf.Tensor:
     alpha = 1.0 / temperature
     noise = kumaraswamy_noise(tf.shape(y), kumaraswamy_a, seed)
     return tfc.soft_round_conditional_mean(tfc.soft_round(y, alpha) + noise, alpha)
+
+
+def gaussian_soft_round(y, temperature, std, seed) -> tf.Tensor:
+    """Cool-chic 5's stage-1 proxy: soft-round, add Gaussian noise of std `std`, and
+    soft-round again (not the conditional mean): s_T(s_T(y) + n), n ~ N(0, std^2)."""
+    alpha = 1.0 / temperature
+    noise = tf.random.stateless_normal(tf.shape(y), seed, stddev=std)
+    return tfc.soft_round(tfc.soft_round(y, alpha) + noise, alpha)
 
 
 def ste_soft_round(y, temperature) -> tf.Tensor:
