@@ -46,12 +46,12 @@ def fit_and_encode(image_path: str, steps: int, lmbda: float):
     start = time.perf_counter()
     fit = fitter.fit()
     fit_seconds = time.perf_counter() - start
-    encoded = c3_codec.encode(model, fit.weight_step, fit.bias_step)
+    encoded = c3_codec.encode(model, fit.weight_step, fit.bias_step, fit.upsampling_step)
     # Entropy coding alone, warm (the first call also builds the tables).
     encode_seconds = []
     for _ in range(3):
         start = time.perf_counter()
-        c3_codec.encode(model, fit.weight_step, fit.bias_step)
+        c3_codec.encode(model, fit.weight_step, fit.bias_step, fit.upsampling_step)
         encode_seconds.append(time.perf_counter() - start)
     networks = network_coding(model, fit)
     return image, fit, fit_seconds, encoded, statistics.median(encode_seconds), networks
@@ -62,7 +62,7 @@ def network_coding(model, fit) -> dict:
     only, exp-Golomb only, and the per-tensor choice that the format uses."""
     from coding import laplace_tables, weights
 
-    integers = model.network_integers(fit.weight_step, fit.bias_step)
+    integers = model.network_integers(fit.weight_step, fit.bias_step, fit.upsampling_step)
     tables = laplace_tables.tables()
     laplace = golomb = chosen = 0.0
     counts = {"laplace": 0, "exp_golomb": 0}

@@ -85,6 +85,9 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit.ste_min_learning_rate = 1e-8
     config.fit.weight_steps = NETWORK_QUANTIZATION_STEPS
     config.fit.bias_steps = NETWORK_QUANTIZATION_STEPS
+    # The learned upsampling's taps have their own step (its 48 taps would otherwise
+    # pull every network to a finer weight step): searched after the (weight, bias) pair.
+    config.fit.upsampling_steps = tuple(2.0**-k for k in range(12, 3, -1))
     # A fit that is not learning (RD loss above 1.5x a flat mean-colour image's, or down by
     # less than 10 %) after `stall_check_steps` stage-1 steps or at the end of stage 1 is
     # restarted from another seed at `restart_lr_factor` x the learning rate, at most

@@ -48,7 +48,7 @@ def encode_and_verify(fitter: C3Fitter, fit: FitResult, what: str):
 
     Returns (EncodedC3, DecodedC3); the image to report is the decoded one.
     """
-    encoded = c3_codec.encode(fitter.model, fit.weight_step, fit.bias_step)
+    encoded = c3_codec.encode(fitter.model, fit.weight_step, fit.bias_step, fit.upsampling_step)
     decoded = c3_codec.decode(encoded.data, what=what)
     sent = fitter.model.symbols()
     same = all(np.array_equal(a, b) for a, b in zip(decoded.symbols, sent, strict=True))
@@ -246,6 +246,7 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         seconds_quantization=fit.seconds_quantization,
         weight_step=fit.weight_step,
         bias_step=fit.bias_step,
+        upsampling_step=fit.upsampling_step,
         bits_per_grid=fit.bits_per_grid,
         bits_per_network=fit.bits_per_network,
         nan_recoveries=fit.nan_recoveries,

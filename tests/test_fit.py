@@ -51,6 +51,8 @@ def test_cool_chic_5_proxy_and_learned_upsampling_fit():
     result = fitter.fit()
     assert result.loss < 0.5 * before and result.psnr > 15.0
     assert np.any(model.upsampling.transposed.numpy() != start)
+    # The taps' own step, searched after the (weight, bias) pair.
+    assert result.upsampling_step in config.upsampling_steps
     bad = tiny_fit_config()
     bad.noise = "uniform"
     with pytest.raises(FitError, match="fit.noise"):

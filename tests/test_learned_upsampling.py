@@ -114,12 +114,17 @@ def learned_model(seed=0, height=24, width=40):
     return model
 
 
+UPSAMPLING_STEP = 2.0**-11
+
+
 def test_fixed_point_upsampling_follows_the_float_model():
     model = learned_model()
-    arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
-    assert arch.learned_upsampling
+    steps = (*STEPS, UPSAMPLING_STEP)
+    model.set_network_integers(model.network_integers(*steps), *steps)
+    arch = C3Architecture.from_model_config(model.get_config(), *steps)
+    assert arch.learned_upsampling and arch.upsampling_bits == 11
     assert C3Architecture.from_bytes(arch.to_bytes()) == arch
-    parameters = prepare_parameters(arch, model.network_integers(*STEPS))
+    parameters = prepare_parameters(arch, model.network_integers(*steps))
     symbols = model.symbols()
     fixed = IntegerC3(arch, parameters).upsample([tf.constant(s) for s in symbols]).numpy()
     grids = [tf.constant(s * model.q_step, tf.float32) for s in symbols]
@@ -130,7 +135,9 @@ def test_fixed_point_upsampling_follows_the_float_model():
 
 def test_learned_upsampling_file_decodes_the_same_in_another_process(tmp_path):
     model = learned_model(seed=2)
-    encoded = c3_codec.encode(model, *STEPS)
+    steps = (*STEPS, UPSAMPLING_STEP)
+    model.set_network_integers(model.network_integers(*steps), *steps)
+    encoded = c3_codec.encode(model, *steps)
     here = c3_codec.decode(encoded.data)
     assert here.arch.learned_upsampling
     assert all(np.array_equal(a, b) for a, b in zip(here.symbols, model.symbols(), strict=True))

@@ -54,12 +54,19 @@ class C3Architecture:
     gelu_approximate: bool
     weight_bits: int  # network weight step 2^-weight_bits
     bias_bits: int  # network bias step 2^-bias_bits
-    # Cool-chic 5's learned upsampling (header flag bit 2) instead of bilinear resizing.
+    # Cool-chic 5's learned upsampling (header flag bit 2) instead of bilinear resizing,
+    # its taps at the step 2^-upsampling_bits (a header byte when the flag is set).
     learned_upsampling: bool = False
+    upsampling_bits: int = 0
 
     @classmethod
-    def from_model_config(cls, config: dict, weight_step: float, bias_step: float):
-        """From `C3Model.get_config()` and the network quantisation steps."""
+    def from_model_config(
+        cls, config: dict, weight_step: float, bias_step: float, upsampling_step=None
+    ):
+        """From `C3Model.get_config()` and the network quantisation steps (the learned
+        upsampling's step is the weight step when None)."""
+        learned = config.get("upsampling", "bilinear") == "learned"
+        upsampling_step = weight_step if upsampling_step is None else upsampling_step
         arch = cls(
             height=int(config["height"]),
             width=int(config["width"]),
@@ -77,7 +84,8 @@ class C3Architecture:
             gelu_approximate=bool(config["gelu_approximate"]),
             weight_bits=fp.step_bits(weight_step, "weight step"),
             bias_bits=fp.step_bits(bias_step, "bias step"),
-            learned_upsampling=config.get("upsampling", "bilinear") == "learned",
+            learned_upsampling=learned,
+            upsampling_bits=fp.step_bits(upsampling_step, "upsampling step") if learned else 0,
         )
         problem = arch.problem()
         if problem:
@@ -103,6 +111,8 @@ class C3Architecture:
             (0 < self.scale_range[0] < self.scale_range[1] <= 1e6, "scale range"),
             (0 <= self.weight_bits <= MAX_STEP_BITS, "weight step"),
             (0 <= self.bias_bits <= MAX_STEP_BITS, "bias step"),
+            (0 <= self.upsampling_bits <= MAX_STEP_BITS, "upsampling step"),
+            (self.learned_upsampling or self.upsampling_bits == 0, "upsampling step"),
             (fp.ACTIVATION_BITS + self.weight_bits >= self.bias_bits, "bias step too fine"),
         ]
         for ok, what in checks:
@@ -122,6 +132,8 @@ class C3Architecture:
         out += pack_f32(self.shift_log_scale)
         out += pack_f32(self.scale_range[0]) + pack_f32(self.scale_range[1])
         out += bytes([self.weight_bits, self.bias_bits])
+        if self.learned_upsampling:
+            out += bytes([self.upsampling_bits])
         return bytes(out)
 
     @classmethod
@@ -140,6 +152,7 @@ class C3Architecture:
         shift = r.f32("shift_log_scale")
         scale_range = (r.f32("minimum scale"), r.f32("maximum scale"))
         weight_bits, bias_bits = r.u8("weight step"), r.u8("bias step")
+        upsampling_bits = r.u8("upsampling step") if flags & 4 else 0
         r.expect_end()
         if flags > 7:
             raise BitstreamError(f"{what}: unknown flags {flags:#x} in the C3 header.")
@@ -161,6 +174,7 @@ class C3Architecture:
             weight_bits,
             bias_bits,
             bool(flags & 4),
+            upsampling_bits,
         )
         problem = arch.problem()
         if problem:
@@ -265,10 +279,11 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
     if [tuple(np.shape(q)) for q in integers] != arch.network_shapes():
         raise ValueError("network parameters do not match the architecture")
     taps = []
-    if arch.learned_upsampling:  # integer taps at the weight step
-        integers, taps = integers[:-2], [np.asarray(q, np.float64) for q in integers[-2:]]
+    if arch.learned_upsampling:  # integers * 2^-upsampling_bits: exact in float64
+        integers, taps = integers[:-2], [np.asarray(q, np.int64) for q in integers[-2:]]
         if max(np.abs(t).max(initial=0) for t in taps) > fp.WEIGHT_LIMIT:
             raise ValueError("upsampling taps beyond the format's range")
+        taps = [np.ldexp(t.astype(np.float64), -arch.upsampling_bits) for t in taps]
     parameters = []
     for i in range(0, len(integers), 2):
         kernel, bias = fp.layer_parameters(
@@ -284,7 +299,7 @@ def compiled_key(arch: C3Architecture) -> C3Architecture:
     The steps reach the fixed-point networks as inputs (`prepare_parameters`), so files
     that differ only in their steps share one compiled decoder.
     """
-    return dataclasses.replace(arch, weight_bits=0, bias_bits=0)
+    return dataclasses.replace(arch, weight_bits=0, bias_bits=0, upsampling_bits=0)
 
 
 class IntegerC3:
@@ -392,14 +407,15 @@ class IntegerC3:
         return tf.stack([_resize_fixed(g, size) for g in grids], axis=-1)
 
     def _learned_upsample(self, grids: list[tf.Tensor]) -> tf.Tensor:
-        """`models.c3.upsampling.learned_cascade` with integer taps (at the weight step):
-        every 1-D pass is rounded back to 2^-16 and clamped to the symbol range, so that
-        every product and sum stays an exact float64 integer (< 2^50)."""
+        """`models.c3.upsampling.learned_cascade` with the taps k * 2^-u (integers k at
+        the header's step): every 1-D pass is rounded back to 2^-16 and clamped to the
+        symbol range, so that every product and partial sum is a multiple of 2^-u below
+        2^50 * 2^-u, which float64 holds exactly."""
         scale = 2.0 ** (2 * fp.UPSAMPLING_BITS)
         limit = float(fp.SYMBOL_LIMIT) * scale
 
         def rounded(x):
-            return tf.clip_by_value(tf.floor(x * self.weight_step + 0.5), -limit, limit)
+            return tf.clip_by_value(tf.floor(x + 0.5), -limit, limit)
 
         def upsample_fn(x, half, n_out, axis):
             return rounded(upsampling.upsample_axis(x, half, n_out, axis))

@@ -66,6 +66,7 @@ class QuantizedNetworks:
 
     weight_step: float
     bias_step: float
+    upsampling_step: float | None  # of the learned upsampling's taps; None: bilinear
     bits_latents: float
     bits_networks: float
     bits_per_grid: list[float]
@@ -172,6 +173,10 @@ class C3Fitter(tf.Module):
             problems.append(f"fit.optimizer must be adam or soap, not {config.optimizer!r}")
         if config.max_restarts < 0 or not 0 < config.restart_lr_factor <= 1:
             problems.append("fit.max_restarts must be >= 0 and fit.restart_lr_factor in (0, 1]")
+        if not config.upsampling_steps or not all(
+            is_power_of_two(s) for s in config.upsampling_steps
+        ):
+            problems.append("fit.upsampling_steps must be powers of two, at least one")
         if not config.weight_steps or not config.bias_steps:
             problems.append("fit.weight_steps and fit.bias_steps must not be empty")
         elif not all(is_power_of_two(s) for s in (*config.weight_steps, *config.bias_steps)):
@@ -593,68 +598,85 @@ class C3Fitter(tf.Module):
             bits[layer.name] = sum(rate.parameter_bits(integers[i]) for i in idx)
         return bits
 
+    def _quantized_loss(self, steps: tuple, float_params: list[np.ndarray]):
+        """RD loss of the model with its networks quantised at `steps` (weight, bias,
+        upsampling), then the float parameters restored; None if not codable."""
+        integers = self.model.network_integers(*steps)
+        if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
+            return None  # too fine a step for these parameters
+        bits_per_network = self.network_bits(integers)
+        self.model.set_network_integers(integers, *steps)
+        mse, bits, bits_per_grid, reconstruction = self._evaluate()
+        for v, value in zip(self.model.network_variables, float_params, strict=True):
+            v.assign(value)
+        total_bits = float(bits) + sum(bits_per_network.values())
+        loss = float(mse) + float(self.lmbda.numpy()) * total_bits / self.model.num_pixels
+        if not np.isfinite(loss):
+            return None
+        return (
+            loss,
+            steps,
+            integers,
+            bits_per_network,
+            float(mse),
+            float(bits),
+            bits_per_grid.numpy(),
+            reconstruction.numpy(),
+        )
+
     def quantize_networks(self) -> QuantizedNetworks:
-        """Grid search over (weight step, bias step); leaves the best networks in place."""
+        """Grid search over (weight step, bias step), then, with learned upsampling, over
+        the taps' own step (`fit.upsampling_steps`; held at the middle one during the
+        pair search); leaves the best networks in place."""
         c = self.config
-        num_pixels = float(self.model.num_pixels)
-        lmbda = float(self.lmbda.numpy())
         float_params = [v.numpy() for v in self.model.network_variables]
+        learned = bool(self.model.upsampling.trainable_variables)
+        upsampling_steps = tuple(c.upsampling_steps) if learned else (None,)
+        held = upsampling_steps[len(upsampling_steps) // 2]
         best = None
-        candidates = list(itertools.product(c.weight_steps, c.bias_steps))
-        progress = Progress(len(candidates))
-        for k, (weight_step, bias_step) in enumerate(candidates, 1):
-            integers = self.model.network_integers(weight_step, bias_step)
-            if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
-                progress.update(k)  # too fine a step for these parameters: not codable
+        pairs = [(w, b, held) for w, b in itertools.product(c.weight_steps, c.bias_steps)]
+        progress = Progress(len(pairs))
+        for k, steps in enumerate(pairs, 1):
+            found = self._quantized_loss(steps, float_params)
+            progress.update(k)
+            if found is None:
                 logging.info(
                     "Network quantisation: step pair %s (weight %g, bias %g: integers "
-                    "beyond the format's range, skipped).",
+                    "beyond the format's range or a non-finite loss, skipped).",
                     progress,
-                    weight_step,
-                    bias_step,
+                    *steps[:2],
                 )
                 continue
-            bits_per_network = self.network_bits(integers)
-            self.model.set_network_integers(integers, weight_step, bias_step)
-            mse, bits, bits_per_grid, reconstruction = self._evaluate()
-            total_bits = float(bits) + sum(bits_per_network.values())
-            loss = float(mse) + lmbda * total_bits / num_pixels
-            if np.isfinite(loss) and (best is None or loss < best[0]):
-                best = (
-                    loss,
-                    weight_step,
-                    bias_step,
-                    integers,
-                    bits_per_network,
-                    float(mse),
-                    float(bits),
-                    bits_per_grid.numpy(),
-                    reconstruction.numpy(),
-                )
-            for v, value in zip(self.model.network_variables, float_params, strict=True):
-                v.assign(value)
-            progress.update(k)
+            if best is None or found[0] < best[0]:
+                best = found
             logging.info(
                 "Network quantisation: step pair %s (weight %g, bias %g: RD loss %.5g).",
                 progress,
-                weight_step,
-                bias_step,
-                loss,
+                *steps[:2],
+                found[0],
             )
         if best is None:
             raise FitError("Every network quantisation step gave a non-finite loss.")
-        loss, weight_step, bias_step, integers, bits_per_network, mse, bits = best[:7]
-        bits_per_grid, reconstruction = best[7:]
-        self.model.set_network_integers(integers, weight_step, bias_step)
+        if learned:
+            weight_step, bias_step = best[1][:2]
+            for step in upsampling_steps:
+                found = self._quantized_loss((weight_step, bias_step, step), float_params)
+                if found is not None and found[0] < best[0]:
+                    best = found
+        loss, steps, integers, bits_per_network, mse, bits, bits_per_grid, reconstruction = best
+        weight_step, bias_step, upsampling_step = steps
+        self.model.set_network_integers(integers, *steps)
         logging.info(
-            "Network quantisation: weight step %g, bias step %g, %.0f network bits.",
+            "Network quantisation: weight step %g, bias step %g%s, %.0f network bits.",
             weight_step,
             bias_step,
+            f", upsampling step {upsampling_step:g}" if learned else "",
             sum(bits_per_network.values()),
         )
         return QuantizedNetworks(
             weight_step=weight_step,
             bias_step=bias_step,
+            upsampling_step=upsampling_step,
             bits_latents=bits,
             bits_networks=sum(bits_per_network.values()),
             bits_per_grid=[float(b) for b in bits_per_grid],

@@ -191,19 +191,33 @@ class C3Model(tf.keras.Model):
 
     # Network quantisation (C3 Sec. 3: one (weight step, bias step) pair for all networks).
 
-    def network_integers(self, weight_step: float, bias_step: float) -> list[np.ndarray]:
-        """Each network parameter divided by its step and rounded (kernels: weight step)."""
+    def network_steps(self, weight_step: float, bias_step: float, upsampling_step=None):
+        """The quantisation step of each of `network_variables`: kernels the weight
+        step, biases the bias step, learned-upsampling taps their own step (the weight
+        step when None)."""
+        taps = {id(v) for v in self.upsampling.trainable_variables}
+        upsampling_step = weight_step if upsampling_step is None else upsampling_step
         return [
-            np.round(v.numpy() / (weight_step if len(v.shape) > 1 else bias_step)).astype(np.int64)
+            upsampling_step if id(v) in taps else weight_step if len(v.shape) > 1 else bias_step
             for v in self.network_variables
         ]
 
+    def network_integers(
+        self, weight_step: float, bias_step: float, upsampling_step=None
+    ) -> list[np.ndarray]:
+        """Each network parameter divided by its step and rounded (`network_steps`)."""
+        steps = self.network_steps(weight_step, bias_step, upsampling_step)
+        return [
+            np.round(v.numpy() / step).astype(np.int64)
+            for v, step in zip(self.network_variables, steps, strict=True)
+        ]
+
     def set_network_integers(
-        self, integers: list[np.ndarray], weight_step: float, bias_step: float
+        self, integers: list[np.ndarray], weight_step: float, bias_step: float, upsampling_step=None
     ) -> None:
         """Sets the network parameters to integers * step (the decoder's parameters)."""
-        for v, q in zip(self.network_variables, integers, strict=True):
-            step = weight_step if len(v.shape) > 1 else bias_step
+        steps = self.network_steps(weight_step, bias_step, upsampling_step)
+        for v, q, step in zip(self.network_variables, integers, steps, strict=True):
             v.assign(np.asarray(q, np.float32) * np.float32(step))
 
     def macs_per_pixel(self) -> dict[str, int]:
