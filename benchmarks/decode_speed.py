@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common.files import atomic_write_json  # noqa: E402
-from common.rundir import git_revision  # noqa: E402
+from common.rundir import provenance  # noqa: E402
 
 SEED = 0  # of the fit
 
@@ -183,8 +183,7 @@ def main() -> None:
     identical = np.array_equal(timings[0].pop("image"), timings[1].pop("image"))
     decoded = timings[0]
     result = {
-        "git_revision": git_revision(),
-        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        **provenance(ROOT),
         "seed": SEED,
         "fit_events": {"nan_recoveries": fit.nan_recoveries, "restarts": fit.restarts},
         "image": os.path.basename(args.image),

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common.files import atomic_write_json  # noqa: E402
-from common.rundir import git_revision  # noqa: E402
+from common.rundir import provenance  # noqa: E402
 
 
 def measure(height: int, width: int, steps: int, jit: bool) -> dict:
@@ -94,8 +94,7 @@ def main() -> None:
             rows.append(row)
     report = {
         "benchmark": "C3 stage-1 step time, Kodak config (1770 MACs/pixel)",
-        "git_revision": git_revision(),
-        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        **provenance(ROOT),
         "seed": "none (random image content and initialisation: speed does not depend on them)",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "peers_same_machine_seconds_per_step": {

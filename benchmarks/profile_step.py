@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common.files import atomic_write_json  # noqa: E402
+from common.rundir import provenance  # noqa: E402
 
 
 def timed(fn, variables, repeats: int = 5) -> float:
@@ -85,6 +86,9 @@ def main() -> None:
         return out["mse"] + 1e-3 * out["bits"] / (height * width)
 
     report = {
+        **provenance(ROOT),
+        "seed": "noise seed (0, 1); random image and initialisation (timing only)",
+        "fit_events": "none: no fit, each part is timed on its own",
         "size": [height, width],
         "ms_forward_backward": parts,
         "ms_full_forward_backward": timed(full, model.trainable_variables),

@@ -143,9 +143,10 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="config overrides KEY=VALUE")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/rd_small.json"))
     args = parser.parse_args()
-    from common.rundir import git_revision
+    from common.rundir import provenance
 
-    commit = git_revision()
+    recorded = provenance(ROOT)
+    commit = recorded["git_revision"]
     config = make_config(args.config, args.set)
     settings = {"config": os.path.relpath(args.config, ROOT), "overrides": args.set}
     rows = []
@@ -160,8 +161,7 @@ def main() -> None:
     done = {(r["protocol"], r["image"], r["lmbda"], r["seed"]) for r in rows}
     report = {
         "benchmark": "C3 small RD runs on Kodak, bpp and PSNR measured from real files",
-        "git_revision": commit,
-        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        **recorded,
         "settings": settings,
         "machine": "2-core CPU, no GPU",
         "rd_loss": "MSE of the decoded 8-bit image on the [0, 1] scale + lambda * file bpp",

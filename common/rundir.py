@@ -44,6 +44,29 @@ def git_revision() -> str | None:
         return None
 
 
+def provenance(root: str) -> dict:
+    """What a benchmark JSON records about the code that produced it: the commit, whether
+    tracked files differed from it (`git_dirty`: then the numbers are not that commit's),
+    and the command line, relative to the repository `root`."""
+    dirty = None
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "git_revision": git_revision(),
+        "git_dirty": dirty,
+        "command": " ".join([os.path.relpath(sys.argv[0], root)] + sys.argv[1:]),
+    }
+
+
 def prepare_workdir(workdir: str, config) -> None:
     """Creates the run directory and writes config.json and run_info.json."""
     os.makedirs(workdir, exist_ok=True)
