@@ -46,12 +46,22 @@ def git_revision() -> str | None:
 
 def provenance(root: str) -> dict:
     """What a benchmark JSON records about the code that produced it: the commit, whether
-    tracked files differed from it (`git_dirty`: then the numbers are not that commit's),
+    tracked files other than benchmarks/results/ differed from it (`git_dirty`: then the
+    numbers are not that commit's),
     and the command line, relative to the repository `root`."""
     dirty = None
     try:
         out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # Results JSONs aside: a batch of benchmarks rewrites them as it goes.
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)benchmarks/results",
+            ],
             cwd=root,
             capture_output=True,
             text=True,
