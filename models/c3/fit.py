@@ -508,7 +508,9 @@ class C3Fitter(tf.Module):
 
     def warm_up(self) -> list[dict]:
         """Cool-chic 5's warm-up, before stage 1 of a fresh fit: `warmup_candidates`
-        initialisations (seeds seed, seed + 1, ...) each take `warmup_steps` stage-1
+        initialisations (seeds C seed, C seed + 1, ..., C seed + C - 1 for C candidates:
+        disjoint for different fit seeds, so that fits with seeds 0, 1, 2 are three
+        samples, not one) each take `warmup_steps` stage-1
         steps; the `warmup_keep` best by hard-rounded RD loss take `warmup_steps` more;
         the best of those continues as the fit. The candidates' steps run the start of
         the stage-1 schedule; all of them count as iterations (`FitResult.iterations`).
@@ -517,7 +519,8 @@ class C3Fitter(tf.Module):
         n, keep = int(c.warmup_steps), int(c.warmup_keep)
         if c.warmup_candidates <= 1 or self.warmup_done.numpy() or self.noise_step.numpy() > 0:
             return []
-        base_seed, lr_scale = int(self.seed.numpy()), float(self.lr_scale.numpy())
+        base_seed = int(self.seed.numpy()) * int(c.warmup_candidates)
+        lr_scale = float(self.lr_scale.numpy())
         records, candidates = [], []
         for k in range(int(c.warmup_candidates)):
             self._initialise(base_seed + k, lr_scale)
