@@ -316,7 +316,6 @@ class IntegerC3:
         self.arch = arch
         self.gelu_table = tf.constant(fp.gelu_lookup_table(arch.gelu_approximate))
         weight_step = parameters[-1]
-        self.weight_step = weight_step
         layer_parameters = parameters[:-1]
         if arch.learned_upsampling:
             self.transposed, self.prefilter = parameters[-3], parameters[-2]

@@ -601,9 +601,10 @@ class C3Fitter(tf.Module):
             bits[layer.name] = sum(rate.parameter_bits(integers[i]) for i in idx)
         return bits
 
-    def _quantized_loss(self, steps: tuple, float_params: list[np.ndarray]):
-        """RD loss of the model with its networks quantised at `steps` (weight, bias,
-        upsampling), then the float parameters restored; None if not codable."""
+    def _quantized(self, steps: tuple, float_params: list[np.ndarray]):
+        """The model with its networks quantised at `steps` (weight, bias, upsampling):
+        (QuantizedNetworks, integers), the float parameters restored afterwards; None if
+        the integers are beyond the format's range or the loss is not finite."""
         integers = self.model.network_integers(*steps)
         if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
             return None  # too fine a step for these parameters
@@ -612,20 +613,25 @@ class C3Fitter(tf.Module):
         mse, bits, bits_per_grid, reconstruction = self._evaluate()
         for v, value in zip(self.model.network_variables, float_params, strict=True):
             v.assign(value)
-        total_bits = float(bits) + sum(bits_per_network.values())
-        loss = float(mse) + float(self.lmbda.numpy()) * total_bits / self.model.num_pixels
+        bits_networks = sum(bits_per_network.values())
+        mse, bits = float(mse), float(bits)
+        loss = mse + float(self.lmbda.numpy()) * (bits + bits_networks) / self.model.num_pixels
         if not np.isfinite(loss):
             return None
-        return (
-            loss,
-            steps,
-            integers,
-            bits_per_network,
-            float(mse),
-            float(bits),
-            bits_per_grid.numpy(),
-            reconstruction.numpy(),
+        quantized = QuantizedNetworks(
+            weight_step=steps[0],
+            bias_step=steps[1],
+            upsampling_step=steps[2],
+            bits_latents=bits,
+            bits_networks=bits_networks,
+            bits_per_grid=[float(b) for b in bits_per_grid.numpy()],
+            bits_per_network=bits_per_network,
+            mse=mse,
+            psnr=psnr_from_mse(mse, peak=1.0),
+            loss=loss,
+            reconstruction=reconstruction.numpy().astype(np.uint8),
         )
+        return quantized, integers
 
     def quantize_networks(self) -> QuantizedNetworks:
         """Grid search over (weight step, bias step), then, with learned upsampling, over
@@ -640,7 +646,7 @@ class C3Fitter(tf.Module):
         pairs = [(w, b, held) for w, b in itertools.product(c.weight_steps, c.bias_steps)]
         progress = Progress(len(pairs))
         for k, steps in enumerate(pairs, 1):
-            found = self._quantized_loss(steps, float_params)
+            found = self._quantized(steps, float_params)
             progress.update(k)
             if found is None:
                 logging.info(
@@ -650,42 +656,30 @@ class C3Fitter(tf.Module):
                     *steps[:2],
                 )
                 continue
-            if best is None or found[0] < best[0]:
+            if best is None or found[0].loss < best[0].loss:
                 best = found
             logging.info(
                 "Network quantisation: step pair %s (weight %g, bias %g: RD loss %.5g).",
                 progress,
                 *steps[:2],
-                found[0],
+                found[0].loss,
             )
         if best is None:
             raise FitError("Every network quantisation step gave a non-finite loss.")
-        if learned:
-            weight_step, bias_step = best[1][:2]
-            for step in upsampling_steps:
-                found = self._quantized_loss((weight_step, bias_step, step), float_params)
-                if found is not None and found[0] < best[0]:
+        if learned:  # the held step was measured in the pair search
+            pair = (best[0].weight_step, best[0].bias_step)
+            for step in (s for s in upsampling_steps if s != held):
+                found = self._quantized((*pair, step), float_params)
+                if found is not None and found[0].loss < best[0].loss:
                     best = found
-        loss, steps, integers, bits_per_network, mse, bits, bits_per_grid, reconstruction = best
-        weight_step, bias_step, upsampling_step = steps
+        quantized, integers = best
+        steps = (quantized.weight_step, quantized.bias_step, quantized.upsampling_step)
         self.model.set_network_integers(integers, *steps)
         logging.info(
             "Network quantisation: weight step %g, bias step %g%s, %.0f network bits.",
-            weight_step,
-            bias_step,
-            f", upsampling step {upsampling_step:g}" if learned else "",
-            sum(bits_per_network.values()),
+            quantized.weight_step,
+            quantized.bias_step,
+            f", upsampling step {quantized.upsampling_step:g}" if learned else "",
+            quantized.bits_networks,
         )
-        return QuantizedNetworks(
-            weight_step=weight_step,
-            bias_step=bias_step,
-            upsampling_step=upsampling_step,
-            bits_latents=bits,
-            bits_networks=sum(bits_per_network.values()),
-            bits_per_grid=[float(b) for b in bits_per_grid],
-            bits_per_network=bits_per_network,
-            mse=mse,
-            psnr=psnr_from_mse(mse, peak=1.0),
-            loss=loss,
-            reconstruction=reconstruction.astype(np.uint8),
-        )
+        return quantized

@@ -176,8 +176,8 @@ def learned_cascade(grids, transposed, prefilter, upsample_fn=None, prefilter_fn
 class LearnedUpsampling(tf.keras.layers.Layer):
     """Cool-chic 5's learned upsampling (see above) as a layer: grids -> (H, W, grids).
 
-    Its parameters are two (num_grids - 1, 4) matrices of half filters, quantised and
-    sent with the networks (at the weight step).
+    Its parameters are two (num_grids - 1, 4) matrices of half filters, quantised at
+    their own step (`fit.upsampling_steps`) and sent with the networks.
     """
 
     def __init__(self, height: int, width: int, num_grids: int, **kwargs):
