@@ -22,6 +22,7 @@ from bench.bdrate import bd_psnr, bd_rate  # noqa: E402
 from bench.curves import read_curve  # noqa: E402
 from common.files import atomic_write_json  # noqa: E402
 from common.images import image_files  # noqa: E402
+from common.rundir import provenance  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +40,13 @@ def main() -> None:
     seconds = time.perf_counter() - start
     vtm = read_curve(os.path.join(args.anchors, "compressai_vtm.csv"))
     bpg444 = read_curve(os.path.join(args.anchors, "compressai_bpg444.csv"))
-    report = {"images": len(paths), "seconds": seconds, "vs_vtm": {}, "vs_bpg444": {}}
+    report = {
+        **provenance(ROOT),
+        "images": len(paths),
+        "seconds": seconds,
+        "vs_vtm": {},
+        "vs_bpg444": {},
+    }
     for name in names:
         curve = read_curve(os.path.join(args.out, f"{name}.json"))
         report["vs_vtm"][name] = {

@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common.images import image_files  # noqa: E402
+from common.rundir import provenance  # noqa: E402
 
 
 def main() -> None:
@@ -74,6 +75,7 @@ def main() -> None:
         rows.append({k: row[k] for k in ("image", "lmbda", "decoded_matches_encoder") + means})
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in means}
     report = {
+        **provenance(ROOT),
         "itinf_args": args.args,
         "warm_start": os.path.abspath(args.warm_start),
         "steps": args.steps,

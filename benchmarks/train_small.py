@@ -24,6 +24,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from common.rundir import provenance  # noqa: E402
 
 
 def run(args: list[str]) -> None:
@@ -52,6 +54,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     report = {
+        **provenance(ROOT),
         "steps": args.steps,
         "lmbda": args.lmbda,
         "batch_size": args.batch_size,
