@@ -34,24 +34,24 @@ def fit_and_encode(image_path: str, steps: int, lmbda: float):
     from common.images import read_image, to_float
     from configs import c3_kodak
     from models import registry
-    from models.c3.fit import C3Fitter
+    from pipelines.per_image import make_fitter
 
     config = c3_kodak.get_config()
     config.fit.num_noise_steps = steps
     config.fit.max_ste_steps = max(1, steps // 10)
     image = read_image(image_path)
     model = registry.build_model(config.model, height=image.shape[0], width=image.shape[1])
-    fitter = C3Fitter(model, config.fit)
+    fitter = make_fitter(model, config.fit)
     fitter.reset(to_float(image), lmbda, seed=SEED)
     start = time.perf_counter()
     fit = fitter.fit()
     fit_seconds = time.perf_counter() - start
-    encoded = c3_codec.encode(model, fit.weight_step, fit.bias_step, fit.upsampling_step)
+    encoded = c3_codec.encode(model, *fit.steps)
     # Entropy coding alone, warm (the first call also builds the tables).
     encode_seconds = []
     for _ in range(3):
         start = time.perf_counter()
-        c3_codec.encode(model, fit.weight_step, fit.bias_step, fit.upsampling_step)
+        c3_codec.encode(model, *fit.steps)
         encode_seconds.append(time.perf_counter() - start)
     networks = network_coding(model, fit)
     return image, fit, fit_seconds, encoded, statistics.median(encode_seconds), networks
@@ -62,7 +62,7 @@ def network_coding(model, fit) -> dict:
     only, exp-Golomb only, and the per-tensor choice that the format uses."""
     from coding import laplace_tables, weights
 
-    integers = model.network_integers(fit.weight_step, fit.bias_step, fit.upsampling_step)
+    integers = model.network_integers(*fit.steps)
     tables = laplace_tables.tables()
     laplace = golomb = chosen = 0.0
     counts = {"laplace": 0, "exp_golomb": 0}

@@ -32,12 +32,12 @@ def measure(height: int, width: int, steps: int, jit: bool) -> dict:
 
     from configs import c3_kodak
     from models import registry
-    from models.c3.fit import C3Fitter
+    from pipelines.per_image import make_fitter
 
     config = c3_kodak.get_config()
     config.fit.jit_compile = jit
     model = registry.build_model(config.model, height=height, width=width)
-    fitter = C3Fitter(model, config.fit)
+    fitter = make_fitter(model, config.fit)
     image = np.random.default_rng(0).uniform(size=(height, width, 3)).astype(np.float32)
     fitter.reset(image, lmbda=1e-3)
     start = time.perf_counter()

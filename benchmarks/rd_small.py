@@ -67,8 +67,16 @@ def make_config(path: str, overrides: list[str]):
     config = load_module(path).get_config()
     for item in overrides:
         key, value = item.split("=", 1)
-        set_dotted(config, key, json.loads(value) if value[:1] in "[{0123456789-" else value)
+        set_dotted(config, key, _value(value))
     return config
+
+
+def _value(text: str):
+    """A --set value: JSON (numbers, lists, true/false), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def run_one(config, image, name, lmbda, noise_steps, ste_steps, seed, overridden=()):
@@ -92,7 +100,7 @@ def run_one(config, image, name, lmbda, noise_steps, ste_steps, seed, overridden
         "bpp_header", "bpp_latents_coded", "bpp_networks_coded", "psnr_fit", "noise_steps",
         "ste_steps", "iterations", "seconds_warmup", "seconds_noise", "seconds_ste",
         "seconds_quantization", "entropy_coding_seconds", "decode_seconds", "macs_per_pixel",
-        "weight_step", "bias_step", "upsampling_step", "nan_recoveries", "restarts",
+        "weight_step", "bias_step", "upsampling_step", "arm_steps", "nan_recoveries", "restarts",
         "config_hash",
     )  # fmt: skip
     out = {k: row[k] for k in keep}

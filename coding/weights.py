@@ -13,10 +13,13 @@ A code byte below `EXP_GOLOMB_BASE` is a Laplace scale index; `EXP_GOLOMB_BASE +
 exp-Golomb order k of the zigzag-mapped integer (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...).
 """
 
+import functools
+
 import numpy as np
 
 from coding import laplace_tables as lt
 from coding.container import Reader, encode_varint
+from coding.range_coding import escape_bits, exponents
 from common.errors import BitstreamError
 
 EXP_GOLOMB_BASE = 200
@@ -46,20 +49,57 @@ def _laplace_row(scale_index: int) -> int:
     return lt.row_index(scale_index, _ZERO_OFFSET_BUCKET)
 
 
-def choose_code(values: np.ndarray) -> tuple[int, float]:
-    """The code byte with the fewest bits for one tensor, and those bits."""
+@functools.lru_cache(maxsize=1)
+def _zero_offset_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Laplace rows a tensor can use (offset 0, every scale): their indices, half
+    widths K and, padded into one array, the bits of each symbol (escape at 2K + 1)."""
     tables = lt.tables()
+    rows = np.asarray([_laplace_row(s) for s in range(lt.NUM_SCALES)])
+    widths = tables.half_widths[rows].astype(np.int64)
+    padded = np.zeros((len(rows), 2 * int(widths.max()) + 2))
+    for i, row in enumerate(rows):
+        padded[i, : 2 * widths[i] + 2] = tables.symbol_bits[row]
+    return rows, widths, padded
+
+
+def laplace_bits(values: np.ndarray) -> np.ndarray:
+    """Bits of `values` coded with each Laplace scale (offset-0 rows): `tables().bits`
+    for every scale index at once, from the histogram of the distinct values."""
+    _, widths, symbol_bits = _zero_offset_rows()
+    distinct, counts = np.unique(np.asarray(values, np.int64).ravel(), return_counts=True)
+    k = widths[:, None]
+    inside = np.abs(distinct)[None, :] <= k
+    index = np.where(inside, distinct[None, :] + k, 2 * k + 1)  # escapes: the escape symbol
+    bits = np.take_along_axis(symbol_bits, index, axis=1)
+    outside = ~inside
+    if outside.any():  # the escaped values' exponent and mantissa
+        shifted = np.broadcast_to(distinct[None, :] + k, bits.shape)
+        escape = np.broadcast_to(2 * k + 1, bits.shape)
+        bits[outside] += escape_bits(shifted[outside], escape[outside])
+    return bits @ counts.astype(np.float64)
+
+
+def exp_golomb_orders_bits(values: np.ndarray) -> np.ndarray:
+    """`exp_golomb_bits` of `values` for every order 0 .. MAX_EXP_GOLOMB_ORDER."""
+    distinct, counts = np.unique(zigzag(np.asarray(values).ravel()), return_counts=True)
+    orders = np.arange(MAX_EXP_GOLOMB_ORDER + 1)[:, None]
+    q = (distinct[None, :] >> orders) + 1
+    lengths = exponents(q) + 1
+    return (2 * lengths - 1 + orders) @ counts
+
+
+def choose_code(values: np.ndarray) -> tuple[int, float]:
+    """The code byte with the fewest bits for one tensor, and those bits (the first of
+    equals in the order: Laplace scales, then exp-Golomb orders)."""
     values = np.asarray(values, np.int64).ravel()
-    best = (0, float("inf"))
-    for scale_index in range(lt.NUM_SCALES):
-        bits = tables.bits(_laplace_row(scale_index), values)
-        if bits < best[1]:
-            best = (scale_index, bits)
-    for order in range(MAX_EXP_GOLOMB_ORDER + 1):
-        bits = float(exp_golomb_bits(values, order))
-        if bits < best[1]:
-            best = (EXP_GOLOMB_BASE + order, bits)
-    return best
+    if values.size == 0:
+        return 0, 0.0
+    laplace = laplace_bits(values)
+    golomb = exp_golomb_orders_bits(values)
+    scale, order = int(np.argmin(laplace)), int(np.argmin(golomb))
+    if golomb[order] < laplace[scale]:
+        return EXP_GOLOMB_BASE + order, float(golomb[order])
+    return scale, float(laplace[scale])
 
 
 class _BitWriter:

@@ -88,6 +88,13 @@ def get_base_config() -> config_dict.ConfigDict:
     # The learned upsampling's taps have their own step (its 48 taps would otherwise
     # pull every network to a finer weight step): searched after the (weight, bias) pair.
     config.fit.upsampling_steps = tuple(2.0**-k for k in range(12, 3, -1))
+    # Cool-chic 5's per-module steps: after the shared pair, a (weight, bias) pair for
+    # the context model, then one for the synthesis (greedy; 2 header bytes). Off: C3's
+    # one pair for all networks.
+    config.fit.per_module_steps = False
+    # The network bits the quantisation search minimises: "laplace" (C3's estimate) or
+    # "file" (the exact bits of the code the file writes for each tensor).
+    config.fit.network_rate = "laplace"
     # A fit that is not learning (RD loss above 1.5x a flat mean-colour image's, or down by
     # less than 10 %) after `stall_check_steps` stage-1 steps or at the end of stage 1 is
     # restarted from another seed at `restart_lr_factor` x the learning rate, at most

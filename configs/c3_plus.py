@@ -1,14 +1,16 @@
 """C3 with the Cool-chic 5 tools that measurably help (issue 13; docs/c3.md).
 
 Today: C3's Kodak recipe with SOAP on the network weights (`fit.optimizer = "soap"`,
-Vyas et al. 2024) and Cool-chic 5's learned upsampling (`model.upsampling = "learned"`:
+Vyas et al. 2024), Cool-chic 5's learned upsampling (`model.upsampling = "learned"`:
 a cascade of separable symmetric filters, bicubic at init, in place of bilinear
-resizing; 1788 MACs per pixel at 768x512 against C3's 1770). Each lowered the mean RD
-loss on the kodim23 crop at equal iterations (benchmarks/results/rd_small_soap.json,
-rd_small_learned.json); together: rd_small_plus.json. Files carry the learned-upsampling
-flag in their header: a decoder from before it refuses them with a clear error. Tools
-that did not pay for themselves at this budget (the warm-up, keep-best, Gaussian noise)
-stay off.
+resizing; 1788 MACs per pixel at 768x512 against C3's 1770) and its per-module network
+steps (`fit.per_module_steps`: the context model gets its own (weight, bias) step pair,
+greedy after the shared pair). Each lowered the mean RD loss on the kodim23 crop at equal
+iterations (benchmarks/results/rd_small_soap.json, rd_small_learned.json,
+rd_small_plus_shared.json against rd_small_plus.json). Files carry the learned-upsampling
+and per-module flags in their header: a decoder from before them refuses them with a
+clear error. Tools that did not pay for themselves at this budget (the warm-up,
+keep-best, Gaussian noise) stay off.
 
 python train.py --config configs/c3_plus.py [--hid N] [--config.data.root=DIR]
 """
@@ -21,6 +23,7 @@ def get_config():
     config.name = "c3_plus"
     config.fit.optimizer = "soap"
     config.model.upsampling = "learned"
+    config.fit.per_module_steps = True
     return config
 
 

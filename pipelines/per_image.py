@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from coding import weights
 from coding.c3 import codec as c3_codec
 from coding.interface import Codec
 from common import device, preemption, results
@@ -38,6 +39,16 @@ from pipelines.registry import register_pipeline
 BITSTREAM_SUFFIX = ".c3"
 
 
+def make_fitter(model, fit_config) -> C3Fitter:
+    """A `C3Fitter` whose network quantisation search counts the network bits as
+    `fit.network_rate` says: C3's Laplace estimate, or the exact bits of the code the file
+    writes for each tensor (`coding.weights.choose_code`)."""
+    tensor_bits = None
+    if fit_config.network_rate == "file":
+        tensor_bits = lambda q: weights.choose_code(q)[1]  # noqa: E731
+    return C3Fitter(model, fit_config, tensor_bits)
+
+
 def fitter_steps(fitter: C3Fitter) -> int:
     """Steps done so far in both stages."""
     return int(fitter.noise_step.numpy()) + int(fitter.ste_step.numpy())
@@ -48,7 +59,7 @@ def encode_and_verify(fitter: C3Fitter, fit: FitResult, what: str):
 
     Returns (EncodedC3, DecodedC3); the image to report is the decoded one.
     """
-    encoded = c3_codec.encode(fitter.model, fit.weight_step, fit.bias_step, fit.upsampling_step)
+    encoded = c3_codec.encode(fitter.model, *fit.steps)
     decoded = c3_codec.decode(encoded.data, what=what)
     sent = fitter.model.symbols()
     same = all(np.array_equal(a, b) for a, b in zip(decoded.symbols, sent, strict=True))
@@ -175,7 +186,7 @@ class C3Codec(Codec):
         key = (height, width)
         if key not in self._fitters:
             model = registry.build_model(self.config.model, height=height, width=width)
-            self._fitters[key] = C3Fitter(model, self.config.fit)
+            self._fitters[key] = make_fitter(model, self.config.fit)
         return self._fitters[key]
 
     def encode(self, image: np.ndarray) -> bytes:
@@ -247,6 +258,7 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         weight_step=fit.weight_step,
         bias_step=fit.bias_step,
         upsampling_step=fit.upsampling_step,
+        arm_steps=list(fit.arm_steps) if fit.arm_steps else None,
         bits_per_grid=fit.bits_per_grid,
         bits_per_network=fit.bits_per_network,
         nan_recoveries=fit.nan_recoveries,

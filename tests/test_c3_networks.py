@@ -21,6 +21,10 @@ from models.c3.model import C3Model
 from models.c3.upsampling import bilinear_taps
 from tests.helpers import STEPS, random_model
 
+# Cool-chic 5's per-module steps: the synthesis's pair, no learned upsampling, and the
+# context model's own (coarser) pair.
+PER_MODULE = (2.0**-9, 2.0**-11, None, (2.0**-6, 2.0**-9))
+
 
 @pytest.mark.parametrize("module", [c3_kodak, c3_clic2020, coolchic])
 def test_header_round_trip_and_shapes(module):
@@ -49,6 +53,24 @@ def test_invalid_header_is_a_bitstream_error(change, message):
         C3Architecture.from_bytes(bad.to_bytes())
 
 
+def test_per_module_steps_header_and_parameters():
+    model = random_model()
+    shared = C3Architecture.from_model_config(model.get_config(), *STEPS)
+    arch = C3Architecture.from_model_config(model.get_config(), *PER_MODULE)
+    assert C3Architecture.from_bytes(arch.to_bytes()) == arch
+    assert arch.separate_arm_steps and arch.arm_bits == (6, 9) and not shared.separate_arm_steps
+    assert shared.arm_bits == (shared.weight_bits, shared.bias_bits) == (8, 10)
+    assert len(arch.to_bytes()) == len(shared.to_bytes()) + 2  # the context model's pair
+    steps = model.network_steps(*PER_MODULE)
+    arm = {id(v) for v in model.context_model.trainable_variables}
+    for v, step in zip(model.network_variables, steps, strict=True):
+        kernel = len(v.shape) > 1
+        expected = (
+            (2.0**-6 if kernel else 2.0**-9) if id(v) in arm else (2.0**-9 if kernel else 2.0**-11)
+        )
+        assert step == expected, v.name
+
+
 def test_steps_must_be_powers_of_two():
     model = registry.build_model(c3_kodak.get_config().model, height=16, width=16)
     with pytest.raises(ValueError, match="power of two"):
@@ -75,15 +97,19 @@ def test_integer_antialias_resize_matches_tf(n_in, n_out):
     np.testing.assert_allclose(matrix @ x / 256, reference.numpy(), atol=0.02)
 
 
-def integer_model(model: C3Model) -> IntegerC3:
-    arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
-    return IntegerC3(arch, prepare_parameters(arch, model.network_integers(*STEPS)))
+def integer_model(model: C3Model, steps=STEPS) -> IntegerC3:
+    """The fixed-point networks of `model` with its networks quantised at `steps`."""
+    model.set_network_integers(model.network_integers(*steps), *steps)
+    arch = C3Architecture.from_model_config(model.get_config(), *steps)
+    return IntegerC3(arch, prepare_parameters(arch, model.network_integers(*steps)))
 
 
-@pytest.mark.parametrize("module", [c3_kodak, coolchic])
-def test_context_model_matches_the_float_model(module):
+@pytest.mark.parametrize(
+    "module,steps", [(c3_kodak, STEPS), (coolchic, STEPS), (c3_kodak, PER_MODULE)]
+)
+def test_context_model_matches_the_float_model(module, steps):
     model = random_model(module.get_config().model)
-    integer = integer_model(model)
+    integer = integer_model(model, steps)
     rng = np.random.default_rng(1)
     context = rng.integers(-6, 7, (2000, len(model.context_model.offsets))).astype(np.int32)
     loc, scale = model.context_model.distribution_params(tf.constant(context * model.q_step))
@@ -100,9 +126,10 @@ def test_context_model_matches_the_float_model(module):
     assert np.abs(got_scale - scale_index).max() <= 1
 
 
-def test_synthesis_matches_the_float_model():
+@pytest.mark.parametrize("steps", [STEPS, PER_MODULE])
+def test_synthesis_matches_the_float_model(steps):
     model = random_model(height=24, width=40)
-    integer = integer_model(model)
+    integer = integer_model(model, steps)
     rng = np.random.default_rng(2)
     symbols = [rng.integers(-3, 4, s).astype(np.int32) for s in model.grid_shapes]
     model.latent_grids.assign_symbols(symbols)

@@ -185,3 +185,41 @@ def test_invalid_fit_config_is_refused():
 def test_reset_rejects_wrong_image_shape(fitter):
     with pytest.raises(ValueError, match="shape"):
         fitter.reset(np.zeros((10, 10, 3), np.float32), lmbda=1e-3)
+
+
+def test_per_module_steps_lower_the_loss_and_decode(caplog):
+    """Cool-chic 5's per-module steps (fit.per_module_steps) with the file's own network
+    bits (fit.network_rate = "file"): the greedy search can only lower the RD loss of the
+    shared pair, the search counts what the file spends on the networks, and the file
+    decodes to the symbols and reconstruction the search measured."""
+    from coding.c3 import codec as c3_codec
+    from pipelines.per_image import make_fitter
+
+    config = tiny_fit_config()
+    config.network_rate = "file"
+    config.weight_steps = config.bias_steps = tuple(2.0**-k for k in range(5, 12))
+    model = C3Model(32, 48)
+    fitter = make_fitter(model, config)
+    fitter.reset(to_float(smooth_image(seed=4)), lmbda=2e-3, seed=1)
+    fitter._run_chunks("noise", fitter._noise_chunk, fitter.noise_step, 60, None, None)
+    float_params = [v.numpy() for v in model.network_variables]
+    shared = fitter.quantize_networks()
+    assert shared.arm_steps is None
+    for v, value in zip(model.network_variables, float_params, strict=True):
+        v.assign(value)
+    config.per_module_steps = True
+    with caplog.at_level("INFO"):
+        result = fitter.quantize_networks()
+    assert "context model pair" in caplog.text and "synthesis pair" in caplog.text
+    assert result.loss <= shared.loss
+    assert result.arm_steps is not None  # this fit's context model wants its own pair
+    again = fitter._quantized(result.steps, float_params)[0]
+    assert again.loss == result.loss
+    encoded = c3_codec.encode(model, *result.steps)
+    # The search's network bits are the file's, up to the section's framing (its
+    # length varint and the range coder's and the exp-Golomb padding's last bytes).
+    assert abs(encoded.bits_networks - result.bits_networks) <= 64
+    decoded = c3_codec.decode(encoded.data)
+    assert decoded.arch.separate_arm_steps
+    assert all(np.array_equal(a, b) for a, b in zip(decoded.symbols, model.symbols(), strict=True))
+    assert np.abs(decoded.image.astype(int) - result.reconstruction).max() <= 1

@@ -102,16 +102,19 @@ def architecture(data: bytes, what: str = "bitstream") -> C3Architecture:
     return _parse_c3(data, what)[1]
 
 
-def encode(model, weight_step: float, bias_step: float, upsampling_step=None) -> EncodedC3:
+def encode(
+    model, weight_step: float, bias_step: float, upsampling_step=None, arm_steps=None
+) -> EncodedC3:
     """Writes the bitstream of a fitted `C3Model` whose networks are quantised.
 
     Args:
       model: the fitted model; its network parameters are integers * steps.
       weight_step, bias_step: the network quantisation steps (powers of two).
       upsampling_step: the learned upsampling's (the weight step when None).
+      arm_steps: the context model's (weight, bias) steps (the pair above when None).
     """
     start = time.perf_counter()
-    steps = (weight_step, bias_step, upsampling_step)
+    steps = (weight_step, bias_step, upsampling_step, arm_steps)
     arch = C3Architecture.from_model_config(model.get_config(), *steps)
     integers = model.network_integers(*steps)
     return write(arch, integers, model.symbols(), start)

@@ -58,15 +58,36 @@ class C3Architecture:
     # its taps at the step 2^-upsampling_bits (a header byte when the flag is set).
     learned_upsampling: bool = False
     upsampling_bits: int = 0
+    # Per-module network steps (Cool-chic 5, header flag bit 3): the context model's own
+    # weight and bias steps (two header bytes when the flag is set); weight_bits and
+    # bias_bits are then the synthesis's. Without the flag one pair serves both.
+    separate_arm_steps: bool = False
+    arm_weight_bits: int = 0
+    arm_bias_bits: int = 0
+
+    @property
+    def arm_bits(self) -> tuple[int, int]:
+        """The context model's (weight bits, bias bits)."""
+        if self.separate_arm_steps:
+            return self.arm_weight_bits, self.arm_bias_bits
+        return self.weight_bits, self.bias_bits
 
     @classmethod
     def from_model_config(
-        cls, config: dict, weight_step: float, bias_step: float, upsampling_step=None
+        cls,
+        config: dict,
+        weight_step: float,
+        bias_step: float,
+        upsampling_step=None,
+        arm_steps: tuple[float, float] | None = None,
     ):
         """From `C3Model.get_config()` and the network quantisation steps (the learned
-        upsampling's step is the weight step when None)."""
+        upsampling's step is the weight step when None; `arm_steps`, the context model's
+        (weight, bias) steps, are the synthesis's when None)."""
         learned = config.get("upsampling", "bilinear") == "learned"
         upsampling_step = weight_step if upsampling_step is None else upsampling_step
+        arm = arm_steps is not None
+        arm_weight, arm_bias = arm_steps if arm else (1.0, 1.0)
         arch = cls(
             height=int(config["height"]),
             width=int(config["width"]),
@@ -86,6 +107,9 @@ class C3Architecture:
             bias_bits=fp.step_bits(bias_step, "bias step"),
             learned_upsampling=learned,
             upsampling_bits=fp.step_bits(upsampling_step, "upsampling step") if learned else 0,
+            separate_arm_steps=arm,
+            arm_weight_bits=fp.step_bits(arm_weight, "context model weight step"),
+            arm_bias_bits=fp.step_bits(arm_bias, "context model bias step"),
         )
         problem = arch.problem()
         if problem:
@@ -114,6 +138,10 @@ class C3Architecture:
             (0 <= self.upsampling_bits <= MAX_STEP_BITS, "upsampling step"),
             (self.learned_upsampling or self.upsampling_bits == 0, "upsampling step"),
             (fp.ACTIVATION_BITS + self.weight_bits >= self.bias_bits, "bias step too fine"),
+            (0 <= self.arm_weight_bits <= MAX_STEP_BITS, "context model weight step"),
+            (0 <= self.arm_bias_bits <= MAX_STEP_BITS, "context model bias step"),
+            (self.separate_arm_steps or self.arm_weight_bits == self.arm_bias_bits == 0, "steps"),
+            (fp.ACTIVATION_BITS + self.arm_bits[0] >= self.arm_bits[1], "bias step too fine"),
         ]
         for ok, what in checks:
             if not ok:
@@ -123,6 +151,7 @@ class C3Architecture:
     def to_bytes(self) -> bytes:
         flags = int(self.use_prev_grid) | (int(self.gelu_approximate) << 1)
         flags |= int(self.learned_upsampling) << 2
+        flags |= int(self.separate_arm_steps) << 3
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
         out += bytes([len(self.synthesis_hidden), *self.synthesis_hidden])
@@ -134,6 +163,8 @@ class C3Architecture:
         out += bytes([self.weight_bits, self.bias_bits])
         if self.learned_upsampling:
             out += bytes([self.upsampling_bits])
+        if self.separate_arm_steps:
+            out += bytes([self.arm_weight_bits, self.arm_bias_bits])
         return bytes(out)
 
     @classmethod
@@ -153,8 +184,13 @@ class C3Architecture:
         scale_range = (r.f32("minimum scale"), r.f32("maximum scale"))
         weight_bits, bias_bits = r.u8("weight step"), r.u8("bias step")
         upsampling_bits = r.u8("upsampling step") if flags & 4 else 0
+        arm_weight_bits, arm_bias_bits = (
+            (r.u8("context model weight step"), r.u8("context model bias step"))
+            if flags & 8
+            else (0, 0)
+        )
         r.expect_end()
-        if flags > 7:
+        if flags > 15:
             raise BitstreamError(f"{what}: unknown flags {flags:#x} in the C3 header.")
         arch = cls(
             height,
@@ -175,6 +211,9 @@ class C3Architecture:
             bias_bits,
             bool(flags & 4),
             upsampling_bits,
+            bool(flags & 8),
+            arm_weight_bits,
+            arm_bias_bits,
         )
         problem = arch.problem()
         if problem:
@@ -272,9 +311,10 @@ def _resize_fixed(grid: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
 def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list[np.ndarray]:
     """Checks the quantised parameters and converts them for `IntegerC3` (float64).
 
-    Returns kernels and accumulator biases in `network_shapes()` order, then the weight
-    step 2^-weight_bits as a scalar. Raises ValueError when they do not fit the
-    architecture or the format's range.
+    Returns kernels and accumulator biases in `network_shapes()` order, the learned
+    upsampling's taps if any, then the synthesis's and the context model's weight steps
+    (2^-weight_bits) as scalars. Raises ValueError when they do not fit the architecture
+    or the format's range.
     """
     if [tuple(np.shape(q)) for q in integers] != arch.network_shapes():
         raise ValueError("network parameters do not match the architecture")
@@ -284,13 +324,17 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
         if max(np.abs(t).max(initial=0) for t in taps) > fp.WEIGHT_LIMIT:
             raise ValueError("upsampling taps beyond the format's range")
         taps = [np.ldexp(t.astype(np.float64), -arch.upsampling_bits) for t in taps]
+    num_synthesis = 2 * (len(arch.synthesis_hidden) + 1 + arch.num_residual_layers)
+    synthesis_bits = (arch.weight_bits, arch.bias_bits)
     parameters = []
     for i in range(0, len(integers), 2):
+        weight_bits, bias_bits = synthesis_bits if i < num_synthesis else arch.arm_bits
         kernel, bias = fp.layer_parameters(
-            integers[i], integers[i + 1], arch.weight_bits, arch.bias_bits, f"layer {i // 2}"
+            integers[i], integers[i + 1], weight_bits, bias_bits, f"layer {i // 2}"
         )
         parameters += [kernel, bias]
-    return parameters + taps + [np.float64(np.ldexp(1.0, -arch.weight_bits))]
+    steps = [np.float64(np.ldexp(1.0, -b)) for b in (arch.weight_bits, arch.arm_bits[0])]
+    return parameters + taps + steps
 
 
 def compiled_key(arch: C3Architecture) -> C3Architecture:
@@ -299,7 +343,15 @@ def compiled_key(arch: C3Architecture) -> C3Architecture:
     The steps reach the fixed-point networks as inputs (`prepare_parameters`), so files
     that differ only in their steps share one compiled decoder.
     """
-    return dataclasses.replace(arch, weight_bits=0, bias_bits=0, upsampling_bits=0)
+    return dataclasses.replace(
+        arch,
+        weight_bits=0,
+        bias_bits=0,
+        upsampling_bits=0,
+        separate_arm_steps=False,
+        arm_weight_bits=0,
+        arm_bias_bits=0,
+    )
 
 
 class IntegerC3:
@@ -315,17 +367,21 @@ class IntegerC3:
     def __init__(self, arch: C3Architecture, parameters):
         self.arch = arch
         self.gelu_table = tf.constant(fp.gelu_lookup_table(arch.gelu_approximate))
-        weight_step = parameters[-1]
-        layer_parameters = parameters[:-1]
+        weight_step, arm_weight_step = parameters[-2], parameters[-1]
+        layer_parameters = parameters[:-2]
         if arch.learned_upsampling:
-            self.transposed, self.prefilter = parameters[-3], parameters[-2]
-            layer_parameters = parameters[:-3]
-        layers = [
-            fp.FixedPointLayer(kernel, bias, weight_step)
-            for kernel, bias in zip(layer_parameters[0::2], layer_parameters[1::2], strict=True)
-        ]
+            self.transposed, self.prefilter = parameters[-4], parameters[-3]
+            layer_parameters = parameters[:-4]
         num_mlp = len(arch.synthesis_hidden) + 1
         num_res = arch.num_residual_layers
+        layers = [
+            fp.FixedPointLayer(
+                kernel, bias, weight_step if i < num_mlp + num_res else arm_weight_step
+            )
+            for i, (kernel, bias) in enumerate(
+                zip(layer_parameters[0::2], layer_parameters[1::2], strict=True)
+            )
+        ]
         self.synthesis_layers = layers[:num_mlp]
         self.residual_layers = layers[num_mlp : num_mlp + num_res]
         self.arm_layers = layers[num_mlp + num_res :]

@@ -189,7 +189,7 @@ class LatentCoder:
         limit = fp.SYMBOL_LIMIT
         schedule = self.schedule
         use_prev = self.arch.use_prev_grid
-        shapes = self.arch.network_shapes() + [()]  # + the weight step
+        shapes = self.arch.network_shapes() + [(), ()]  # + the two weight steps
         num_parameters = len(shapes)
         splits = [int(np.prod(shape)) for shape in shapes]
 

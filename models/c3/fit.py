@@ -67,6 +67,7 @@ class QuantizedNetworks:
     weight_step: float
     bias_step: float
     upsampling_step: float | None  # of the learned upsampling's taps; None: bilinear
+    arm_steps: tuple[float, float] | None  # the context model's own pair; None: shared
     bits_latents: float
     bits_networks: float
     bits_per_grid: list[float]
@@ -75,6 +76,11 @@ class QuantizedNetworks:
     psnr: float
     loss: float
     reconstruction: np.ndarray  # uint8 (H, W, 3)
+
+    @property
+    def steps(self) -> tuple:
+        """What `C3Model.network_steps` and `coding.c3.codec.encode` take."""
+        return (self.weight_step, self.bias_step, self.upsampling_step, self.arm_steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +107,27 @@ class C3Fitter(tf.Module):
       result = fitter.fit()
     """
 
-    def __init__(self, model: C3Model, config, name: str = "c3_fitter"):
+    def __init__(
+        self,
+        model: C3Model,
+        config,
+        tensor_bits: Callable[[np.ndarray], float] | None = None,
+        name: str = "c3_fitter",
+    ):
+        """`tensor_bits` gives the bits of one quantised network tensor for the network
+        quantisation search: C3's Laplace estimate (`rate.parameter_bits`) when None;
+        `pipelines.per_image.make_fitter` passes the file's exact code length when
+        `fit.network_rate = "file"`."""
         super().__init__(name=name)
         self.model = model
         self.config = config
         self._validate_config(config)
+        if config.network_rate == "file" and tensor_bits is None:
+            raise FitError(
+                'fit.network_rate = "file" needs the coder\'s tensor_bits '
+                "(pipelines.per_image.make_fitter)."
+            )
+        self.tensor_bits = rate.parameter_bits if tensor_bits is None else tensor_bits
         shape = (model.height, model.width, 3)
         self.target = tf.Variable(tf.zeros(shape), trainable=False, name="target")
         self.lmbda = tf.Variable(0.0, trainable=False, name="lmbda")
@@ -169,6 +191,10 @@ class C3Fitter(tf.Module):
             0 < config.noise_std_start and 0 < config.noise_std_end
         ):
             problems.append("fit.noise_std_start and fit.noise_std_end must be positive")
+        if config.network_rate not in ("laplace", "file"):
+            problems.append(
+                f"fit.network_rate must be laplace or file, not {config.network_rate!r}"
+            )
         if config.optimizer not in ("adam", "soap"):
             problems.append(f"fit.optimizer must be adam or soap, not {config.optimizer!r}")
         if config.max_restarts < 0 or not 0 < config.restart_lr_factor <= 1:
@@ -593,18 +619,21 @@ class C3Fitter(tf.Module):
         )
 
     def network_bits(self, integers: list[np.ndarray]) -> dict[str, float]:
-        """C3's Laplace estimate of the bits of each network's quantised parameters."""
+        """The bits of each network's quantised parameters (`tensor_bits` per tensor:
+        C3's Laplace estimate, or what the file spends with `fit.network_rate = "file"`)."""
+        tensor_bits = [self.tensor_bits(q) for q in integers]
         bits = {}
         sizes = [len(layer.trainable_variables) for layer in self.model.network_layers]
         parts = np.split(np.arange(len(integers)), np.cumsum(sizes)[:-1])
         for layer, idx in zip(self.model.network_layers, parts, strict=True):
-            bits[layer.name] = sum(rate.parameter_bits(integers[i]) for i in idx)
+            bits[layer.name] = float(sum(tensor_bits[i] for i in idx))
         return bits
 
     def _quantized(self, steps: tuple, float_params: list[np.ndarray]):
-        """The model with its networks quantised at `steps` (weight, bias, upsampling):
-        (QuantizedNetworks, integers), the float parameters restored afterwards; None if
-        the integers are beyond the format's range or the loss is not finite."""
+        """The model with its networks quantised at `steps` (weight, bias, upsampling,
+        context model pair): (QuantizedNetworks, integers), the float parameters restored
+        afterwards; None if the integers are beyond the format's range or the loss is not
+        finite."""
         integers = self.model.network_integers(*steps)
         if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
             return None  # too fine a step for these parameters
@@ -622,6 +651,7 @@ class C3Fitter(tf.Module):
             weight_step=steps[0],
             bias_step=steps[1],
             upsampling_step=steps[2],
+            arm_steps=steps[3],
             bits_latents=bits,
             bits_networks=bits_networks,
             bits_per_grid=[float(b) for b in bits_per_grid.numpy()],
@@ -633,52 +663,73 @@ class C3Fitter(tf.Module):
         )
         return quantized, integers
 
-    def quantize_networks(self) -> QuantizedNetworks:
-        """Grid search over (weight step, bias step), then, with learned upsampling, over
-        the taps' own step (`fit.upsampling_steps`; held at the middle one during the
-        pair search); leaves the best networks in place."""
-        c = self.config
-        float_params = [v.numpy() for v in self.model.network_variables]
-        learned = bool(self.model.upsampling.trainable_variables)
-        upsampling_steps = tuple(c.upsampling_steps) if learned else (None,)
-        held = upsampling_steps[len(upsampling_steps) // 2]
-        best = None
-        pairs = [(w, b, held) for w, b in itertools.product(c.weight_steps, c.bias_steps)]
-        progress = Progress(len(pairs))
-        for k, steps in enumerate(pairs, 1):
+    def _search(self, what: str, candidates: list[tuple], float_params, best=None):
+        """The best of `best` and the quantised models at each of `candidates` (tuples
+        of steps, see `_quantized`), by RD loss."""
+        progress = Progress(len(candidates))
+        for k, steps in enumerate(candidates, 1):
             found = self._quantized(steps, float_params)
             progress.update(k)
+            pair = steps[:2] if steps[3] is None or what != "context model pair" else steps[3]
             if found is None:
                 logging.info(
-                    "Network quantisation: step pair %s (weight %g, bias %g: integers "
-                    "beyond the format's range or a non-finite loss, skipped).",
+                    "Network quantisation: %s %s (weight %g, bias %g: integers beyond the "
+                    "format's range or a non-finite loss, skipped).",
+                    what,
                     progress,
-                    *steps[:2],
+                    *pair,
                 )
                 continue
             if best is None or found[0].loss < best[0].loss:
                 best = found
             logging.info(
-                "Network quantisation: step pair %s (weight %g, bias %g: RD loss %.5g).",
+                "Network quantisation: %s %s (weight %g, bias %g: RD loss %.5g).",
+                what,
                 progress,
-                *steps[:2],
+                *pair,
                 found[0].loss,
             )
+        return best
+
+    def quantize_networks(self) -> QuantizedNetworks:
+        """Grid search over one (weight step, bias step) pair for all networks (C3);
+        with `fit.per_module_steps` (Cool-chic 5, nnquant/quantizemodel.py), then a pair
+        for the context model with the synthesis at the shared pair, and a pair for the
+        synthesis with the context model at its own; with learned upsampling, then the
+        taps' own step (`fit.upsampling_steps`; held at the middle one before). Greedy:
+        each search starts from the best so far, so it can only lower the RD loss.
+        Leaves the best networks in place."""
+        c = self.config
+        float_params = [v.numpy() for v in self.model.network_variables]
+        learned = bool(self.model.upsampling.trainable_variables)
+        upsampling_steps = tuple(c.upsampling_steps) if learned else (None,)
+        held = upsampling_steps[len(upsampling_steps) // 2]
+        pairs = list(itertools.product(c.weight_steps, c.bias_steps))
+        best = self._search("step pair", [(w, b, held, None) for w, b in pairs], float_params)
         if best is None:
             raise FitError("Every network quantisation step gave a non-finite loss.")
-        if learned:  # the held step was measured in the pair search
-            pair = (best[0].weight_step, best[0].bias_step)
-            for step in (s for s in upsampling_steps if s != held):
-                found = self._quantized((*pair, step), float_params)
-                if found is not None and found[0].loss < best[0].loss:
-                    best = found
+        if c.per_module_steps:
+            shared = best[0].steps[:2]
+            arm_candidates = [(*shared, held, p) for p in pairs if p != shared]
+            best = self._search("context model pair", arm_candidates, float_params, best)
+            arm = best[0].arm_steps or shared
+            synthesis = [(*p, held, arm) for p in pairs if p != best[0].steps[:2]]
+            best = self._search("synthesis pair", synthesis, float_params, best)
+        if learned:  # the held step was measured in the searches above
+            steps = best[0].steps
+            others = [(*steps[:2], s, steps[3]) for s in upsampling_steps if s != held]
+            best = self._search("upsampling step", others, float_params, best)
         quantized, integers = best
-        steps = (quantized.weight_step, quantized.bias_step, quantized.upsampling_step)
-        self.model.set_network_integers(integers, *steps)
+        if quantized.arm_steps == quantized.steps[:2]:  # one pair: no header bytes for it
+            quantized = dataclasses.replace(quantized, arm_steps=None)
+        self.model.set_network_integers(integers, *quantized.steps)
         logging.info(
-            "Network quantisation: weight step %g, bias step %g%s, %.0f network bits.",
+            "Network quantisation: weight step %g, bias step %g%s%s, %.0f network bits.",
             quantized.weight_step,
             quantized.bias_step,
+            " (synthesis), context model {:g}, {:g}".format(*quantized.arm_steps)
+            if quantized.arm_steps
+            else "",
             f", upsampling step {quantized.upsampling_step:g}" if learned else "",
             quantized.bits_networks,
         )

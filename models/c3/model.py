@@ -189,35 +189,49 @@ class C3Model(tf.keras.Model):
         parts = np.split(flat, np.cumsum([h * w for h, w in shapes])[:-1])
         return [p.reshape(s) for p, s in zip(parts, shapes, strict=True)]
 
-    # Network quantisation (C3 Sec. 3: one (weight step, bias step) pair for all networks).
+    # Network quantisation (C3 Sec. 3: one (weight step, bias step) pair for all
+    # networks; Cool-chic 5: a pair per module). `steps` below are what
+    # `network_steps` takes: (weight, bias[, upsampling[, arm_steps]]).
 
-    def network_steps(self, weight_step: float, bias_step: float, upsampling_step=None):
+    def network_steps(
+        self,
+        weight_step: float,
+        bias_step: float,
+        upsampling_step=None,
+        arm_steps: tuple[float, float] | None = None,
+    ):
         """The quantisation step of each of `network_variables`: kernels the weight
         step, biases the bias step, learned-upsampling taps their own step (the weight
-        step when None)."""
+        step when None), the context model's kernels and biases `arm_steps` (weight,
+        bias) when given."""
         taps = {id(v) for v in self.upsampling.trainable_variables}
+        arm = {id(v) for v in self.context_model.trainable_variables}
         upsampling_step = weight_step if upsampling_step is None else upsampling_step
-        return [
-            upsampling_step if id(v) in taps else weight_step if len(v.shape) > 1 else bias_step
-            for v in self.network_variables
-        ]
+        steps = []
+        for v in self.network_variables:
+            weight, bias = (
+                arm_steps
+                if arm_steps is not None and id(v) in arm
+                else (
+                    weight_step,
+                    bias_step,
+                )
+            )
+            steps.append(upsampling_step if id(v) in taps else weight if len(v.shape) > 1 else bias)
+        return steps
 
-    def network_integers(
-        self, weight_step: float, bias_step: float, upsampling_step=None
-    ) -> list[np.ndarray]:
+    def network_integers(self, *steps) -> list[np.ndarray]:
         """Each network parameter divided by its step and rounded (`network_steps`)."""
-        steps = self.network_steps(weight_step, bias_step, upsampling_step)
         return [
             np.round(v.numpy() / step).astype(np.int64)
-            for v, step in zip(self.network_variables, steps, strict=True)
+            for v, step in zip(self.network_variables, self.network_steps(*steps), strict=True)
         ]
 
-    def set_network_integers(
-        self, integers: list[np.ndarray], weight_step: float, bias_step: float, upsampling_step=None
-    ) -> None:
+    def set_network_integers(self, integers: list[np.ndarray], *steps) -> None:
         """Sets the network parameters to integers * step (the decoder's parameters)."""
-        steps = self.network_steps(weight_step, bias_step, upsampling_step)
-        for v, q, step in zip(self.network_variables, integers, steps, strict=True):
+        for v, q, step in zip(
+            self.network_variables, integers, self.network_steps(*steps), strict=True
+        ):
             v.assign(np.asarray(q, np.float32) * np.float32(step))
 
     def macs_per_pixel(self) -> dict[str, int]:
