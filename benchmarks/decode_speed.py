@@ -60,18 +60,14 @@ def fit_and_encode(image_path: str, steps: int, lmbda: float):
 def network_coding(model, fit) -> dict:
     """Bits of the network parameters under each method: C3's estimate, Laplace tables
     only, exp-Golomb only, and the per-tensor choice that the format uses."""
-    from coding import laplace_tables, weights
+    from coding import weights
 
     integers = model.network_integers(*fit.steps)
-    tables = laplace_tables.tables()
     laplace = golomb = chosen = 0.0
     counts = {"laplace": 0, "exp_golomb": 0}
-    for q in integers:
-        values = q.ravel()
-        laplace += min(
-            tables.bits(weights._laplace_row(c), values) for c in range(laplace_tables.NUM_SCALES)
-        )
-        golomb += min(weights.exp_golomb_bits(values, k) for k in range(32))
+    for values in integers:
+        laplace += float(weights.laplace_bits(values).min())
+        golomb += float(weights.exp_golomb_orders_bits(values).min())
         code, bits = weights.choose_code(values)
         chosen += bits
         counts["laplace" if code < weights.EXP_GOLOMB_BASE else "exp_golomb"] += 1

@@ -50,22 +50,22 @@ def _laplace_row(scale_index: int) -> int:
 
 
 @functools.lru_cache(maxsize=1)
-def _zero_offset_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The Laplace rows a tensor can use (offset 0, every scale): their indices, half
-    widths K and, padded into one array, the bits of each symbol (escape at 2K + 1)."""
+def _zero_offset_rows() -> tuple[np.ndarray, np.ndarray]:
+    """The Laplace rows a tensor can use (offset 0, every scale): their half widths K
+    and, padded into one array, the bits of each symbol (escape at 2K + 1)."""
     tables = lt.tables()
     rows = np.asarray([_laplace_row(s) for s in range(lt.NUM_SCALES)])
     widths = tables.half_widths[rows].astype(np.int64)
     padded = np.zeros((len(rows), 2 * int(widths.max()) + 2))
     for i, row in enumerate(rows):
         padded[i, : 2 * widths[i] + 2] = tables.symbol_bits[row]
-    return rows, widths, padded
+    return widths, padded
 
 
 def laplace_bits(values: np.ndarray) -> np.ndarray:
     """Bits of `values` coded with each Laplace scale (offset-0 rows): `tables().bits`
     for every scale index at once, from the histogram of the distinct values."""
-    _, widths, symbol_bits = _zero_offset_rows()
+    widths, symbol_bits = _zero_offset_rows()
     distinct, counts = np.unique(np.asarray(values, np.int64).ravel(), return_counts=True)
     k = widths[:, None]
     inside = np.abs(distinct)[None, :] <= k
@@ -100,6 +100,11 @@ def choose_code(values: np.ndarray) -> tuple[int, float]:
     if golomb[order] < laplace[scale]:
         return EXP_GOLOMB_BASE + order, float(golomb[order])
     return scale, float(laplace[scale])
+
+
+def code_bits(values: np.ndarray) -> float:
+    """The bits the network section spends on one tensor's values (`choose_code`)."""
+    return choose_code(values)[1]
 
 
 class _BitWriter:

@@ -42,11 +42,9 @@ BITSTREAM_SUFFIX = ".c3"
 def make_fitter(model, fit_config) -> C3Fitter:
     """A `C3Fitter` whose network quantisation search counts the network bits as
     `fit.network_rate` says: C3's Laplace estimate, or the exact bits of the code the file
-    writes for each tensor (`coding.weights.choose_code`)."""
-    tensor_bits = None
-    if fit_config.network_rate == "file":
-        tensor_bits = lambda q: weights.choose_code(q)[1]  # noqa: E731
-    return C3Fitter(model, fit_config, tensor_bits)
+    writes for each tensor (`coding.weights.code_bits`)."""
+    file_rate = fit_config.network_rate == "file"
+    return C3Fitter(model, fit_config, weights.code_bits if file_rate else None)
 
 
 def fitter_steps(fitter: C3Fitter) -> int:

@@ -52,3 +52,18 @@ def test_invalid_code_byte():
     data[0] = 250
     with pytest.raises(BitstreamError, match="code byte"):
         weights.decode_networks(bytes(data), [t.shape for t in tensors()])
+
+
+def test_vectorised_bits_equal_the_per_scale_and_per_order_counts():
+    """`laplace_bits` and `exp_golomb_orders_bits` count what `tables().bits` and
+    `exp_golomb_bits` count one scale or order at a time, escapes included."""
+    from coding import laplace_tables as lt
+
+    rng = np.random.default_rng(5)
+    values = np.round(rng.laplace(scale=40.0, size=300)).astype(np.int64)
+    values[:3] = [0, 70000, -300]  # beyond every row's half width: escapes
+    tables = lt.tables()
+    per_scale = [tables.bits(weights._laplace_row(c), values) for c in range(lt.NUM_SCALES)]
+    np.testing.assert_allclose(weights.laplace_bits(values), per_scale, rtol=1e-12)
+    per_order = [weights.exp_golomb_bits(values, k) for k in range(32)]
+    np.testing.assert_array_equal(weights.exp_golomb_orders_bits(values), per_order)

@@ -87,7 +87,6 @@ class C3Architecture:
         learned = config.get("upsampling", "bilinear") == "learned"
         upsampling_step = weight_step if upsampling_step is None else upsampling_step
         arm = arm_steps is not None
-        arm_weight, arm_bias = arm_steps if arm else (1.0, 1.0)
         arch = cls(
             height=int(config["height"]),
             width=int(config["width"]),
@@ -108,8 +107,8 @@ class C3Architecture:
             learned_upsampling=learned,
             upsampling_bits=fp.step_bits(upsampling_step, "upsampling step") if learned else 0,
             separate_arm_steps=arm,
-            arm_weight_bits=fp.step_bits(arm_weight, "context model weight step"),
-            arm_bias_bits=fp.step_bits(arm_bias, "context model bias step"),
+            arm_weight_bits=fp.step_bits(arm_steps[0], "context model weight step") if arm else 0,
+            arm_bias_bits=fp.step_bits(arm_steps[1], "context model bias step") if arm else 0,
         )
         problem = arch.problem()
         if problem:

@@ -59,6 +59,15 @@ def is_power_of_two(step: float) -> bool:
     return step > 0 and mantissa == 0.5
 
 
+def describe_steps(steps: tuple) -> str:
+    """`QuantizedNetworks.steps` for a log line."""
+    weight, bias, upsampling, arm = steps
+    text = f"weight {weight:g}, bias {bias:g}"
+    if arm is not None:
+        text += f" (synthesis); context model weight {arm[0]:g}, bias {arm[1]:g}"
+    return text + (f"; upsampling {upsampling:g}" if upsampling is not None else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class QuantizedNetworks:
     """The outcome of the network quantisation search: steps, rates and distortion of the
@@ -670,23 +679,22 @@ class C3Fitter(tf.Module):
         for k, steps in enumerate(candidates, 1):
             found = self._quantized(steps, float_params)
             progress.update(k)
-            pair = steps[:2] if steps[3] is None or what != "context model pair" else steps[3]
             if found is None:
                 logging.info(
-                    "Network quantisation: %s %s (weight %g, bias %g: integers beyond the "
-                    "format's range or a non-finite loss, skipped).",
+                    "Network quantisation: %s %s (%s: integers beyond the format's range "
+                    "or a non-finite loss, skipped).",
                     what,
                     progress,
-                    *pair,
+                    describe_steps(steps),
                 )
                 continue
             if best is None or found[0].loss < best[0].loss:
                 best = found
             logging.info(
-                "Network quantisation: %s %s (weight %g, bias %g: RD loss %.5g).",
+                "Network quantisation: %s %s (%s: RD loss %.5g).",
                 what,
                 progress,
-                *pair,
+                describe_steps(steps),
                 found[0].loss,
             )
         return best
@@ -724,13 +732,8 @@ class C3Fitter(tf.Module):
             quantized = dataclasses.replace(quantized, arm_steps=None)
         self.model.set_network_integers(integers, *quantized.steps)
         logging.info(
-            "Network quantisation: weight step %g, bias step %g%s%s, %.0f network bits.",
-            quantized.weight_step,
-            quantized.bias_step,
-            " (synthesis), context model {:g}, {:g}".format(*quantized.arm_steps)
-            if quantized.arm_steps
-            else "",
-            f", upsampling step {quantized.upsampling_step:g}" if learned else "",
+            "Network quantisation: %s, %.0f network bits.",
+            describe_steps(quantized.steps),
             quantized.bits_networks,
         )
         return quantized

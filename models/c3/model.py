@@ -205,18 +205,11 @@ class C3Model(tf.keras.Model):
         step when None), the context model's kernels and biases `arm_steps` (weight,
         bias) when given."""
         taps = {id(v) for v in self.upsampling.trainable_variables}
-        arm = {id(v) for v in self.context_model.trainable_variables}
+        arm = {id(v) for v in self.context_model.trainable_variables} if arm_steps else set()
         upsampling_step = weight_step if upsampling_step is None else upsampling_step
         steps = []
         for v in self.network_variables:
-            weight, bias = (
-                arm_steps
-                if arm_steps is not None and id(v) in arm
-                else (
-                    weight_step,
-                    bias_step,
-                )
-            )
+            weight, bias = arm_steps if id(v) in arm else (weight_step, bias_step)
             steps.append(upsampling_step if id(v) in taps else weight if len(v.shape) > 1 else bias)
         return steps
 
