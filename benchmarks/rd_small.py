@@ -104,6 +104,7 @@ def run_one(config, image, name, lmbda, noise_steps, ste_steps, seed, overridden
         "config_hash",
     )  # fmt: skip
     out = {k: row[k] for k in keep}
+    out["rdoq"] = row["rdoq"]  # what RDOQ changed (None when off)
     out.update(
         seed=seed,
         bytes=len(encoding.encoded.data),

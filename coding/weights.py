@@ -88,18 +88,28 @@ def exp_golomb_orders_bits(values: np.ndarray) -> np.ndarray:
     return (2 * lengths - 1 + orders) @ counts
 
 
+def code_costs(values: np.ndarray) -> np.ndarray:
+    """The bits of `values` under every code a tensor can use: the Laplace scales
+    (`laplace_bits`), then the exp-Golomb orders (`exp_golomb_orders_bits`). A sum over
+    the values, so the cost of changing one value is that of the value alone, in and
+    out (what RDOQ, `models.c3.rdoq`, uses)."""
+    values = np.asarray(values, np.int64).ravel()
+    if values.size == 0:
+        return np.zeros(lt.NUM_SCALES + MAX_EXP_GOLOMB_ORDER + 1)
+    golomb = exp_golomb_orders_bits(values).astype(np.float64)
+    return np.concatenate([laplace_bits(values), golomb])
+
+
 def choose_code(values: np.ndarray) -> tuple[int, float]:
     """The code byte with the fewest bits for one tensor, and those bits (the first of
     equals in the order: Laplace scales, then exp-Golomb orders)."""
-    values = np.asarray(values, np.int64).ravel()
-    if values.size == 0:
+    if np.size(values) == 0:
         return 0, 0.0
-    laplace = laplace_bits(values)
-    golomb = exp_golomb_orders_bits(values)
-    scale, order = int(np.argmin(laplace)), int(np.argmin(golomb))
-    if golomb[order] < laplace[scale]:
-        return EXP_GOLOMB_BASE + order, float(golomb[order])
-    return scale, float(laplace[scale])
+    costs = code_costs(values)
+    best = int(np.argmin(costs))
+    if best >= lt.NUM_SCALES:
+        return EXP_GOLOMB_BASE + best - lt.NUM_SCALES, float(costs[best])
+    return best, float(costs[best])
 
 
 def code_bits(values: np.ndarray) -> float:

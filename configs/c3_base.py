@@ -95,6 +95,10 @@ def get_base_config() -> config_dict.ConfigDict:
     # The network bits the quantisation search minimises: "laplace" (C3's estimate) or
     # "file" (the exact bits of the code the file writes for each tensor).
     config.fit.network_rate = "laplace"
+    # RDOQ (Cool-chic 5): after the step search, move each network integer by up to
+    # +-rdoq_max_delta steps while that lowers the RD loss counted with the file's bits.
+    config.fit.rdoq = False
+    config.fit.rdoq_max_delta = 15
     # A fit that is not learning (RD loss above 1.5x a flat mean-colour image's, or down by
     # less than 10 %) after `stall_check_steps` stage-1 steps or at the end of stage 1 is
     # restarted from another seed at `restart_lr_factor` x the learning rate, at most

@@ -40,11 +40,10 @@ BITSTREAM_SUFFIX = ".c3"
 
 
 def make_fitter(model, fit_config) -> C3Fitter:
-    """A `C3Fitter` whose network quantisation search counts the network bits as
-    `fit.network_rate` says: C3's Laplace estimate, or the exact bits of the code the file
-    writes for each tensor (`coding.weights.code_bits`)."""
-    file_rate = fit_config.network_rate == "file"
-    return C3Fitter(model, fit_config, weights.code_bits if file_rate else None)
+    """A `C3Fitter` that knows the exact bits of the code the file writes for each
+    network tensor (`coding.weights.code_costs`): the network quantisation search counts
+    them with `fit.network_rate = "file"` (else C3's Laplace estimate), RDOQ always."""
+    return C3Fitter(model, fit_config, weights.code_costs)
 
 
 def fitter_steps(fitter: C3Fitter) -> int:
@@ -253,6 +252,7 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         seconds_noise=fit.seconds_noise,
         seconds_ste=fit.seconds_ste,
         seconds_quantization=fit.seconds_quantization,
+        rdoq=dataclasses.asdict(fit.rdoq) if fit.rdoq else None,
         weight_step=fit.weight_step,
         bias_step=fit.bias_step,
         upsampling_step=fit.upsampling_step,

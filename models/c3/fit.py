@@ -44,6 +44,7 @@ from common.metrics import psnr_from_mse
 from common.progress import Progress
 from models.c3 import rate
 from models.c3.model import MAX_NETWORK_INTEGER, C3Model
+from models.c3.rdoq import NetworkRDOQ, RDOQReport
 from models.c3.soap import Preconditioner
 
 MAX_NAN_RETRIES = 8
@@ -102,7 +103,8 @@ class FitResult(QuantizedNetworks):
     seconds_warmup: float
     seconds_noise: float
     seconds_ste: float
-    seconds_quantization: float
+    seconds_quantization: float  # the step search and RDOQ
+    rdoq: RDOQReport | None  # None without fit.rdoq
     nan_recoveries: int
     restarts: int  # fresh initialisations after a fit that was not learning
 
@@ -120,23 +122,39 @@ class C3Fitter(tf.Module):
         self,
         model: C3Model,
         config,
-        tensor_bits: Callable[[np.ndarray], float] | None = None,
+        code_costs: Callable[[np.ndarray], np.ndarray] | None = None,
         name: str = "c3_fitter",
     ):
-        """`tensor_bits` gives the bits of one quantised network tensor for the network
-        quantisation search: C3's Laplace estimate (`rate.parameter_bits`) when None;
-        `pipelines.per_image.make_fitter` passes the file's exact code length when
-        `fit.network_rate = "file"`."""
+        """`code_costs` gives the exact bits of one quantised network tensor under each
+        code the file can choose for it, the file taking the cheapest
+        (`coding.weights.code_costs`, passed by `pipelines.per_image.make_fitter`;
+        models/ does not import the coder). The network quantisation search counts the
+        file's bits with `fit.network_rate = "file"`, else C3's Laplace estimate
+        (`rate.parameter_bits`); RDOQ (`fit.rdoq`) always counts the file's."""
         super().__init__(name=name)
         self.model = model
         self.config = config
         self._validate_config(config)
-        if config.network_rate == "file" and tensor_bits is None:
+        needs = [
+            n
+            for n, on in (
+                ("fit.network_rate = file", config.network_rate == "file"),
+                ("fit.rdoq", config.rdoq),
+            )
+            if on
+        ]
+        if needs and code_costs is None:
             raise FitError(
-                'fit.network_rate = "file" needs the coder\'s tensor_bits '
+                f"{' and '.join(needs)} need the coder's code_costs "
                 "(pipelines.per_image.make_fitter)."
             )
-        self.tensor_bits = rate.parameter_bits if tensor_bits is None else tensor_bits
+        self.code_costs = code_costs
+        self.tensor_bits = (
+            (lambda q: float(code_costs(q).min()))
+            if config.network_rate == "file"
+            else rate.parameter_bits
+        )
+        self.rdoq_report: RDOQReport | None = None  # of the last quantize_networks
         shape = (model.height, model.width, 3)
         self.target = tf.Variable(tf.zeros(shape), trainable=False, name="target")
         self.lmbda = tf.Variable(0.0, trainable=False, name="lmbda")
@@ -217,6 +235,8 @@ class C3Fitter(tf.Module):
         elif not all(is_power_of_two(s) for s in (*config.weight_steps, *config.bias_steps)):
             # The bitstream's integer decoder needs parameters that are fixed-point numbers.
             problems.append("fit.weight_steps and fit.bias_steps must be powers of two")
+        if config.rdoq_max_delta < 1:
+            problems.append("fit.rdoq_max_delta must be >= 1")
         if config.warmup_candidates > 1 and not (
             1 <= config.warmup_keep <= config.warmup_candidates and config.warmup_steps >= 1
         ):
@@ -622,6 +642,7 @@ class C3Fitter(tf.Module):
             seconds_noise=seconds_noise,
             seconds_ste=seconds_ste,
             seconds_quantization=time.perf_counter() - start,
+            rdoq=self.rdoq_report,
             nan_recoveries=int(self.nan_recoveries.numpy()),
             restarts=int(self.restarts.numpy()),
             **{f.name: getattr(quantized, f.name) for f in dataclasses.fields(quantized)},
@@ -646,6 +667,12 @@ class C3Fitter(tf.Module):
         integers = self.model.network_integers(*steps)
         if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
             return None  # too fine a step for these parameters
+        return self._measured(integers, steps, float_params)
+
+    def _measured(self, integers: list[np.ndarray], steps: tuple, float_params):
+        """(QuantizedNetworks, integers) of the model with its networks at `integers`
+        x `steps`, the float parameters restored afterwards; None if the loss is not
+        finite."""
         bits_per_network = self.network_bits(integers)
         self.model.set_network_integers(integers, *steps)
         mse, bits, bits_per_grid, reconstruction = self._evaluate()
@@ -699,6 +726,36 @@ class C3Fitter(tf.Module):
             )
         return best
 
+    def _rdoq(self, quantized: QuantizedNetworks, integers, float_params):
+        """Cool-chic 5's RDOQ of the chosen integers (`models.c3.rdoq`), scored with the
+        file's bits; kept only if it lowers the RD loss it measures."""
+        rdoq = NetworkRDOQ(
+            self.model,
+            self.target,
+            float(self.lmbda.numpy()),
+            self.code_costs,
+            max_delta=self.config.rdoq_max_delta,
+            seed=int(self.seed.numpy()),
+        )
+        refined, report = rdoq(integers, quantized.steps)
+        self.rdoq_report = report
+        logging.info(
+            "RDOQ: %d of %d integers changed in %.1f s (%d evaluations); RD loss %.6g -> "
+            "%.6g, network bits (file) %.0f -> %.0f.",
+            report.changed,
+            sum(q.size for q in integers),
+            report.seconds,
+            report.evaluations,
+            report.loss_before,
+            report.loss_after,
+            report.network_bits_before,
+            report.network_bits_after,
+        )
+        if not report.loss_after < report.loss_before:
+            return quantized, integers
+        found = self._measured(refined, quantized.steps, float_params)
+        return (quantized, integers) if found is None else found
+
     def quantize_networks(self) -> QuantizedNetworks:
         """Grid search over one (weight step, bias step) pair for all networks (C3);
         with `fit.per_module_steps` (Cool-chic 5, nnquant/quantizemodel.py), then a pair
@@ -708,6 +765,7 @@ class C3Fitter(tf.Module):
         each search starts from the best so far, so it can only lower the RD loss.
         Leaves the best networks in place."""
         c = self.config
+        self.rdoq_report = None
         float_params = [v.numpy() for v in self.model.network_variables]
         learned = bool(self.model.upsampling.trainable_variables)
         upsampling_steps = tuple(c.upsampling_steps) if learned else (None,)
@@ -730,6 +788,8 @@ class C3Fitter(tf.Module):
         quantized, integers = best
         if quantized.arm_steps == quantized.steps[:2]:  # one pair: no header bytes for it
             quantized = dataclasses.replace(quantized, arm_steps=None)
+        if c.rdoq:
+            quantized, integers = self._rdoq(quantized, integers, float_params)
         self.model.set_network_integers(integers, *quantized.steps)
         logging.info(
             "Network quantisation: %s, %.0f network bits.",
