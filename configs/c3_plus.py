@@ -9,8 +9,9 @@ greedy after the shared pair), and RDOQ of the network integers (`fit.rdoq`: eac
 moved by up to +-15 steps while the RD loss, counted with the file's bits, falls). Each
 lowered the mean RD loss on the kodim23 crop at equal iterations (docs/c3.md says which
 benchmarks/results JSON measured it). Files carry the learned-upsampling and per-module
-flags in their header: a decoder from before them refuses them with a clear error. Tools that did not pay for themselves at this budget (the warm-up,
-keep-best, Gaussian noise) stay off.
+flags in their header: a decoder from before them refuses them with a clear error. Tools
+that did not pay for themselves at this budget (the warm-up, keep-best, Gaussian noise)
+stay off.
 
 python train.py --config configs/c3_plus.py [--hid N] [--config.data.root=DIR]
 """
