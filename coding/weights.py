@@ -112,11 +112,6 @@ def choose_code(values: np.ndarray) -> tuple[int, float]:
     return best, float(costs[best])
 
 
-def code_bits(values: np.ndarray) -> float:
-    """The bits the network section spends on one tensor's values (`choose_code`)."""
-    return choose_code(values)[1]
-
-
 class _BitWriter:
     def __init__(self):
         self.bits = []

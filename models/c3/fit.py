@@ -135,17 +135,9 @@ class C3Fitter(tf.Module):
         self.model = model
         self.config = config
         self._validate_config(config)
-        needs = [
-            n
-            for n, on in (
-                ("fit.network_rate = file", config.network_rate == "file"),
-                ("fit.rdoq", config.rdoq),
-            )
-            if on
-        ]
-        if needs and code_costs is None:
+        if code_costs is None and (config.network_rate == "file" or config.rdoq):
             raise FitError(
-                f"{' and '.join(needs)} need the coder's code_costs "
+                'fit.network_rate = "file" and fit.rdoq need the coder\'s code_costs '
                 "(pipelines.per_image.make_fitter)."
             )
         self.code_costs = code_costs
