@@ -155,17 +155,14 @@ def main() -> None:
     from common.rundir import provenance
 
     recorded = provenance(ROOT)
-    commit = recorded["git_revision"]
+    commit = recorded["commit"]
     config = make_config(args.config, args.set)
     settings = {"config": os.path.relpath(args.config, ROOT), "overrides": args.set}
     rows = []
     if os.path.exists(args.out):  # resume: keep rows of the same commit and settings
         with open(args.out) as f:
             old = json.load(f)
-        if (
-            old.get("git_revision", old.get("git_commit")) == commit
-            and old.get("settings") == settings
-        ):
+        if old.get("commit") == commit and old.get("settings") == settings:
             rows = old["results"]
     done = {(r["protocol"], r["image"], r["lmbda"], r["seed"]) for r in rows}
     report = {

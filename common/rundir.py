@@ -71,7 +71,7 @@ def provenance(root: str) -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return {
-        "git_revision": git_revision(),
+        "commit": git_revision(),
         "git_dirty": dirty,
         "command": " ".join([os.path.relpath(sys.argv[0], root)] + sys.argv[1:]),
     }
