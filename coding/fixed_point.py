@@ -205,10 +205,11 @@ class FixedPointLayer:
         return self.rescale(tf.matmul(x, self.weights))
 
 
-def mlp(x: tf.Tensor, layers: list[FixedPointLayer], gelu_table: tf.Tensor) -> tf.Tensor:
-    """Dense layers with fixed-point GELU between them (none after the last)."""
+def mlp(x: tf.Tensor, layers: list[FixedPointLayer], activation) -> tf.Tensor:
+    """Dense layers with `activation` between them (none after the last): fixed-point
+    GELU (`functools.partial(gelu, table=...)`) or ReLU, which is exact as it is."""
     for i, layer in enumerate(layers):
         x = layer.dense(x)
         if i < len(layers) - 1:
-            x = gelu(x, gelu_table)
+            x = activation(x)
     return x

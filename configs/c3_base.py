@@ -50,6 +50,12 @@ def get_base_config() -> config_dict.ConfigDict:
     # "bilinear": C3's fixed resize; "learned": Cool-chic 5's learned separable
     # upsampling cascade (models/c3/upsampling.py; 48 more parameters for 7 grids).
     config.model.upsampling = "bilinear"
+    # Cool-chic 5's synthesis ("hop"): synthesis_hidden=(48,), "relu", a linear 1x1
+    # stabiliser from the latents added to the output, and init "cool_chic" (kernels
+    # U(+-1/(C_out^2 sqrt(C_in)))). C3's: (18, 18), "gelu", no stabiliser, "fan_in".
+    config.model.synthesis_activation = "gelu"
+    config.model.synthesis_stabiliser = False
+    config.model.synthesis_init = "fan_in"
 
     config.fit = config_dict.ConfigDict()
     config.fit.num_noise_steps = 100_000

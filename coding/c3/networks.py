@@ -13,6 +13,7 @@ for power-of-two size ratios), and q_step is applied as a 16-bit fixed-point mul
 
 import dataclasses
 import fractions
+import functools
 import math
 
 import numpy as np
@@ -64,6 +65,11 @@ class C3Architecture:
     separate_arm_steps: bool = False
     arm_weight_bits: int = 0
     arm_bias_bits: int = 0
+    # Cool-chic 5's synthesis choices: ReLU in place of GELU in the synthesis (header flag
+    # bit 4) and a linear 1x1 stabiliser from the latents to the output (flag bit 5; its
+    # kernel and bias follow the residual layers' in the parameters).
+    synthesis_relu: bool = False
+    synthesis_stabiliser: bool = False
 
     @property
     def arm_bits(self) -> tuple[int, int]:
@@ -109,6 +115,8 @@ class C3Architecture:
             separate_arm_steps=arm,
             arm_weight_bits=fp.step_bits(arm_steps[0], "context model weight step") if arm else 0,
             arm_bias_bits=fp.step_bits(arm_steps[1], "context model bias step") if arm else 0,
+            synthesis_relu=config.get("synthesis_activation", "gelu") == "relu",
+            synthesis_stabiliser=bool(config.get("synthesis_stabiliser", False)),
         )
         problem = arch.problem()
         if problem:
@@ -151,6 +159,8 @@ class C3Architecture:
         flags = int(self.use_prev_grid) | (int(self.gelu_approximate) << 1)
         flags |= int(self.learned_upsampling) << 2
         flags |= int(self.separate_arm_steps) << 3
+        flags |= int(self.synthesis_relu) << 4
+        flags |= int(self.synthesis_stabiliser) << 5
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
         out += bytes([len(self.synthesis_hidden), *self.synthesis_hidden])
@@ -189,7 +199,7 @@ class C3Architecture:
             else (0, 0)
         )
         r.expect_end()
-        if flags > 15:
+        if flags > 63:
             raise BitstreamError(f"{what}: unknown flags {flags:#x} in the C3 header.")
         arch = cls(
             height,
@@ -213,11 +223,19 @@ class C3Architecture:
             bool(flags & 8),
             arm_weight_bits,
             arm_bias_bits,
+            bool(flags & 16),
+            bool(flags & 32),
         )
         problem = arch.problem()
         if problem:
             raise BitstreamError(f"{what}: C3 header has an {problem}.")
         return arch
+
+    @property
+    def num_synthesis_layers(self) -> int:
+        """Layers of the synthesis: MLP, residual convolutions, stabiliser."""
+        mlp = len(self.synthesis_hidden) + 1
+        return mlp + self.num_residual_layers + int(self.synthesis_stabiliser)
 
     @property
     def grid_shapes(self) -> list[tuple[int, int]]:
@@ -236,6 +254,8 @@ class C3Architecture:
             shapes += [(a, b), (b,)]
         k = self.residual_kernel_size
         shapes += [(k, k, 3, 3), (3,)] * self.num_residual_layers
+        if self.synthesis_stabiliser:
+            shapes += [(self.num_grids, 3), (3,)]
         widths = (self.num_context_inputs, *self.arm_hidden, 2)
         for a, b in zip(widths[:-1], widths[1:], strict=True):
             shapes += [(a, b), (b,)]
@@ -323,7 +343,7 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
         if max(np.abs(t).max(initial=0) for t in taps) > fp.WEIGHT_LIMIT:
             raise ValueError("upsampling taps beyond the format's range")
         taps = [np.ldexp(t.astype(np.float64), -arch.upsampling_bits) for t in taps]
-    num_synthesis = 2 * (len(arch.synthesis_hidden) + 1 + arch.num_residual_layers)
+    num_synthesis = 2 * arch.num_synthesis_layers
     synthesis_bits = (arch.weight_bits, arch.bias_bits)
     parameters = []
     for i in range(0, len(integers), 2):
@@ -373,17 +393,20 @@ class IntegerC3:
             layer_parameters = parameters[:-4]
         num_mlp = len(arch.synthesis_hidden) + 1
         num_res = arch.num_residual_layers
+        num_synthesis = arch.num_synthesis_layers
         layers = [
-            fp.FixedPointLayer(
-                kernel, bias, weight_step if i < num_mlp + num_res else arm_weight_step
-            )
+            fp.FixedPointLayer(kernel, bias, weight_step if i < num_synthesis else arm_weight_step)
             for i, (kernel, bias) in enumerate(
                 zip(layer_parameters[0::2], layer_parameters[1::2], strict=True)
             )
         ]
         self.synthesis_layers = layers[:num_mlp]
         self.residual_layers = layers[num_mlp : num_mlp + num_res]
-        self.arm_layers = layers[num_mlp + num_res :]
+        self.stabiliser = layers[num_mlp + num_res] if arch.synthesis_stabiliser else None
+        self.arm_layers = layers[num_synthesis:]
+        gelu = functools.partial(fp.gelu, table=self.gelu_table)
+        self.synthesis_activation = tf.nn.relu if arch.synthesis_relu else gelu
+        self.arm_activation = gelu
         bits = fp.MULTIPLIER_BITS
         self.q_fixed = float(fp.to_fixed(arch.q_step, bits))
         self.inverse_q_fixed = float(fp.to_fixed(1.0 / arch.q_step, bits))
@@ -417,7 +440,7 @@ class IntegerC3:
         if self.arch.use_prev_grid:
             prev = self._value_inputs(prev_window, 2 * fp.UPSAMPLING_BITS)
             x = tf.concat([x, prev], axis=1)
-        out = fp.mlp(x, self.arm_layers, self.gelu_table)
+        out = fp.mlp(x, self.arm_layers, self.arm_activation)
         act = fp.ACTIVATION_BITS
         # mu in symbol units (mu_value / q_step).
         mu = fp.round_shift(out[:, 0] * self.inverse_q_fixed, fp.MULTIPLIER_BITS)
@@ -487,14 +510,18 @@ class IntegerC3:
         """Symbols of every grid -> the decoded 8-bit image (H, W, 3) as uint8."""
         h, w = self.arch.height, self.arch.width
         upsampled = self.upsample(grids)
-        x = self._value_inputs(tf.reshape(upsampled, (h * w, -1)), 2 * fp.UPSAMPLING_BITS)
-        x = tf.reshape(fp.mlp(x, self.synthesis_layers, self.gelu_table), (h, w, 3))
+        inputs = self._value_inputs(tf.reshape(upsampled, (h * w, -1)), 2 * fp.UPSAMPLING_BITS)
+        x = fp.mlp(inputs, self.synthesis_layers, self.synthesis_activation)
+        x = tf.reshape(x, (h, w, 3))
         pad = self.arch.residual_kernel_size // 2
+        limit = float(fp.ACTIVATION_LIMIT)
         for i, layer in enumerate(self.residual_layers):
             accumulator = tf.nn.conv2d(edge_pad(x, pad)[None], layer.weights, 1, "VALID")[0]
-            limit = float(fp.ACTIVATION_LIMIT)
             x = tf.clip_by_value(x + layer.rescale(accumulator), -limit, limit)
             if i < len(self.residual_layers) - 1:
-                x = fp.gelu(x, self.gelu_table)
+                x = self.synthesis_activation(x)
+        if self.stabiliser is not None:
+            x = x + tf.reshape(self.stabiliser.dense(inputs), (h, w, 3))
+            x = tf.clip_by_value(x, -limit, limit)
         pixels = fp.round_shift(x * 255.0, fp.ACTIVATION_BITS)
         return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)

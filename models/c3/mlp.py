@@ -47,7 +47,11 @@ def fan_in_initializer(fan_in: int) -> tf.keras.initializers.Initializer:
 
 
 def dense_stack(
-    widths: tuple[int, ...], fan_in: int, name: str, first_fan_in: int | None = None
+    widths: tuple[int, ...],
+    fan_in: int,
+    name: str,
+    first_fan_in: int | None = None,
+    initializer=None,
 ) -> list[tf.keras.layers.Dense]:
     """Dense layers of the given output widths (no activations; the caller adds GELU).
 
@@ -57,6 +61,8 @@ def dense_stack(
       name: prefix of the layer names.
       first_fan_in: fan-in used to initialise the first layer when it differs from its
         input width (C3 initialises a masked convolution by its full kernel size).
+      initializer: (fan_in, fan_out) -> kernel initializer; `fan_in_initializer` (C3's)
+        when None.
     """
     layers = []
     in_width = fan_in
@@ -65,7 +71,11 @@ def dense_stack(
         layers.append(
             tf.keras.layers.Dense(
                 width,
-                kernel_initializer=fan_in_initializer(init_fan_in),
+                kernel_initializer=(
+                    initializer(init_fan_in, width)
+                    if initializer
+                    else fan_in_initializer(init_fan_in)
+                ),
                 bias_initializer="zeros",
                 name=f"{name}_{i}",
             )

@@ -59,6 +59,9 @@ class C3Model(tf.keras.Model):
         gelu_approximate: bool = True,
         output_clip: str = "straight_through",
         upsampling: str = "bilinear",
+        synthesis_activation: str = "gelu",
+        synthesis_stabiliser: bool = False,
+        synthesis_init: str = "fan_in",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -80,6 +83,9 @@ class C3Model(tf.keras.Model):
             gelu_approximate=bool(gelu_approximate),
             output_clip=str(output_clip),
             upsampling=str(upsampling),
+            synthesis_activation=str(synthesis_activation),
+            synthesis_stabiliser=bool(synthesis_stabiliser),
+            synthesis_init=str(synthesis_init),
         )
         self.latent_grids = LatentGrids(height, width, num_grids, q_step, gain_factor)
         self.upsampling = build_upsampling(upsampling, height, width, num_grids)
@@ -91,6 +97,9 @@ class C3Model(tf.keras.Model):
             residual_kernel_size,
             gelu_approximate,
             output_clip,
+            synthesis_activation,
+            synthesis_stabiliser,
+            synthesis_init,
         )
         self.context_model = ContextModel(
             arm_hidden,

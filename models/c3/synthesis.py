@@ -6,6 +6,14 @@ convolutions `x + conv(edge_pad(x))` on 3 channels whose weights and biases star
 zero (so the stack starts as the identity), GELU between them, and the output is
 clipped to [0, 1].
 
+Cool-chic 5's synthesis (Ladune et al., Cool-chic 4/5, "hop" preset) is the same
+skeleton with other choices, each a constructor argument: ReLU instead of GELU
+(`activation`), a 48-wide single hidden layer (`hidden=(48,)`), a parallel linear 1x1
+"stabiliser" from the latents to the output added to the main branch (`stabiliser`), and
+its small uniform initialisation (`init="cool_chic"`: kernels U(+-1 / (C_out^2
+sqrt(C_in))), so the main branch starts near zero and the stabiliser carries the first
+steps).
+
 The clip's gradient (`output_clip`): C3 clips hard, so a pixel outside [0, 1] gets no
 gradient; a fit whose output lands there early (a bright or dark image) can stay stuck
 at a flat, wrong image. "straight_through" (the default here) clips the same in the
@@ -13,11 +21,22 @@ forward pass but passes the gradient as if unclipped, so such pixels are pulled 
 the decoded image is the same function of the parameters either way.
 """
 
+import math
+
 import tensorflow as tf
 
 from models.c3.mlp import dense_stack, gelu_fn, mlp_macs
 
 OUTPUT_CLIPS = ("straight_through", "hard")
+ACTIVATIONS = ("gelu", "relu")
+INITS = ("fan_in", "cool_chic")
+
+
+def cool_chic_initializer(fan_in: int, fan_out: int) -> tf.keras.initializers.Initializer:
+    """Cool-chic's synthesis init (Cool-chic 5, component/core/synthesis.py): kernels
+    uniform in +-1 / (fan_out^2 sqrt(fan_in)), e.g. +-1.6e-4 for 7 -> 48."""
+    limit = 1.0 / (fan_out**2 * math.sqrt(fan_in))
+    return tf.keras.initializers.RandomUniform(-limit, limit)
 
 
 def straight_through_clip(x: tf.Tensor, low: float = 0.0, high: float = 1.0) -> tf.Tensor:
@@ -49,11 +68,18 @@ class Synthesis(tf.keras.layers.Layer):
         residual_kernel_size: int = 3,
         gelu_approximate: bool = True,
         output_clip: str = "straight_through",
+        activation: str = "gelu",
+        stabiliser: bool = False,
+        init: str = "fan_in",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if output_clip not in OUTPUT_CLIPS:
             raise ValueError(f"output_clip must be one of {OUTPUT_CLIPS}, got {output_clip!r}.")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}.")
         if num_grids < 1 or out_channels < 1:
             raise ValueError("num_grids and out_channels must be positive.")
         if any(w < 1 for w in hidden):
@@ -69,8 +95,14 @@ class Synthesis(tf.keras.layers.Layer):
         self._residual_kernel_size = int(residual_kernel_size)
         self._gelu_approximate = bool(gelu_approximate)
         self._output_clip = output_clip
-        self._activation = gelu_fn(gelu_approximate)
-        self.mlp = dense_stack(self._hidden + (self._out_channels,), self._num_grids, "mlp")
+        self._activation_name = activation
+        self._stabiliser = bool(stabiliser)
+        self._init = init
+        self._activation = gelu_fn(gelu_approximate) if activation == "gelu" else tf.nn.relu
+        initializer = cool_chic_initializer if init == "cool_chic" else None
+        self.mlp = dense_stack(
+            self._hidden + (self._out_channels,), self._num_grids, "mlp", initializer=initializer
+        )
         self.residual_convs = [
             tf.keras.layers.Conv2D(
                 self._out_channels,
@@ -82,6 +114,13 @@ class Synthesis(tf.keras.layers.Layer):
             )
             for i in range(self._num_residual_layers)
         ]
+        # Created after the residual convolutions: its variables come last, the order of
+        # the bitstream's synthesis parameters.
+        self.stabiliser = None
+        if self._stabiliser:
+            (self.stabiliser,) = dense_stack(
+                (self._out_channels,), self._num_grids, "stabiliser", initializer=initializer
+            )
 
     def build(self, input_shape):
         widths = (self._num_grids,) + self._hidden
@@ -89,6 +128,8 @@ class Synthesis(tf.keras.layers.Layer):
             layer.build((None, width))
         for conv in self.residual_convs:
             conv.build((None, None, None, self._out_channels))
+        if self.stabiliser is not None:
+            self.stabiliser.build((None, self._num_grids))
         super().build(input_shape)
 
     def call(self, latents: tf.Tensor) -> tf.Tensor:
@@ -102,6 +143,8 @@ class Synthesis(tf.keras.layers.Layer):
             x = x + conv(edge_pad(x, pad)[None])[0]
             if i < len(self.residual_convs) - 1:
                 x = self._activation(x)
+        if self.stabiliser is not None:
+            x = x + self.stabiliser(latents)
         if self._output_clip == "straight_through":
             return straight_through_clip(x)
         return tf.clip_by_value(x, 0.0, 1.0)
@@ -109,7 +152,8 @@ class Synthesis(tf.keras.layers.Layer):
     def macs_per_pixel(self) -> int:
         mlp = mlp_macs((self._num_grids,) + self._hidden + (self._out_channels,))
         k2 = self._residual_kernel_size**2
-        return mlp + self._num_residual_layers * k2 * self._out_channels**2
+        stabiliser = self._num_grids * self._out_channels if self._stabiliser else 0
+        return mlp + self._num_residual_layers * k2 * self._out_channels**2 + stabiliser
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -121,5 +165,8 @@ class Synthesis(tf.keras.layers.Layer):
             residual_kernel_size=self._residual_kernel_size,
             gelu_approximate=self._gelu_approximate,
             output_clip=self._output_clip,
+            activation=self._activation_name,
+            stabiliser=self._stabiliser,
+            init=self._init,
         )
         return config
