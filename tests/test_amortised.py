@@ -217,18 +217,18 @@ def test_codec_and_eval_scripts_with_a_trained_run(trained, image_folder, tmp_pa
     assert summary["results"]["bpp"][0] == pytest.approx(np.mean([r["bpp"] for r in rows]))
     out = run_in_process("eval.py", f"--workdir={workdir}")
     assert out.returncode == 2 and "--dataset" in out.stderr
-    # By default each dataset gets its own folder: a second one does not overwrite the first.
-    other = tmp_path / "other"
-    other.mkdir()
-    shutil.copy(source, other / "only.png")
-    for dataset in (image_folder, str(other)):
-        out = run_in_process("eval.py", f"--workdir={workdir}", f"--dataset={dataset}")
+    # By default each dataset gets its own folder: a second one does not overwrite the first
+    # (two small folders: the four-image folder's rows are checked above).
+    for name, count in (("one", 1), ("two", 2)):
+        os.mkdir(tmp_path / name)
+        for i in range(count):
+            shutil.copy(source, tmp_path / name / f"image{i}.png")
+    for name in ("one", "two"):
+        out = run_in_process("eval.py", f"--workdir={workdir}", f"--dataset={tmp_path / name}")
         assert out.returncode == 0, out.stderr[-2000:]
-    first = json.load(
-        open(os.path.join(workdir, "eval", os.path.basename(image_folder), "results.json"))
-    )
-    second = json.load(open(os.path.join(workdir, "eval", "other", "results.json")))
-    assert first["results"]["num_images"] == [4] and second["results"]["num_images"] == [1]
+    first = json.load(open(os.path.join(workdir, "eval", "one", "results.json")))
+    second = json.load(open(os.path.join(workdir, "eval", "two", "results.json")))
+    assert first["results"]["num_images"] == [1] and second["results"]["num_images"] == [2]
 
 
 @pytest.mark.parametrize("name,published", sorted(PUBLISHED_FLOPS.items()))

@@ -43,6 +43,9 @@ def test_c3_plus_fits_and_its_file_decodes_like_any_c3_file():
     assert config.fit.optimizer == "soap"
     config.fit.num_noise_steps, config.fit.max_ste_steps, config.fit.log_every = 40, 4, 20
     config.fit.weight_steps = config.fit.bias_steps = (2.0**-8,)
+    # The whole c3_plus path at its smallest: one upsampling step, RDOQ moves of one step
+    # (tests/test_rdoq.py checks what RDOQ does).
+    config.fit.upsampling_steps, config.fit.rdoq_max_delta = (2.0**-8,), 1
     codec = C3Codec(config, jit=False)
     image = smooth_image(24, 32, seed=2)
     fitter = codec.fitter(24, 32)
