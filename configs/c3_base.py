@@ -56,6 +56,22 @@ def get_base_config() -> config_dict.ConfigDict:
     config.model.synthesis_activation = "gelu"
     config.model.synthesis_stabiliser = False
     config.model.synthesis_init = "fan_in"
+    # Cool-chic 5's inter-grid context (models/c3/intergrid.py): the context model of the
+    # `inter_grid_grids` finest grids also sees `inter_grid_features` features computed
+    # from the coarser grids, decoded first (CC5: 6 features for 3 grids); 0 is C3's
+    # context model. `num_hyperlatents` extra coarse grids feed only the context model
+    # (CC5: 3 below 1 MP, at 1/16, 1/32 and 1/64); they need inter-grid features.
+    config.model.inter_grid_features = 0
+    config.model.inter_grid_grids = 3
+    config.model.num_hyperlatents = 0
+    # Cool-chic 5's context model ("14,2/stabiliser", models/c3/context.py):
+    # `context_neighbours` N > 0 reads its first N priority-ordered neighbours in a 9x9
+    # window (0: C3's raster window of `context_rows_cols`); `arm_residual` makes the
+    # hidden layers x <- ReLU(x + W x + b) of the input width (`arm_hidden` must repeat
+    # it, e.g. (20, 20) for 14 neighbours + 6 inter-grid features) plus a linear
+    # stabiliser from the inputs to the output.
+    config.model.context_neighbours = 0
+    config.model.arm_residual = False
 
     config.fit = config_dict.ConfigDict()
     config.fit.num_noise_steps = 100_000

@@ -199,3 +199,34 @@ def apt_install(packages: list[str]) -> subprocess.CompletedProcess:
             text=True,
             timeout=900,
         )
+
+
+def assert_latents_round_trip(arch, parameters, symbols) -> None:
+    """The wavefront coder decodes what it encoded, with and without XLA."""
+    from coding.c3.wavefront import LatentCoder
+
+    coder = LatentCoder(arch)
+    string = coder.encode(symbols, parameters)
+    for jit in (True, False):
+        grids, ok = coder.decode(string, parameters, jit)
+        assert ok
+        for grid, expected in zip(grids, symbols, strict=True):
+            np.testing.assert_array_equal(grid.numpy(), expected)
+
+
+def assert_rows_follow(loc, scale, q_step: float, rows, rounded) -> None:
+    """The fixed-point context model's table rows and round(mu) `rows`, `rounded` agree
+    with the float model's (loc, scale) (value units): mu within one offset bucket, the
+    scale index within one row."""
+    from coding import laplace_tables as lt
+
+    mu = np.asarray(loc) / q_step
+    scale_index = np.clip(
+        np.round((np.log(np.asarray(scale) / q_step) - lt.LN_SCALE_MIN) * lt.SCALES_PER_LN),
+        0,
+        lt.NUM_SCALES - 1,
+    )
+    got_scale, got_bucket = np.divmod(np.asarray(rows), lt.NUM_OFFSETS)
+    got_mu = np.asarray(rounded) + got_bucket / lt.OFFSET_BUCKETS - 0.5
+    assert np.abs(got_mu - mu).max() < 1 / lt.OFFSET_BUCKETS
+    assert np.abs(got_scale - scale_index).max() <= 1

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from coding import laplace_tables as lt
 from coding.c3.networks import (
     C3Architecture,
     IntegerC3,
@@ -19,7 +18,7 @@ from configs import c3_clic2020, c3_kodak, coolchic
 from models import registry
 from models.c3.model import C3Model
 from models.c3.upsampling import bilinear_taps
-from tests.helpers import STEPS, random_model
+from tests.helpers import STEPS, assert_rows_follow, random_model
 
 # Cool-chic 5's per-module steps: the synthesis's pair, no learned upsampling, and the
 # context model's own (coarser) pair.
@@ -114,16 +113,7 @@ def test_context_model_matches_the_float_model(module, steps):
     context = rng.integers(-6, 7, (2000, len(model.context_model.offsets))).astype(np.int32)
     loc, scale = model.context_model.distribution_params(tf.constant(context * model.q_step))
     rows, rounded = integer.context_rows(tf.constant(context))
-    mu = loc.numpy() / model.q_step
-    scale_index = np.clip(
-        np.round((np.log(scale.numpy() / model.q_step) - lt.LN_SCALE_MIN) * lt.SCALES_PER_LN),
-        0,
-        lt.NUM_SCALES - 1,
-    )
-    got_scale, got_bucket = np.divmod(rows.numpy(), lt.NUM_OFFSETS)
-    got_mu = rounded.numpy() + got_bucket / lt.OFFSET_BUCKETS - 0.5
-    assert np.abs(got_mu - mu).max() < 1 / lt.OFFSET_BUCKETS
-    assert np.abs(got_scale - scale_index).max() <= 1
+    assert_rows_follow(loc, scale, model.q_step, rows, rounded)
 
 
 @pytest.mark.parametrize("steps", [STEPS, PER_MODULE])

@@ -101,6 +101,6 @@ def test_unknown_header_flags_are_refused():
     # The flags byte, then shift (4 bytes), scale range (8), weight and bias steps (2).
     flags_at = len(header) - 15
     assert header[flags_at] == 2 | 16 | 32  # gelu_approximate, relu synthesis, stabiliser
-    header[flags_at] |= 64
-    with pytest.raises(BitstreamError, match="flags"):
-        C3Architecture.from_bytes(bytes(header))
+    header[flags_at] |= 128  # a second flags byte follows: with an unknown bit
+    with pytest.raises(BitstreamError, match="unknown flags"):
+        C3Architecture.from_bytes(bytes(header) + bytes([2]))

@@ -59,6 +59,7 @@ def test_edge_pad_replicates_borders():
 def test_macs_per_pixel_reproduce_c3():
     assert C3Model(512, 768).macs_per_pixel() == {
         "context_model": 1056,
+        "inter_grid": 0,
         "synthesis": 666,
         "upsampling": 48,
         "total": 1770,

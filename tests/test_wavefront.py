@@ -4,17 +4,33 @@ import numpy as np
 import pytest
 
 from coding.c3.networks import C3Architecture, prepare_parameters
-from coding.c3.wavefront import Canvas, LatentCoder, Schedule
+from coding.c3.wavefront import Canvas, Schedule
 from configs import c3_clic2020, c3_kodak, coolchic
-from models.c3.context import causal_offsets
-from tests.helpers import STEPS, random_model
+from models.c3.context import context_offsets, wavefront_slope
+from tests.helpers import STEPS, assert_latents_round_trip, random_model
+
+ALL_AT_ONCE = [[0, 1, 2, 3, 4]]
+ONE_BY_ONE = [[0], [1], [2], [3], [4]]  # C3's previous-grid conditioning
+COARSE_FIRST = [[2, 3, 4], [1], [0]]  # Cool-chic 5's inter-grid context
 
 
-@pytest.mark.parametrize("rows_cols,sequential", [(3, False), (2, False), (3, True)])
-def test_every_context_is_decoded_before_its_latent(rows_cols, sequential):
+@pytest.mark.parametrize(
+    "rows_cols,neighbours,groups",
+    [
+        (3, 0, ALL_AT_ONCE),
+        (2, 0, ALL_AT_ONCE),
+        (3, 0, ONE_BY_ONE),
+        (3, 0, COARSE_FIRST),
+        (0, 14, COARSE_FIRST),  # Cool-chic 5's priority-ordered neighbours: slope 3
+    ],
+)
+def test_every_context_is_decoded_before_its_latent(rows_cols, neighbours, groups):
     shapes = [(9, 14), (5, 7), (3, 4), (2, 2), (1, 1)]
-    canvas = Canvas(shapes, rows_cols)
-    schedule = Schedule(canvas, rows_cols, sequential)
+    offsets = context_offsets(rows_cols, neighbours)
+    canvas = Canvas(shapes, 4)
+    slope = wavefront_slope(offsets)
+    assert slope == (3 if neighbours else rows_cols + 1)
+    schedule = Schedule(canvas, slope, groups)
     decoded_at = np.full(canvas.size, -1)
     step = 0
     for waves, counts in zip(schedule.phase_waves, schedule.phase_counts, strict=True):
@@ -23,14 +39,14 @@ def test_every_context_is_decoded_before_its_latent(rows_cols, sequential):
             step += 1
     order = schedule.order
     assert len(order) == sum(h * w for h, w in shapes) == len(set(order))
-    offsets = canvas.offsets(causal_offsets(rows_cols))
+    offsets = canvas.offsets(offsets)
     for position in order:
         for context in position + offsets:
             # Inside a grid: decoded in an earlier wavefront; outside: a zero border.
             assert decoded_at[context] < decoded_at[position]
     # One step per wavefront: (r + 1)(h - 1) + w for the largest grid, grids at once.
-    if not sequential:
-        assert schedule.num_wavefronts == (rows_cols + 1) * 8 + 14
+    if groups == ALL_AT_ONCE:
+        assert schedule.num_wavefronts == slope * 8 + 14
 
 
 @pytest.mark.parametrize(
@@ -44,10 +60,4 @@ def test_round_trip_with_and_without_xla(module, height, width):
     rng = np.random.default_rng(3)
     symbols = [np.round(rng.laplace(0, 3, s)).astype(np.int32) for s in arch.grid_shapes]
     symbols[0][0, 0] = 900  # far outside every table row: escape coded
-    coder = LatentCoder(arch)
-    string = coder.encode(symbols, parameters)
-    for jit in (True, False):
-        grids, ok = coder.decode(string, parameters, jit)
-        assert ok
-        for grid, expected in zip(grids, symbols, strict=True):
-            np.testing.assert_array_equal(grid.numpy(), expected)
+    assert_latents_round_trip(arch, parameters, symbols)

@@ -24,8 +24,9 @@ from coding import laplace_tables as lt
 from coding.container import Reader, f32, pack_f32, pack_u16
 from common.errors import BitstreamError
 from models.c3 import upsampling
-from models.c3.context import causal_offsets
-from models.c3.latents import grid_shapes
+from models.c3.context import PRIORITY_OFFSETS, context_offsets
+from models.c3.intergrid import feature_inputs, nearest_from_level, stacked_inputs
+from models.c3.latents import all_grid_shapes, grid_levels
 from models.c3.synthesis import edge_pad
 
 MAX_PIXELS = 2**26  # 8192 x 8192: bounds the decoder's work and memory
@@ -33,6 +34,7 @@ MAX_GRIDS = 12
 MAX_LAYERS = 8
 MAX_KERNEL = 7
 MAX_STEP_BITS = 24
+MAX_FEATURES = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,18 @@ class C3Architecture:
     # kernel and bias follow the residual layers' in the parameters).
     synthesis_relu: bool = False
     synthesis_stabiliser: bool = False
+    # Cool-chic 5's inter-grid context and hyperlatents (header flag bit 6, then three
+    # bytes: hyperlatents, features, feature grids; `models.c3.intergrid`). The grids
+    # are decoded coarse to fine; the feature layers' parameters follow the context
+    # model's and share its steps.
+    num_hyperlatents: int = 0
+    inter_grid_features: int = 0
+    inter_grid_grids: int = 0
+    # Cool-chic 5's context model (header flag bit 7, then two bytes): its first N
+    # priority-ordered neighbours (0: the raster window) and residual ReLU layers with a
+    # linear stabiliser (its kernel and bias follow the output layer's).
+    context_neighbours: int = 0
+    arm_residual: bool = False
 
     @property
     def arm_bits(self) -> tuple[int, int]:
@@ -117,6 +131,13 @@ class C3Architecture:
             arm_bias_bits=fp.step_bits(arm_steps[1], "context model bias step") if arm else 0,
             synthesis_relu=config.get("synthesis_activation", "gelu") == "relu",
             synthesis_stabiliser=bool(config.get("synthesis_stabiliser", False)),
+            num_hyperlatents=int(config.get("num_hyperlatents", 0)),
+            inter_grid_features=int(config.get("inter_grid_features", 0)),
+            inter_grid_grids=(
+                int(config.get("inter_grid_grids", 0)) if config.get("inter_grid_features") else 0
+            ),
+            context_neighbours=int(config.get("context_neighbours", 0)),
+            arm_residual=bool(config.get("arm_residual", False)),
         )
         problem = arch.problem()
         if problem:
@@ -149,6 +170,20 @@ class C3Architecture:
             (0 <= self.arm_bias_bits <= MAX_STEP_BITS, "context model bias step"),
             (self.separate_arm_steps or self.arm_weight_bits == self.arm_bias_bits == 0, "steps"),
             (fp.ACTIVATION_BITS + self.arm_bits[0] >= self.arm_bits[1], "bias step too fine"),
+            (0 <= self.num_hyperlatents <= self.num_grids, "number of hyperlatents"),
+            (0 <= self.inter_grid_features <= MAX_FEATURES, "number of inter-grid features"),
+            (
+                0 < self.inter_grid_grids < self.num_grids
+                if self.inter_grid_features
+                else self.inter_grid_grids == self.num_hyperlatents == 0,
+                "inter-grid context",
+            ),
+            (not (self.inter_grid_features and self.use_prev_grid), "inter-grid context"),
+            (0 <= self.context_neighbours <= len(PRIORITY_OFFSETS), "context neighbours"),
+            (
+                not self.arm_residual or all(w == self.num_context_inputs for w in self.arm_hidden),
+                "residual context model widths",
+            ),
         ]
         for ok, what in checks:
             if not ok:
@@ -161,6 +196,10 @@ class C3Architecture:
         flags |= int(self.separate_arm_steps) << 3
         flags |= int(self.synthesis_relu) << 4
         flags |= int(self.synthesis_stabiliser) << 5
+        flags |= int(self.inter_grid_features > 0) << 6
+        # Bit 7: a second flags byte follows the optional fields of the first.
+        flags2 = int(self.context_neighbours > 0 or self.arm_residual)
+        flags |= int(flags2 > 0) << 7
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
         out += bytes([len(self.synthesis_hidden), *self.synthesis_hidden])
@@ -174,6 +213,12 @@ class C3Architecture:
             out += bytes([self.upsampling_bits])
         if self.separate_arm_steps:
             out += bytes([self.arm_weight_bits, self.arm_bias_bits])
+        if self.inter_grid_features:
+            out += bytes([self.num_hyperlatents, self.inter_grid_features, self.inter_grid_grids])
+        if flags2:
+            out += bytes([flags2])
+        if flags2 & 1:
+            out += bytes([self.context_neighbours, int(self.arm_residual)])
         return bytes(out)
 
     @classmethod
@@ -198,9 +243,21 @@ class C3Architecture:
             if flags & 8
             else (0, 0)
         )
+        inter_grid = (
+            (r.u8("hyperlatents"), r.u8("inter-grid features"), r.u8("inter-grid feature grids"))
+            if flags & 64
+            else (0, 0, 0)
+        )
+        flags2 = r.u8("second flags byte") if flags & 128 else 0
+        arm_shape = (
+            (r.u8("context neighbours"), r.u8("residual context model")) if flags2 & 1 else (0, 0)
+        )
         r.expect_end()
-        if flags > 63:
-            raise BitstreamError(f"{what}: unknown flags {flags:#x} in the C3 header.")
+        if flags2 > 1 or (flags & 128 and flags2 == 0):
+            raise BitstreamError(f"{what}: unknown flags {flags2:#x} in the C3 header (byte 2).")
+        bad_arm = flags2 & 1 and (arm_shape == (0, 0) or arm_shape[1] > 1)
+        if bad_arm or (flags & 64 and inter_grid[1] == 0):
+            raise BitstreamError(f"{what}: invalid Cool-chic 5 context fields in the C3 header.")
         arch = cls(
             height,
             width,
@@ -225,6 +282,9 @@ class C3Architecture:
             arm_bias_bits,
             bool(flags & 16),
             bool(flags & 32),
+            *inter_grid,
+            arm_shape[0],
+            bool(arm_shape[1]),
         )
         problem = arch.problem()
         if problem:
@@ -239,12 +299,23 @@ class C3Architecture:
 
     @property
     def grid_shapes(self) -> list[tuple[int, int]]:
-        return grid_shapes(self.height, self.width, self.num_grids)
+        """Every coded grid: latents, then hyperlatents."""
+        return all_grid_shapes(self.height, self.width, self.num_grids, self.num_hyperlatents)
+
+    @property
+    def grid_levels(self) -> list[int]:
+        return grid_levels(self.num_grids, self.num_hyperlatents)
 
     @property
     def num_context_inputs(self) -> int:
         prev = self.prev_kernel_size**2 if self.use_prev_grid else 0
-        return len(causal_offsets(self.context_rows_cols)) + prev
+        offsets = context_offsets(self.context_rows_cols, self.context_neighbours)
+        return len(offsets) + prev + self.inter_grid_features
+
+    def inter_grid_input_sizes(self) -> list[int]:
+        """Inputs of each feature grid's linear layer (the coarser grids)."""
+        levels = self.grid_levels
+        return [len(feature_inputs(levels, k)) for k in range(self.inter_grid_grids)]
 
     def network_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of the quantised parameters, in `C3Model.network_variables` order."""
@@ -259,6 +330,10 @@ class C3Architecture:
         widths = (self.num_context_inputs, *self.arm_hidden, 2)
         for a, b in zip(widths[:-1], widths[1:], strict=True):
             shapes += [(a, b), (b,)]
+        if self.arm_residual:
+            shapes += [(self.num_context_inputs, 2), (2,)]
+        for size in self.inter_grid_input_sizes():
+            shapes += [(size, self.inter_grid_features), (self.inter_grid_features,)]
         if self.learned_upsampling:  # half filters per level: transposed, pre-concatenation
             shapes += [(self.num_grids - 1, 4)] * 2
         return shapes
@@ -403,7 +478,10 @@ class IntegerC3:
         self.synthesis_layers = layers[:num_mlp]
         self.residual_layers = layers[num_mlp : num_mlp + num_res]
         self.stabiliser = layers[num_mlp + num_res] if arch.synthesis_stabiliser else None
-        self.arm_layers = layers[num_synthesis:]
+        num_arm = len(arch.arm_hidden) + 1
+        self.arm_layers = layers[num_synthesis : num_synthesis + num_arm]
+        self.arm_stabiliser = layers[num_synthesis + num_arm] if arch.arm_residual else None
+        self.inter_grid_layers = layers[num_synthesis + num_arm + int(arch.arm_residual) :]
         gelu = functools.partial(fp.gelu, table=self.gelu_table)
         self.synthesis_activation = tf.nn.relu if arch.synthesis_relu else gelu
         self.arm_activation = gelu
@@ -426,13 +504,31 @@ class IntegerC3:
         limit = float(fp.ACTIVATION_LIMIT)
         return tf.clip_by_value(fp.round_shift(fixed * self.q_fixed, shift), -limit, limit)
 
-    def context_rows(self, context: tf.Tensor, prev_window: tf.Tensor | None = None):
+    def inter_grid_features(self, grids: list, k: int) -> tf.Tensor:
+        """Grid k's inter-grid features (h_k, w_k, F) at the activation scale, from the
+        symbols of the coarser grids (`grids` in list order; only those are read)."""
+        h, w = self.arch.grid_shapes[k + 1]  # latent grid k + 1: level k + 1
+        levels = self.arch.grid_levels
+        grids = [None if g is None else tf.cast(g, tf.float64) for g in grids]
+        inputs = stacked_inputs(grids, levels, k, (h, w))
+        x = self._value_inputs(tf.reshape(inputs, (h * w, -1)), 0)
+        features = tf.reshape(self.inter_grid_layers[k].dense(x), (h, w, -1))
+        return nearest_from_level(features, 1, self.arch.grid_shapes[k])
+
+    def context_rows(
+        self,
+        context: tf.Tensor,
+        prev_window: tf.Tensor | None = None,
+        features: tf.Tensor | None = None,
+    ):
         """Coding table rows and round(mu) for latents with the given contexts.
 
         Args:
           context: int32 (n, num causal offsets): the causal symbols of each latent.
           prev_window: float64 (n, prev_kernel_size^2): the finer grid resized to this
             one (fixed point, 2^-16), when the model conditions on it.
+          features: float64 (n, F): the inter-grid features (activation scale; zeros
+            for grids without), when the model has them.
         Returns:
           (rows, rounded_mu): int32 (n,) each.
         """
@@ -440,7 +536,9 @@ class IntegerC3:
         if self.arch.use_prev_grid:
             prev = self._value_inputs(prev_window, 2 * fp.UPSAMPLING_BITS)
             x = tf.concat([x, prev], axis=1)
-        out = fp.mlp(x, self.arm_layers, self.arm_activation)
+        if self.arch.inter_grid_features:
+            x = tf.concat([x, features], axis=1)
+        out = self._context_network(x)
         act = fp.ACTIVATION_BITS
         # mu in symbol units (mu_value / q_step).
         mu = fp.round_shift(out[:, 0] * self.inverse_q_fixed, fp.MULTIPLIER_BITS)
@@ -462,6 +560,18 @@ class IntegerC3:
         rows = lt.row_index(scale_index, bucket)
         return tf.cast(rows, tf.int32), tf.cast(rounded, tf.int32)
 
+    def _context_network(self, x: tf.Tensor) -> tf.Tensor:
+        """The context model's layers on its inputs: C3's MLP, or Cool-chic 5's residual
+        ReLU layers plus the stabiliser (every sum clamped to the activation range)."""
+        if not self.arch.arm_residual:
+            return fp.mlp(x, self.arm_layers, self.arm_activation)
+        limit = float(fp.ACTIVATION_LIMIT)
+        h = x
+        for layer in self.arm_layers[:-1]:
+            h = tf.nn.relu(tf.clip_by_value(h + layer.dense(h), -limit, limit))
+        out = self.arm_layers[-1].dense(h) + self.arm_stabiliser.dense(x)
+        return tf.clip_by_value(out, -limit, limit)
+
     def resize_prev(self, grid: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
         """The finer grid (h, w) of symbols resized to `shape`, fixed point at 2^-16."""
         x = tf.cast(grid, tf.float64)
@@ -477,7 +587,9 @@ class IntegerC3:
     # Synthesis.
 
     def upsample(self, grids: list[tf.Tensor]) -> tf.Tensor:
-        """Symbols of every grid -> (H, W, num_grids) at 2^-16 (bilinear or learned)."""
+        """Symbols of every grid -> (H, W, num_grids) at 2^-16 (bilinear or learned);
+        hyperlatents, if any, are not used."""
+        grids = grids[: self.arch.num_grids]
         if self.arch.learned_upsampling:
             return self._learned_upsample(grids)
         size = (self.arch.height, self.arch.width)

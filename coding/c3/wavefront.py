@@ -2,13 +2,17 @@
 
 The context model predicts each latent from the causal window before it (rows above up
 to r columns left and right, and r latents to the left). A latent at (y, x) can
-therefore be decoded once every latent with a smaller t = (r + 1) y + x is known: all
-latents with the same t form a *wavefront* and are independent. The decoder makes one
+therefore be decoded once every latent with a smaller t = s y + x is known, with the
+slope s = r + 1 (3 for Cool-chic 5's priority-ordered neighbours, `wavefront_slope`):
+all latents with the same t form a *wavefront* and are independent. The decoder makes one
 batched fixed-point context-model evaluation and one `entropy_decode_index` call per
-wavefront, inside one compiled `tf.while_loop`: (r + 1)(H - 1) + W steps for the largest
+wavefront, inside one compiled `tf.while_loop`: s (H - 1) + W steps for the largest
 grid instead of one per latent. Without previous-grid conditioning every grid is decoded
 in the same wavefronts; with it (C3's CLIC2020 configuration), grid k needs all of grid
-k - 1, so grids are decoded one after the other, finest first, each in wavefronts.
+k - 1, so grids are decoded one after the other, finest first, each in wavefronts. With
+Cool-chic 5's inter-grid context, the grids without inter-grid features (the coarse
+latents and the hyperlatents) are decoded first, together in wavefronts, then each
+feature grid, coarsest first, after its features are computed from the grids above it.
 
 The encoder computes the same contexts from the same layout (`Canvas`), evaluates the
 same fixed-point context model (in one batch: exact arithmetic makes the batching
@@ -34,7 +38,7 @@ from coding import laplace_tables as lt
 from coding.c3.networks import C3Architecture, IntegerC3
 from coding.range_coding import Coder
 from common.errors import BitstreamError
-from models.c3.context import causal_offsets, window_offsets
+from models.c3.context import context_offsets, wavefront_slope, window_offsets
 
 _ARM_BATCH = 2**16  # encoder: latents per context-model evaluation (bounds memory)
 
@@ -73,11 +77,7 @@ class Schedule:
     largest wavefront, so that every context-model evaluation has the same shape.
     """
 
-    def __init__(self, canvas: Canvas, context_rows_cols: int, sequential_grids: bool):
-        slope = context_rows_cols + 1
-        groups = [[k] for k in range(len(canvas.shapes))]
-        if not sequential_grids:
-            groups = [list(range(len(canvas.shapes)))]
+    def __init__(self, canvas: Canvas, slope: int, groups: list[list[int]]):
         self.phase_grids, self.phase_waves, self.phase_counts = [], [], []
         orders = []
         for grids in groups:
@@ -111,16 +111,29 @@ class Schedule:
         return sum(len(c) for c in self.phase_counts)
 
 
+def decode_groups(arch: C3Architecture) -> list[list[int]]:
+    """The grids of each decoding phase, in decoding order (see the module docstring)."""
+    num = len(arch.grid_shapes)
+    if arch.use_prev_grid:  # grid k reads grid k - 1: finest first, one by one
+        return [[k] for k in range(num)]
+    if arch.inter_grid_features:  # grid k reads every coarser one: coarsest first
+        first = list(range(arch.inter_grid_grids, num))
+        return [first] + [[k] for k in reversed(range(arch.inter_grid_grids))]
+    return [list(range(num))]
+
+
 class LatentCoder:
     """Codes the latent symbols of one architecture with its fixed-point context model."""
 
     def __init__(self, arch: C3Architecture):
         self.arch = arch
         self.shapes = arch.grid_shapes
-        pad = max(arch.context_rows_cols, arch.prev_kernel_size // 2)
+        offsets = context_offsets(arch.context_rows_cols, arch.context_neighbours)
+        reach = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+        pad = max(reach, arch.prev_kernel_size // 2)
         self.canvas = Canvas(self.shapes, pad)
-        self.schedule = Schedule(self.canvas, arch.context_rows_cols, arch.use_prev_grid)
-        self.offsets = self.canvas.offsets(causal_offsets(arch.context_rows_cols))
+        self.schedule = Schedule(self.canvas, wavefront_slope(offsets), decode_groups(arch))
+        self.offsets = self.canvas.offsets(offsets)
         self.prev_offsets = self.canvas.offsets(window_offsets(arch.prev_kernel_size))
         self.tables = lt.tables()
         self._decode_fns = {}
@@ -139,13 +152,36 @@ class LatentCoder:
             np.concatenate(positions)[:, None], tf.concat(values, 0), [self.canvas.size]
         )
 
-    def _contexts(self, canvas, prev_canvas, positions):
+    def _contexts(self, canvas, prev_canvas, feature_canvas, positions):
         """Context-model inputs of the latents at `positions` of a canvas."""
         context = tf.gather(canvas, positions[:, None] + self.offsets)
-        prev = None
+        prev = features = None
         if self.arch.use_prev_grid:
             prev = tf.gather(prev_canvas, positions[:, None] + self.prev_offsets)
-        return context, prev
+        if self.arch.inter_grid_features:
+            features = tf.gather(feature_canvas, positions)
+        return context, prev, features
+
+    # Inter-grid features (Cool-chic 5).
+
+    def _features(self, model: IntegerC3, grid, k: int) -> tf.Tensor:
+        """Grid k's inter-grid features, flat in raster order (n_k, F); `grid(j)` gives
+        the symbols of grid j, read only for the coarser grids."""
+        levels = self.arch.grid_levels
+        grids = [grid(j) if levels[j] > levels[k] else None for j in range(len(self.shapes))]
+        features = model.inter_grid_features(grids, k)
+        return tf.reshape(features, (-1, self.arch.inter_grid_features))
+
+    def _feature_canvas(self, model: IntegerC3, symbols: list[tf.Tensor]) -> tf.Tensor:
+        """(canvas size, F): each feature grid's features at its positions, else zeros."""
+        num = self.arch.inter_grid_grids
+        values = [self._features(model, lambda j: symbols[j], k) for k in range(num)]
+        positions = np.concatenate([self.canvas.positions(k) for k in range(num)])
+        return tf.scatter_nd(
+            positions[:, None],
+            tf.concat(values, 0),
+            [self.canvas.size, self.arch.inter_grid_features],
+        )
 
     # Encoder.
 
@@ -163,14 +199,17 @@ class LatentCoder:
                 raise ValueError(f"Latent symbols exceed the format's limit {fp.SYMBOL_LIMIT}.")
             canvas[self.canvas.positions(k)] = s.ravel()
         canvas = tf.constant(canvas)
-        prev_canvas = None
+        prev_canvas = feature_canvas = None
         if self.arch.use_prev_grid:
             prev_canvas = self._prev_canvas(model, [tf.constant(s) for s in symbols])
+        if self.arch.inter_grid_features:
+            feature_canvas = self._feature_canvas(model, [tf.constant(s) for s in symbols])
         order = self.schedule.order
         rows, rounded = [], []
         for start in range(0, len(order), _ARM_BATCH):
             positions = tf.constant(order[start : start + _ARM_BATCH])
-            r, m = model.context_rows(*self._contexts(canvas, prev_canvas, positions))
+            contexts = self._contexts(canvas, prev_canvas, feature_canvas, positions)
+            r, m = model.context_rows(*contexts)
             rows.append(r.numpy())
             rounded.append(m.numpy())
         rows, rounded = np.concatenate(rows), np.concatenate(rounded)
@@ -184,6 +223,10 @@ class LatentCoder:
         whether an escape came up) or "v1_exact" (version 1 one latent at a time)."""
         canvas = tf.Variable(tf.zeros([self.canvas.size], tf.int32), trainable=False)
         prev_canvas = tf.Variable(tf.zeros([self.canvas.size], tf.float64), trainable=False)
+        num_features = self.arch.inter_grid_features
+        feature_canvas = tf.Variable(
+            tf.zeros([self.canvas.size, num_features], tf.float64), trainable=False
+        )
         tables = self.tables.coder.tables()
         half_widths = tf.constant(self.tables.half_widths)
         limit = fp.SYMBOL_LIMIT
@@ -197,10 +240,11 @@ class LatentCoder:
         # the same integers with or without it. The parameters arrive as one flat vector
         # (one argument instead of 17: the per-call overhead counts 2800 times).
         @tf.function(jit_compile=jit, autograph=False)
-        def context_rows(flat_parameters, context, prev):
+        def context_rows(flat_parameters, context, prev, features):
             parts = tf.split(flat_parameters, splits)
             parameters = [tf.reshape(p, shape) for p, shape in zip(parts, shapes, strict=True)]
-            rows, rounded = IntegerC3(self.arch, parameters).context_rows(context, prev)
+            model = IntegerC3(self.arch, parameters)
+            rows, rounded = model.context_rows(context, prev, features)
             # Decoded symbol = coded value + this offset.
             escape = tf.gather(tables.escape_symbols, rows)  # here: compiled with the rest
             return rows, rounded - tf.gather(half_widths, rows), escape
@@ -231,13 +275,18 @@ class LatentCoder:
                     prev_canvas.scatter_nd_update(
                         self.canvas.positions(k)[:, None], tf.reshape(resized, [-1])
                     )
+                if num_features and grids[0] < self.arch.inter_grid_grids:
+                    k = grids[0]  # its coarser grids are decoded: its features are known
+                    feature_canvas.scatter_nd_update(
+                        self.canvas.positions(k)[:, None], self._features(model, grid, k)
+                    )
                 num_steps = len(counts)
                 waves, counts = tf.constant(waves), tf.constant(counts)
 
                 def body(step, handle, flag, waves=waves, counts=counts):
                     padded = waves[step]
-                    context, prev = self._contexts(canvas, prev_canvas, padded)
-                    rows, offsets, escape = context_rows(flat_parameters, context, prev)
+                    contexts = self._contexts(canvas, prev_canvas, feature_canvas, padded)
+                    rows, offsets, escape = context_rows(flat_parameters, *contexts)
                     n = counts[step]
                     rows, offsets, positions, escape = rows[:n], offsets[:n], padded[:n], escape[:n]
                     if mode == "v2":

@@ -18,6 +18,20 @@ def grid_shapes(height: int, width: int, num_grids: int) -> list[tuple[int, int]
     return [(math.ceil(height / 2**k), math.ceil(width / 2**k)) for k in range(num_grids)]
 
 
+def grid_levels(num_grids: int, num_hyperlatents: int = 0) -> list[int]:
+    """The level (downsampling 2^level) of each grid in list order: latents 0..G-1, then
+    the hyperlatents at levels G-H..G-1."""
+    return list(range(num_grids)) + list(range(num_grids - num_hyperlatents, num_grids))
+
+
+def all_grid_shapes(
+    height: int, width: int, num_grids: int, num_hyperlatents: int = 0
+) -> list[tuple[int, int]]:
+    """Shapes of every coded grid (latents, then hyperlatents) in list order."""
+    shapes = grid_shapes(height, width, num_grids)
+    return [shapes[level] for level in grid_levels(num_grids, num_hyperlatents)]
+
+
 class LatentGrids(tf.keras.layers.Layer):
     """The learnable latent grids of one image.
 
@@ -34,6 +48,7 @@ class LatentGrids(tf.keras.layers.Layer):
         num_grids: int = 7,
         q_step: float = 0.4,
         gain_factor: float = 2.0,
+        num_hyperlatents: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -41,6 +56,8 @@ class LatentGrids(tf.keras.layers.Layer):
             raise ValueError(f"Image size must be positive, got {height}x{width}.")
         if num_grids < 1:
             raise ValueError(f"num_grids must be >= 1, got {num_grids}.")
+        if not 0 <= num_hyperlatents <= num_grids:
+            raise ValueError(f"num_hyperlatents must be in [0, num_grids], got {num_hyperlatents}.")
         if q_step <= 0:
             raise ValueError(f"q_step must be positive, got {q_step}.")
         self._height = int(height)
@@ -48,14 +65,15 @@ class LatentGrids(tf.keras.layers.Layer):
         self._num_grids = int(num_grids)
         self._q_step = float(q_step)
         self._gain_factor = float(gain_factor)
+        self._num_hyperlatents = int(num_hyperlatents)
         self.grid_parameters = [
             self.add_weight(
-                name=f"latent_grid_{k}",
+                name=f"latent_grid_{k}" if k < num_grids else f"hyperlatent_grid_{k - num_grids}",
                 shape=shape,
                 initializer="zeros",
                 trainable=True,
             )
-            for k, shape in enumerate(grid_shapes(height, width, num_grids))
+            for k, shape in enumerate(self.shapes)
         ]
 
     @property
@@ -67,12 +85,21 @@ class LatentGrids(tf.keras.layers.Layer):
         return self._q_step
 
     @property
+    def num_hyperlatents(self) -> int:
+        return self._num_hyperlatents
+
+    @property
+    def levels(self) -> list[int]:
+        return grid_levels(self._num_grids, self._num_hyperlatents)
+
+    @property
     def shapes(self) -> list[tuple[int, int]]:
-        return grid_shapes(self._height, self._width, self._num_grids)
+        """Every coded grid's shape: latents, then hyperlatents."""
+        return all_grid_shapes(self._height, self._width, self._num_grids, self._num_hyperlatents)
 
     @property
     def gains(self) -> list[float]:
-        return [self._gain_factor**k for k in range(self._num_grids)]
+        return [self._gain_factor**level for level in self.levels]
 
     @property
     def num_latents(self) -> int:
@@ -98,5 +125,6 @@ class LatentGrids(tf.keras.layers.Layer):
             num_grids=self._num_grids,
             q_step=self._q_step,
             gain_factor=self._gain_factor,
+            num_hyperlatents=self._num_hyperlatents,
         )
         return config

@@ -62,6 +62,11 @@ class C3Model(tf.keras.Model):
         synthesis_activation: str = "gelu",
         synthesis_stabiliser: bool = False,
         synthesis_init: str = "fan_in",
+        num_hyperlatents: int = 0,
+        inter_grid_features: int = 0,
+        inter_grid_grids: int = 3,
+        context_neighbours: int = 0,
+        arm_residual: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -86,8 +91,15 @@ class C3Model(tf.keras.Model):
             synthesis_activation=str(synthesis_activation),
             synthesis_stabiliser=bool(synthesis_stabiliser),
             synthesis_init=str(synthesis_init),
+            num_hyperlatents=int(num_hyperlatents),
+            inter_grid_features=int(inter_grid_features),
+            inter_grid_grids=int(inter_grid_grids),
+            context_neighbours=int(context_neighbours),
+            arm_residual=bool(arm_residual),
         )
-        self.latent_grids = LatentGrids(height, width, num_grids, q_step, gain_factor)
+        self.latent_grids = LatentGrids(
+            height, width, num_grids, q_step, gain_factor, num_hyperlatents
+        )
         self.upsampling = build_upsampling(upsampling, height, width, num_grids)
         self.synthesis = Synthesis(
             num_grids,
@@ -109,6 +121,12 @@ class C3Model(tf.keras.Model):
             shift_log_scale,
             scale_range,
             gelu_approximate,
+            num_grids,
+            num_hyperlatents,
+            inter_grid_features,
+            inter_grid_grids,
+            context_neighbours,
+            arm_residual,
         )
         self.synthesis.build((None, None, num_grids))
         self.context_model.build()
@@ -130,8 +148,18 @@ class C3Model(tf.keras.Model):
         return self._arch["q_step"]
 
     @property
+    def num_grids(self) -> int:
+        """Latent grids, the synthesis's inputs (hyperlatents aside)."""
+        return self._arch["num_grids"]
+
+    @property
     def grid_shapes(self) -> list[tuple[int, int]]:
+        """Every coded grid's shape: latents, then hyperlatents."""
         return self.latent_grids.shapes
+
+    def reconstruct(self, grids: list[tf.Tensor]) -> tf.Tensor:
+        """The image from the grid values (hyperlatents, if any, are not used)."""
+        return self.synthesis(self.upsampling(grids[: self.num_grids]))
 
     def get_config(self) -> dict:
         return dict(self._arch)
@@ -182,7 +210,7 @@ class C3Model(tf.keras.Model):
         bits = rate.latent_bits(symbols, loc, scale, self.q_step)
         sizes = [h * w for h, w in self.grid_shapes]
         bits_per_grid = tf.stack([tf.reduce_sum(b) for b in tf.split(bits, sizes)])
-        reconstruction = self.synthesis(self.upsampling(grids))
+        reconstruction = self.reconstruct(grids)
         mse = tf.reduce_mean(tf.square(reconstruction - target))
         return {
             "reconstruction": reconstruction,
@@ -247,11 +275,14 @@ class C3Model(tf.keras.Model):
         arm = math.ceil(self.context_model.macs_per_latent() * num_latents / self.num_pixels)
         synthesis = self.synthesis.macs_per_pixel()
         upsampling = self.upsampling.macs_per_pixel(self._arch["num_grids"])
+        inter_grid = self.context_model.inter_grid
+        inter = inter_grid.macs_per_pixel(self.height, self.width) if inter_grid else 0
         return {
             "context_model": arm,
+            "inter_grid": inter,
             "synthesis": synthesis,
             "upsampling": upsampling,
-            "total": arm + synthesis + upsampling,
+            "total": arm + inter + synthesis + upsampling,
         }
 
 

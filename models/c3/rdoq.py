@@ -118,7 +118,7 @@ class NetworkRDOQ:
             return lambda mse, bits: (mse, float(self._latent_bits()))
         if module == "synthesis":  # nor the latent bits on the synthesis
             if self._synthesis_mse is None:
-                features = tf.constant(self.model.upsampling(self._grids))
+                features = tf.constant(self.model.upsampling(self._grids[: self.model.num_grids]))
                 fn = tf.function(lambda: self._mse_8bit(self.model.synthesis(features)))
                 self._synthesis_mse = fn.get_concrete_function()
             return lambda mse, bits: (float(self._synthesis_mse()), bits)
