@@ -107,8 +107,9 @@ def profile(data: bytes, repeats: int) -> dict:
     canvas = np.zeros(coder.canvas.size, np.int32)
     for k, s in enumerate(decoded.symbols):
         canvas[coder.canvas.positions(k)] = s.ravel()
-    context, prev = coder._contexts(tf.constant(canvas), None, tf.constant(coder.schedule.order))
-    rows, _ = model.context_rows(context, prev)
+    # The Kodak config has neither previous-grid nor inter-grid inputs (no canvases).
+    order = tf.constant(coder.schedule.order)
+    rows, _ = model.context_rows(*coder._contexts(tf.constant(canvas), None, None, order))
     tables = laplace_tables.tables()
     lookup = tf.constant(tables.coder.lookup)
 
