@@ -1,16 +1,16 @@
-"""Decode time of a C3 bitstream (Kodak config) and the encoder's entropy-coding time, as JSON.
+"""Decode time of a C3 bitstream and the encoder's entropy-coding time, as JSON.
 
-  python benchmarks/decode_speed.py --image DIR/kodim23.png [--steps 300] [--lmbda 1e-3]
-      [--repeats 5] [--out benchmarks/results/decode_speed.json]
+  python benchmarks/decode_speed.py --image DIR/kodim23.png [--config configs/c3_plus.py]
+      [--steps 300] [--lmbda 1e-3] [--repeats 5] [--out benchmarks/results/decode_speed.json]
 
-Fits the Kodak config to the image for `--steps` stage-1 steps (plus a tenth in stage 2;
-the decode cost hardly depends on how long the fit ran, only on the architecture and the
-image size), writes the file, then decodes it `--repeats` times after one warm-up decode
-(tracing and XLA compilation, reported apart) and reports the median, with and without
-XLA. The profile splits a warm decode into: networks (weight decoding), latents (the
-wavefront loop: context model + range decoder), synthesis (upsampling + MLP + residual
-convs); the range decoder's own share is measured by decoding every latent in one call
-with the rows known, and upsampling by running it alone.
+Fits the config (default: C3's Kodak config) to the image for `--steps` stage-1 steps
+(plus a tenth in stage 2; the decode cost hardly depends on how long the fit ran, only on
+the architecture and the image size), writes the file, then decodes it `--repeats` times
+after one warm-up decode (tracing and XLA compilation, reported apart) and reports the
+median, with and without XLA. The profile splits a warm decode into: networks (weight
+decoding), latents (the wavefront loop: context model + range decoder), synthesis
+(upsampling + MLP + residual convs); the range decoder's own share is measured by
+decoding every latent in one call with the rows known, and upsampling by running it alone.
 """
 
 import argparse
@@ -29,14 +29,15 @@ from common.rundir import provenance  # noqa: E402
 SEED = 0  # of the fit
 
 
-def fit_and_encode(image_path: str, steps: int, lmbda: float):
+def fit_and_encode(config_path: str, image_path: str, steps: int, lmbda: float):
     from coding.c3 import codec as c3_codec
+    from common.config import load_module
     from common.images import read_image, to_float
-    from configs import c3_kodak
     from models import registry
     from pipelines.per_image import make_fitter
 
-    config = c3_kodak.get_config()
+    config = load_module(config_path).get_config()
+    config.fit.rdoq = False  # the decoder's work does not depend on it (20 min at 768x512)
     config.fit.num_noise_steps = steps
     config.fit.max_ste_steps = max(1, steps // 10)
     image = read_image(image_path)
@@ -85,7 +86,6 @@ def network_coding(model, fit) -> dict:
 
 def profile(data: bytes, repeats: int) -> dict:
     """Range decoder alone and upsampling alone, for the split of a warm decode."""
-    import numpy as np
     import tensorflow as tf
     import tensorflow_compression as tfc
 
@@ -103,13 +103,8 @@ def profile(data: bytes, repeats: int) -> dict:
     decoded = c3_codec.decode(data)
     coder = c3_codec.latent_coder(arch)
     # The rows the decoder used, in decoding order (computed as the encoder does).
-    model = IntegerC3(arch, parameters)
-    canvas = np.zeros(coder.canvas.size, np.int32)
-    for k, s in enumerate(decoded.symbols):
-        canvas[coder.canvas.positions(k)] = s.ravel()
-    # The Kodak config has neither previous-grid nor inter-grid inputs (no canvases).
-    order = tf.constant(coder.schedule.order)
-    rows, _ = model.context_rows(*coder._contexts(tf.constant(canvas), None, None, order))
+    rows, _, _ = coder.coding_rows(IntegerC3(arch, parameters), decoded.symbols)
+    rows = tf.constant(rows)
     tables = laplace_tables.tables()
     lookup = tf.constant(tables.coder.lookup)
 
@@ -162,6 +157,7 @@ def decode_times(data: bytes, repeats: int, jit: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", required=True)
+    parser.add_argument("--config", default=os.path.join(ROOT, "configs/c3_kodak.py"))
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lmbda", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=5)
@@ -173,7 +169,7 @@ def main() -> None:
     from common import metrics
 
     image, fit, fit_seconds, encoded, encode_seconds, networks = fit_and_encode(
-        args.image, args.steps, args.lmbda
+        args.config, args.image, args.steps, args.lmbda
     )
     height, width = image.shape[:2]
     timings = [decode_times(encoded.data, args.repeats, jit) for jit in (True, False)]
@@ -186,7 +182,7 @@ def main() -> None:
         "image": os.path.basename(args.image),
         "height": height,
         "width": width,
-        "config": "c3_kodak",
+        "config": os.path.relpath(os.path.abspath(args.config), ROOT),
         "fit_steps": fit.noise_steps + fit.ste_steps,
         "fit_seconds": fit_seconds,
         "lmbda": args.lmbda,

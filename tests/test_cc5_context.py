@@ -3,13 +3,15 @@
 stabiliser (models/c3/context.py), and their fixed-point decoder: levels, causality,
 initialisation, exactness and the file."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from coding.c3 import codec as c3_codec
 from coding.c3.networks import C3Architecture, IntegerC3, prepare_parameters
-from coding.c3.wavefront import decode_groups
+from coding.c3.wavefront import LatentCoder, decode_groups, wavefront_lags
 from common.errors import BitstreamError
 from models.c3.context import PRIORITY_OFFSETS, ContextModel, wavefront_slope
 from models.c3.intergrid import InterGridContext, feature_inputs
@@ -87,11 +89,51 @@ def test_features_read_only_coarser_levels():
             assert np.abs(context(changed)[k] - features[k]).max() > 0
 
 
-def test_decode_order_is_coarse_to_fine():
+def test_pipelined_order_decodes_every_feature_input_first():
     arch = C3Architecture.from_model_config(moved_model().get_config(), *STEPS)
-    # Latents 0-4, hyperlatents (levels 3, 4) as grids 5, 6: the grids without features
-    # first, together; then grid 2, 1, 0, each after every coarser grid.
-    assert decode_groups(arch) == [[3, 4, 5, 6], [2], [1], [0]]
+    assert arch.pipelined_order
+    # Latents 0-4, hyperlatents (levels 3, 4) as grids 5, 6: all grids in one phase, a
+    # grid one level coarser one wavefront ahead.
+    assert decode_groups(arch) == [list(range(7))]
+    assert wavefront_lags(arch) == [4, 3, 2, 1, 0, 1, 0]
+    coder = LatentCoder(arch)
+    schedule = coder.schedule
+    wave = np.full(coder.canvas.size, -1)
+    wave[schedule.order] = schedule.wave_of_order
+    for k in range(arch.inter_grid_grids):
+        positions = coder.canvas.positions(k)
+        sources, grids = coder._feature_sources(tf.constant(positions))
+        assert np.all(grids.numpy() == k)
+        inputs = len(feature_inputs(arch.grid_levels, k))
+        sources = sources.numpy()
+        # Every feature input is a latent of a coarser grid decoded in an earlier
+        # wavefront; the padding reads position 0, a zero border.
+        assert np.all(wave[sources[:, :inputs]] >= 0)
+        assert np.all(wave[sources[:, :inputs]] < wave[positions][:, None])
+        assert np.all(sources[:, inputs:] == 0)
+    # Files from before the pipeline: grids without features first, together; then grid
+    # 2, 1, 0, each after every coarser grid.
+    phased = dataclasses.replace(arch, pipelined_order=False)
+    assert decode_groups(phased) == [[3, 4, 5, 6], [2], [1], [0]]
+    assert LatentCoder(phased).schedule.num_wavefronts > schedule.num_wavefronts
+
+
+def test_pointwise_features_equal_the_grid_features():
+    model = moved_model(seed=4)
+    arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
+    integer = IntegerC3(arch, prepare_parameters(arch, model.network_integers(*STEPS)))
+    coder = LatentCoder(arch)
+    symbols = [tf.constant(s) for s in model.symbols()]
+    expected = coder._feature_canvas(integer, symbols)
+    canvas = np.zeros(coder.canvas.size, np.int32)
+    for k, s in enumerate(model.symbols()):
+        canvas[coder.canvas.positions(k)] = s.ravel()
+    positions = tf.constant(coder.schedule.order)  # every latent, features or not
+    sources, grids = coder._feature_sources(positions)
+    inputs = tf.cast(tf.gather(canvas, sources), tf.float64)
+    got = integer.pointwise_inter_grid_features(inputs, grids)
+    assert np.any(got.numpy())
+    np.testing.assert_array_equal(got.numpy(), tf.gather(expected, positions).numpy())
 
 
 def test_fixed_point_context_follows_the_float_model():
@@ -107,10 +149,11 @@ def test_fixed_point_context_follows_the_float_model():
         np.testing.assert_allclose(fixed / 2**12, floats[k].numpy(), atol=4 * 2**-12)
 
 
-@pytest.mark.parametrize("hyperlatents", [0, 2])
-def test_latents_round_trip_with_and_without_xla(hyperlatents):
+@pytest.mark.parametrize("hyperlatents,pipelined", [(0, True), (2, True), (2, False)])
+def test_latents_round_trip_with_and_without_xla(hyperlatents, pipelined):
     model = moved_model(seed=2, num_hyperlatents=hyperlatents)
     arch = C3Architecture.from_model_config(model.get_config(), *STEPS)
+    arch = dataclasses.replace(arch, pipelined_order=pipelined)  # False: older files
     parameters = prepare_parameters(arch, model.network_integers(*STEPS))
     assert_latents_round_trip(arch, parameters, model.symbols())
 
@@ -135,10 +178,13 @@ def test_file_decodes_the_same_in_another_process(tmp_path):
 def test_damaged_inter_grid_headers_are_refused():
     arch = C3Architecture.from_model_config(moved_model().get_config(), *STEPS)
     header = arch.to_bytes()
-    assert header[-3:] == bytes([2, 6, 3])  # hyperlatents, features, feature grids
+    # Hyperlatents, features, feature grids; the second flags byte: the pipelined order.
+    assert header[-4:] == bytes([2, 6, 3, 2])
     for bad in (bytes([2, 0, 3]), bytes([2, 6, 5]), bytes([6, 6, 3])):
         with pytest.raises(BitstreamError):
-            C3Architecture.from_bytes(header[:-3] + bad)
+            C3Architecture.from_bytes(header[:-4] + bad + header[-1:])
+    with pytest.raises(BitstreamError):
+        C3Architecture.from_bytes(header[:-1] + bytes([4]))  # an unknown flag
     with pytest.raises(BitstreamError):
         C3Architecture.from_bytes(header[:-1])  # truncated
 
@@ -216,8 +262,9 @@ def test_cool_chic_5_context_file_decodes_the_same_in_another_process(tmp_path):
 
     assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), here.image)
     header = bytearray(here.arch.to_bytes())
-    assert header[-3:] == bytes([1, 14, 1])  # second flags byte, neighbours, residual
-    for at, bad in ((-1, 2), (-3, 0), (-3, 3)):  # neither residual nor not; flags
+    # The second flags byte (this context model, the pipelined order), neighbours, residual.
+    assert header[-3:] == bytes([3, 14, 1])
+    for at, bad in ((-1, 2), (-3, 0), (-3, 4), (-3, 7)):  # neither residual nor not; flags
         damaged = bytearray(header)
         damaged[at] = bad
         with pytest.raises(BitstreamError):

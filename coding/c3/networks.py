@@ -84,6 +84,10 @@ class C3Architecture:
     # linear stabiliser (its kernel and bias follow the output layer's).
     context_neighbours: int = 0
     arm_residual: bool = False
+    # With the inter-grid context: all grids decoded in one pipelined wavefront order
+    # (second flags byte, bit 1; `coding.c3.wavefront`), in every file written since it
+    # exists; older inter-grid files, without the bit, decode in coarse-to-fine phases.
+    pipelined_order: bool = False
 
     @property
     def arm_bits(self) -> tuple[int, int]:
@@ -138,6 +142,7 @@ class C3Architecture:
             ),
             context_neighbours=int(config.get("context_neighbours", 0)),
             arm_residual=bool(config.get("arm_residual", False)),
+            pipelined_order=bool(config.get("inter_grid_features")),
         )
         problem = arch.problem()
         if problem:
@@ -180,6 +185,7 @@ class C3Architecture:
             ),
             (not (self.inter_grid_features and self.use_prev_grid), "inter-grid context"),
             (0 <= self.context_neighbours <= len(PRIORITY_OFFSETS), "context neighbours"),
+            (self.inter_grid_features or not self.pipelined_order, "decode order"),
             (
                 not self.arm_residual or all(w == self.num_context_inputs for w in self.arm_hidden),
                 "residual context model widths",
@@ -199,6 +205,7 @@ class C3Architecture:
         flags |= int(self.inter_grid_features > 0) << 6
         # Bit 7: a second flags byte follows the optional fields of the first.
         flags2 = int(self.context_neighbours > 0 or self.arm_residual)
+        flags2 |= int(self.pipelined_order) << 1
         flags |= int(flags2 > 0) << 7
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
@@ -253,7 +260,7 @@ class C3Architecture:
             (r.u8("context neighbours"), r.u8("residual context model")) if flags2 & 1 else (0, 0)
         )
         r.expect_end()
-        if flags2 > 1 or (flags & 128 and flags2 == 0):
+        if flags2 > 3 or (flags & 128 and flags2 == 0):
             raise BitstreamError(f"{what}: unknown flags {flags2:#x} in the C3 header (byte 2).")
         bad_arm = flags2 & 1 and (arm_shape == (0, 0) or arm_shape[1] > 1)
         if bad_arm or (flags & 64 and inter_grid[1] == 0):
@@ -285,6 +292,7 @@ class C3Architecture:
             *inter_grid,
             arm_shape[0],
             bool(arm_shape[1]),
+            bool(flags2 & 2),
         )
         problem = arch.problem()
         if problem:
@@ -514,6 +522,34 @@ class IntegerC3:
         x = self._value_inputs(tf.reshape(inputs, (h * w, -1)), 0)
         features = tf.reshape(self.inter_grid_layers[k].dense(x), (h, w, -1))
         return nearest_from_level(features, 1, self.arch.grid_shapes[k])
+
+    def pointwise_inter_grid_features(self, inputs: tf.Tensor, grid_ids: tf.Tensor) -> tf.Tensor:
+        """The inter-grid features of single latents of any grids (pipelined decoding).
+
+        `inputs` (n, m) float64: latent i's feature inputs, the symbols its grid's
+        features read (`inter_grid_features`), zero-padded to m (the most inputs of any
+        grid); `grid_ids` (n,): its grid. Returns (n, F), zeros for grids without
+        features: the same integers as `inter_grid_features` at those latents (the same
+        exact products and sums; the padding adds zeros).
+        """
+        num, features = len(self.arch.grid_shapes), self.arch.inter_grid_features
+        width = inputs.shape[1]
+        kernels, biases = [], []
+        for k in range(num):
+            if k < len(self.inter_grid_layers):
+                layer = self.inter_grid_layers[k]
+                fan_in = layer.weights.shape[0]
+                kernels.append(tf.pad(layer.weights, [[0, width - fan_in], [0, 0]]))
+                biases.append(tf.reshape(layer.bias, [features]))
+            else:
+                kernels.append(tf.zeros([width, features], tf.float64))
+                biases.append(tf.zeros([features], tf.float64))
+        kernel = tf.gather(tf.stack(kernels), grid_ids)  # (n, m, F)
+        bias = tf.gather(tf.stack(biases), grid_ids)
+        x = self._value_inputs(inputs, 0)
+        accumulator = tf.einsum("ni,nif->nf", x, kernel)
+        step = self.inter_grid_layers[0].weight_step  # one step for all feature layers
+        return fp.FixedPointLayer(None, bias, step).rescale(accumulator)
 
     def context_rows(
         self,

@@ -9,10 +9,17 @@ batched fixed-point context-model evaluation and one `entropy_decode_index` call
 wavefront, inside one compiled `tf.while_loop`: s (H - 1) + W steps for the largest
 grid instead of one per latent. Without previous-grid conditioning every grid is decoded
 in the same wavefronts; with it (C3's CLIC2020 configuration), grid k needs all of grid
-k - 1, so grids are decoded one after the other, finest first, each in wavefronts. With
-Cool-chic 5's inter-grid context, the grids without inter-grid features (the coarse
-latents and the hyperlatents) are decoded first, together in wavefronts, then each
-feature grid, coarsest first, after its features are computed from the grids above it.
+k - 1, so grids are decoded one after the other, finest first, each in wavefronts.
+
+With Cool-chic 5's inter-grid context, grid k's features at (y, x) read every coarser
+grid at (y >> d, x >> d), d the level difference. Cool-chic decodes the grids coarse to
+fine, one after the other (4,308 wavefronts at 768x512 here, files written before the
+pipelined order). Ours *pipelines* them: latent (y, x) of a grid at level l belongs to
+wavefront s y + x + (L - l), L the coarsest level, so a grid one level coarser runs one
+wavefront ahead, and every feature input, in wavefront s (y >> d) + (x >> d) + L - l - d
+< s y + x + L - l, is decoded before the latent that reads it. All grids then share
+the largest grid's wavefronts (+ L): 2,307 at 768x512, and the features of a wavefront's
+latents are computed with its context model call (`_feature_sources`).
 
 The encoder computes the same contexts from the same layout (`Canvas`), evaluates the
 same fixed-point context model (in one batch: exact arithmetic makes the batching
@@ -39,6 +46,7 @@ from coding.c3.networks import C3Architecture, IntegerC3
 from coding.range_coding import Coder
 from common.errors import BitstreamError
 from models.c3.context import context_offsets, wavefront_slope, window_offsets
+from models.c3.intergrid import feature_inputs
 
 _ARM_BATCH = 2**16  # encoder: latents per context-model evaluation (bounds memory)
 
@@ -71,13 +79,17 @@ class Canvas:
 class Schedule:
     """The decoding order: phases of wavefronts.
 
-    Phase p decodes the grids `phase_grids[p]`. Its wavefront s holds
+    Phase p decodes the grids `phase_grids[p]`; latent (y, x) of grid k belongs to its
+    wavefront slope * y + x + lags[k]. Its wavefront s holds
     `phase_counts[p][s]` latents, whose canvas positions are the first entries of row s
     of `phase_waves[p]`; rows are padded (with the phase's first position) to the
     largest wavefront, so that every context-model evaluation has the same shape.
     """
 
-    def __init__(self, canvas: Canvas, slope: int, groups: list[list[int]]):
+    def __init__(
+        self, canvas: Canvas, slope: int, groups: list[list[int]], lags: list[int] | None = None
+    ):
+        lags = [0] * len(canvas.shapes) if lags is None else lags
         self.phase_grids, self.phase_waves, self.phase_counts = [], [], []
         orders = []
         for grids in groups:
@@ -86,7 +98,7 @@ class Schedule:
                 h, w = canvas.shapes[k]
                 ys, xs = np.mgrid[0:h, 0:w]
                 positions.append(canvas.positions(k))
-                wave.append((slope * ys + xs).ravel())
+                wave.append((slope * ys + xs + lags[k]).ravel())
                 grid_ids.append(np.full(h * w, k))
                 rows.append(ys.ravel())
             positions, wave = np.concatenate(positions), np.concatenate(wave)
@@ -116,10 +128,26 @@ def decode_groups(arch: C3Architecture) -> list[list[int]]:
     num = len(arch.grid_shapes)
     if arch.use_prev_grid:  # grid k reads grid k - 1: finest first, one by one
         return [[k] for k in range(num)]
-    if arch.inter_grid_features:  # grid k reads every coarser one: coarsest first
+    if arch.inter_grid_features and not arch.pipelined_order:  # files before the pipeline
         first = list(range(arch.inter_grid_grids, num))
         return [first] + [[k] for k in reversed(range(arch.inter_grid_grids))]
     return [list(range(num))]
+
+
+def wavefront_lags(arch: C3Architecture) -> list[int]:
+    """Per grid, the lag of its wavefronts: with the pipelined inter-grid order, a grid
+    one level coarser runs one wavefront ahead (see the module docstring)."""
+    levels = arch.grid_levels
+    if not arch.pipelined_order:
+        return [0] * len(levels)
+    return [max(levels) - level for level in levels]
+
+
+def _read(source, indices):
+    """tf.gather from a tensor, or from a variable without reading all of it."""
+    if isinstance(source, tf.Variable):
+        return source.sparse_read(indices)
+    return tf.gather(source, indices)
 
 
 class LatentCoder:
@@ -132,11 +160,15 @@ class LatentCoder:
         reach = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
         pad = max(reach, arch.prev_kernel_size // 2)
         self.canvas = Canvas(self.shapes, pad)
-        self.schedule = Schedule(self.canvas, wavefront_slope(offsets), decode_groups(arch))
+        self.schedule = Schedule(
+            self.canvas, wavefront_slope(offsets), decode_groups(arch), wavefront_lags(arch)
+        )
         self.offsets = self.canvas.offsets(offsets)
         self.prev_offsets = self.canvas.offsets(window_offsets(arch.prev_kernel_size))
         self.tables = lt.tables()
         self._decode_fns = {}
+        if arch.pipelined_order:
+            self._feature_source_tables()
 
     # Previous-grid features (C3's CLIC2020 configuration).
 
@@ -153,13 +185,14 @@ class LatentCoder:
         )
 
     def _contexts(self, canvas, prev_canvas, feature_canvas, positions):
-        """Context-model inputs of the latents at `positions` of a canvas."""
-        context = tf.gather(canvas, positions[:, None] + self.offsets)
+        """Context-model inputs of the latents at `positions` of the canvases (tensors, or
+        the decoder's variables); no features without a feature canvas."""
+        context = _read(canvas, positions[:, None] + self.offsets)
         prev = features = None
         if self.arch.use_prev_grid:
-            prev = tf.gather(prev_canvas, positions[:, None] + self.prev_offsets)
-        if self.arch.inter_grid_features:
-            features = tf.gather(feature_canvas, positions)
+            prev = _read(prev_canvas, positions[:, None] + self.prev_offsets)
+        if feature_canvas is not None:
+            features = _read(feature_canvas, positions)
         return context, prev, features
 
     # Inter-grid features (Cool-chic 5).
@@ -171,6 +204,41 @@ class LatentCoder:
         grids = [grid(j) if levels[j] > levels[k] else None for j in range(len(self.shapes))]
         features = model.inter_grid_features(grids, k)
         return tf.reshape(features, (-1, self.arch.inter_grid_features))
+
+    def _feature_source_tables(self):
+        """Tables for `_feature_sources`: each canvas row's grid, each grid's first row,
+        and per grid its feature inputs (grid, level difference), zero-padded."""
+        levels, canvas = self.arch.grid_levels, self.canvas
+        self._row_grid = np.zeros(canvas.size // canvas.stride, np.int32)
+        for k, (h, _) in enumerate(self.shapes):
+            self._row_grid[canvas.row_bases[k] : canvas.row_bases[k] + h] = k
+        self._row_base = np.asarray(canvas.row_bases, np.int32)
+        width = max(self.arch.inter_grid_input_sizes())
+        self._source_grid = np.zeros((len(self.shapes), width), np.int32)
+        self._source_shift = np.zeros((len(self.shapes), width), np.int32)
+        self._source_valid = np.zeros((len(self.shapes), width), np.int32)
+        for k in range(self.arch.inter_grid_grids):
+            for i, j in enumerate(feature_inputs(levels, k)):
+                self._source_grid[k, i] = j
+                self._source_shift[k, i] = levels[j] - levels[k]
+                self._source_valid[k, i] = 1
+
+    def _feature_sources(self, positions: tf.Tensor):
+        """Canvas positions (n, m) of the symbols that feed the inter-grid features of the
+        latents at `positions`, and their grids (n,). Latent (y, x) of grid k reads
+        (y >> d, x >> d) of each coarser grid, d the level difference (the nearest
+        neighbour of `models.c3.intergrid`); padding and grids without features read
+        position 0, a zero border."""
+        stride, pad = self.canvas.stride, self.canvas.pad
+        rows, cols = positions // stride, positions % stride - pad
+        grids = tf.gather(self._row_grid, rows)
+        ys = rows - tf.gather(self._row_base, grids)
+        source = tf.gather(self._source_grid, grids)
+        shift = tf.gather(self._source_shift, grids)
+        y = tf.bitwise.right_shift(ys[:, None], shift)
+        x = tf.bitwise.right_shift(cols[:, None], shift)
+        sources = (tf.gather(self._row_base, source) + y) * stride + pad + x
+        return sources * tf.gather(self._source_valid, grids), grids
 
     def _feature_canvas(self, model: IntegerC3, symbols: list[tf.Tensor]) -> tf.Tensor:
         """(canvas size, F): each feature grid's features at its positions, else zeros."""
@@ -185,12 +253,10 @@ class LatentCoder:
 
     # Encoder.
 
-    def encode(self, symbols: list[np.ndarray], parameters: list[np.ndarray]) -> bytes:
-        """Range codes the symbols (one int array per grid) in wavefront order.
-
-        `parameters` are the networks' (`coding.c3.networks.prepare_parameters`).
-        """
-        model = IntegerC3(self.arch, parameters)
+    def coding_rows(self, model: IntegerC3, symbols: list[np.ndarray]):
+        """The fixed-point context model's outputs for every latent, in decoding order
+        (`schedule.order`): (table rows, rounded means, the latents' symbols). The encoder
+        codes with them; a decoder computes the same ones wavefront by wavefront."""
         canvas = np.zeros(self.canvas.size, np.int32)
         for k, s in enumerate(symbols):
             if s.shape != self.shapes[k]:
@@ -198,7 +264,6 @@ class LatentCoder:
             if np.abs(s).max(initial=0) > fp.SYMBOL_LIMIT:
                 raise ValueError(f"Latent symbols exceed the format's limit {fp.SYMBOL_LIMIT}.")
             canvas[self.canvas.positions(k)] = s.ravel()
-        canvas = tf.constant(canvas)
         prev_canvas = feature_canvas = None
         if self.arch.use_prev_grid:
             prev_canvas = self._prev_canvas(model, [tf.constant(s) for s in symbols])
@@ -206,14 +271,22 @@ class LatentCoder:
             feature_canvas = self._feature_canvas(model, [tf.constant(s) for s in symbols])
         order = self.schedule.order
         rows, rounded = [], []
+        canvas_tensor = tf.constant(canvas)
         for start in range(0, len(order), _ARM_BATCH):
             positions = tf.constant(order[start : start + _ARM_BATCH])
-            contexts = self._contexts(canvas, prev_canvas, feature_canvas, positions)
+            contexts = self._contexts(canvas_tensor, prev_canvas, feature_canvas, positions)
             r, m = model.context_rows(*contexts)
             rows.append(r.numpy())
             rounded.append(m.numpy())
-        rows, rounded = np.concatenate(rows), np.concatenate(rounded)
-        values = canvas.numpy()[order] - rounded + self.tables.half_widths[rows]
+        return np.concatenate(rows), np.concatenate(rounded), canvas[order]
+
+    def encode(self, symbols: list[np.ndarray], parameters: list[np.ndarray]) -> bytes:
+        """Range codes the symbols (one int array per grid) in wavefront order.
+
+        `parameters` are the networks' (`coding.c3.networks.prepare_parameters`).
+        """
+        rows, rounded, values = self.coding_rows(IntegerC3(self.arch, parameters), symbols)
+        values = values - rounded + self.tables.half_widths[rows]
         return self.tables.coder.encode(rows, values, self.schedule.wave_of_order)
 
     # Decoder.
@@ -222,28 +295,41 @@ class LatentCoder:
         """mode: "v2" (bounded escapes), "v1" (format version 1, plain symbols; reports
         whether an escape came up) or "v1_exact" (version 1 one latent at a time)."""
         canvas = tf.Variable(tf.zeros([self.canvas.size], tf.int32), trainable=False)
-        prev_canvas = tf.Variable(tf.zeros([self.canvas.size], tf.float64), trainable=False)
+        use_prev = self.arch.use_prev_grid
+        pipelined = self.arch.pipelined_order
         num_features = self.arch.inter_grid_features
-        feature_canvas = tf.Variable(
-            tf.zeros([self.canvas.size, num_features], tf.float64), trainable=False
-        )
+        prev_canvas = feature_canvas = None  # only what the architecture reads
+        if use_prev:
+            prev_canvas = tf.Variable(tf.zeros([self.canvas.size], tf.float64), trainable=False)
+        if num_features and not pipelined:
+            feature_canvas = tf.Variable(
+                tf.zeros([self.canvas.size, num_features], tf.float64), trainable=False
+            )
         tables = self.tables.coder.tables()
         half_widths = tf.constant(self.tables.half_widths)
         limit = fp.SYMBOL_LIMIT
         schedule = self.schedule
-        use_prev = self.arch.use_prev_grid
         shapes = self.arch.network_shapes() + [(), ()]  # + the two weight steps
         num_parameters = len(shapes)
         splits = [int(np.prod(shape)) for shape in shapes]
 
-        # One compiled call per wavefront. Exact arithmetic makes XLA's fusion harmless:
-        # the same integers with or without it. The parameters arrive as one flat vector
-        # (one argument instead of 17: the per-call overhead counts 2800 times).
+        # One compiled call per wavefront: the contexts of its latents read from the
+        # canvases (variables, read in place: passing their values would copy them on
+        # every call), the context model, the coding rows. Exact arithmetic makes XLA's
+        # fusion harmless: the same integers with or without it. The parameters arrive as
+        # one flat vector (one argument instead of 17: the per-call overhead counts
+        # thousands of times).
         @tf.function(jit_compile=jit, autograph=False)
-        def context_rows(flat_parameters, context, prev, features):
+        def wave_rows(flat_parameters, positions):
             parts = tf.split(flat_parameters, splits)
             parameters = [tf.reshape(p, shape) for p, shape in zip(parts, shapes, strict=True)]
             model = IntegerC3(self.arch, parameters)
+            context, prev, features = self._contexts(canvas, prev_canvas, feature_canvas, positions)
+            if pipelined:  # the features, from the symbols of coarser grids
+                sources, grid_ids = self._feature_sources(positions)
+                inputs = tf.clip_by_value(canvas.sparse_read(sources), -limit, limit)
+                inputs = tf.cast(inputs, tf.float64)
+                features = model.pointwise_inter_grid_features(inputs, grid_ids)
             rows, rounded = model.context_rows(context, prev, features)
             # Decoded symbol = coded value + this offset.
             escape = tf.gather(tables.escape_symbols, rows)  # here: compiled with the rest
@@ -275,7 +361,7 @@ class LatentCoder:
                     prev_canvas.scatter_nd_update(
                         self.canvas.positions(k)[:, None], tf.reshape(resized, [-1])
                     )
-                if num_features and grids[0] < self.arch.inter_grid_grids:
+                if num_features and not pipelined and grids[0] < self.arch.inter_grid_grids:
                     k = grids[0]  # its coarser grids are decoded: its features are known
                     feature_canvas.scatter_nd_update(
                         self.canvas.positions(k)[:, None], self._features(model, grid, k)
@@ -285,8 +371,7 @@ class LatentCoder:
 
                 def body(step, handle, flag, waves=waves, counts=counts):
                     padded = waves[step]
-                    contexts = self._contexts(canvas, prev_canvas, feature_canvas, padded)
-                    rows, offsets, escape = context_rows(flat_parameters, *contexts)
+                    rows, offsets, escape = wave_rows(flat_parameters, padded)
                     n = counts[step]
                     rows, offsets, positions, escape = rows[:n], offsets[:n], padded[:n], escape[:n]
                     if mode == "v2":
