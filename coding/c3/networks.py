@@ -456,6 +456,21 @@ def compiled_key(arch: C3Architecture) -> C3Architecture:
     )
 
 
+PIXEL_TILE = 8192  # pixels per tile of the per-pixel synthesis layers
+
+
+def _in_tiles(fn, x: tf.Tensor, tile: int = PIXEL_TILE) -> tf.Tensor:
+    """fn (a per-row function) on the rows of x, `tile` rows at a time: the hidden
+    activations of a tile stay in the CPU's cache instead of making a (pixels, width)
+    float64 tensor (151 MB at 768x512 with 48 channels), 2.5x faster here; each row's
+    result is the same."""
+    n = tf.shape(x)[0]
+    padded = tf.pad(x, [[0, (-n) % tile], [0, 0]])
+    tiles = tf.reshape(padded, (-1, tile, x.shape[1]))
+    out = tf.map_fn(fn, tiles, parallel_iterations=2)
+    return tf.reshape(out, (-1, out.shape[-1]))[:n]
+
+
 class IntegerC3:
     """The fixed-point decoder networks of one bitstream.
 
@@ -659,8 +674,15 @@ class IntegerC3:
         h, w = self.arch.height, self.arch.width
         upsampled = self.upsample(grids)
         inputs = self._value_inputs(tf.reshape(upsampled, (h * w, -1)), 2 * fp.UPSAMPLING_BITS)
-        x = fp.mlp(inputs, self.synthesis_layers, self.synthesis_activation)
-        x = tf.reshape(x, (h, w, 3))
+
+        def per_pixel(x):  # the MLP, and the stabiliser's share, of some pixels
+            out = fp.mlp(x, self.synthesis_layers, self.synthesis_activation)
+            if self.stabiliser is None:
+                return out
+            return tf.concat([out, self.stabiliser.dense(x)], axis=1)
+
+        per_pixel = _in_tiles(per_pixel, inputs)
+        x = tf.reshape(per_pixel[:, :3], (h, w, 3))
         pad = self.arch.residual_kernel_size // 2
         limit = float(fp.ACTIVATION_LIMIT)
         for i, layer in enumerate(self.residual_layers):
@@ -669,7 +691,7 @@ class IntegerC3:
             if i < len(self.residual_layers) - 1:
                 x = self.synthesis_activation(x)
         if self.stabiliser is not None:
-            x = x + tf.reshape(self.stabiliser.dense(inputs), (h, w, 3))
+            x = x + tf.reshape(per_pixel[:, 3:], (h, w, 3))
             x = tf.clip_by_value(x, -limit, limit)
         pixels = fp.round_shift(x * 255.0, fp.ACTIVATION_BITS)
         return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)
