@@ -1,0 +1,159 @@
+"""Ablation of the Cool-chic 5 tools on C3's recipe, measured from real files, as JSON.
+
+  python benchmarks/ablation.py --kodak DIR [--protocols crop23,crop01] [--seeds 0]
+      [--tools recipe,soap,...] [--out benchmarks/results/ablation.json]
+
+Issue 13's table: C3's Kodak recipe (`configs/c3_kodak.py`), each tool of
+`configs/c3_plus.py` (and the ones it leaves off) switched on alone, and all of c3_plus,
+on the kodim23 and kodim01 256x256 crops at (x=256, y=128), lambda 1e-3, 2000
+iterations in all (`benchmarks/rd_small.py`'s protocols: 1800 stage-1 + 200 stage-2
+steps, a warm-up's extra candidate steps taken from stage 1). Every row is a file: the
+fit, its bitstream, the decoded 8-bit image (`rd_small.run_one`). The summary gives each
+row's RD loss against the recipe's on the same crop and seed.
+
+Rows are written as they finish; a rerun with the same --out and commit skips the rows
+it already has, so the table can be filled across sessions (or split over processes
+with one --out each: --protocols crop23 and --protocols crop01).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import rd_small  # noqa: E402
+
+from common.files import atomic_write_json  # noqa: E402
+
+RECIPE = "configs/c3_kodak.py"
+PLUS = "configs/c3_plus.py"
+# tool -> (config, overrides). The tools with the settings c3_plus uses (docs/c3.md).
+TOOLS = {
+    "recipe": (RECIPE, []),
+    "learned_upsampling": (RECIPE, ["model.upsampling=learned"]),
+    "inter_grid_context": (
+        RECIPE,
+        ["model.inter_grid_features=6", "model.inter_grid_grids=3", "model.num_hyperlatents=3"],
+    ),
+    # Residual layers keep their input's width: 14 without the inter-grid features
+    # (c3_plus: 14 + 6 = 20, Cool-chic 5's).
+    "cc5_context_model": (
+        RECIPE,
+        ["model.context_neighbours=14", "model.arm_residual=true", "model.arm_hidden=[14,14]"],
+    ),
+    "cc5_synthesis": (
+        RECIPE,
+        [
+            "model.synthesis_hidden=[48]",
+            "model.synthesis_activation=relu",
+            "model.synthesis_stabiliser=true",
+            "model.synthesis_init=cool_chic",
+        ],
+    ),
+    "soap": (RECIPE, ["fit.optimizer=soap"]),
+    "per_module_steps": (RECIPE, ["fit.per_module_steps=true"]),
+    "rdoq": (RECIPE, ["fit.rdoq=true"]),
+    # Cool-chic 5's warm-up: 5 x 50 candidate steps, the best 2 x 50 more; the winner's
+    # 100 steps are its stage 1's, the other 250 come out of stage 1's 1800.
+    "warm_up": (
+        RECIPE,
+        [
+            "fit.warmup_candidates=5",
+            "fit.warmup_keep=2",
+            "fit.warmup_steps=50",
+            "fit.num_noise_steps=1550",
+        ],
+    ),
+    "gaussian_noise": (
+        RECIPE,
+        ["fit.noise=gaussian", "fit.temperature_start=0.35", "fit.temperature_end=0.08"],
+    ),
+    "keep_best": (RECIPE, ["fit.keep_best_every=100"]),
+    "c3_plus": (PLUS, []),
+}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per crop and seed: each tool's RD loss, PSNR and bpp, and its change against the
+    recipe's RD loss in percent (negative: better)."""
+    recipe = {(r["protocol"], r["seed"]): r["rd_loss"] for r in rows if r["tool"] == "recipe"}
+    table = []
+    for r in rows:
+        base = recipe.get((r["protocol"], r["seed"]))
+        table.append(
+            {
+                "protocol": r["protocol"],
+                "seed": r["seed"],
+                "tool": r["tool"],
+                "rd_loss": r["rd_loss"],
+                "psnr": r["psnr"],
+                "bpp": r["bpp"],
+                "change_vs_recipe_percent": None
+                if base is None
+                else 100 * (r["rd_loss"] / base - 1),
+            }
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kodak", required=True, help="folder with kodim01.png ... kodim24.png")
+    parser.add_argument("--protocols", default="crop23,crop01")
+    parser.add_argument("--seeds", default="0", help="comma-separated fit seeds")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="rows, from: " + ", ".join(TOOLS))
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/ablation.json"))
+    args = parser.parse_args()
+    tools = args.tools.split(",")
+    unknown = [t for t in tools if t not in TOOLS]
+    if unknown:
+        parser.error(f"unknown tools {unknown}; choose from {', '.join(TOOLS)}")
+    protocols = args.protocols.split(",")
+    for protocol in protocols:
+        if protocol not in ("crop23", "crop01"):
+            parser.error(f"--protocols: crop23 and/or crop01, not {protocol!r}")
+    if not os.path.isdir(args.kodak):
+        parser.error(f"--kodak {args.kodak!r} is not a folder")
+    from common.rundir import provenance
+
+    recorded = provenance(ROOT)
+    rows = []
+    if os.path.exists(args.out):  # resume: keep the rows of the same commit
+        with open(args.out) as f:
+            old = json.load(f)
+        if old.get("commit") == recorded["commit"]:
+            rows = old["results"]
+    done = {(r["tool"], r["protocol"], r["seed"]) for r in rows}
+    report = {
+        "benchmark": "Ablation of the Cool-chic 5 tools on C3's recipe, files, 2000 iterations",
+        **recorded,
+        "tools": {t: {"config": TOOLS[t][0], "overrides": TOOLS[t][1]} for t in tools},
+        "machine": "2-core CPU, no GPU",
+        "rd_loss": "MSE of the decoded 8-bit image on the [0, 1] scale + lambda * file bpp",
+    }
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for protocol in protocols:
+        (name,), (lmbda,), noise_steps, ste_steps = rd_small.PROTOCOLS[protocol]
+        image = rd_small.load_image(args.kodak, name)
+        for seed in seeds:
+            for tool in tools:
+                if (tool, protocol, seed) in done:
+                    continue
+                path, overrides = TOOLS[tool]
+                config = rd_small.make_config(os.path.join(ROOT, path), overrides)
+                overridden = [item.split("=", 1)[0] for item in overrides]
+                row = rd_small.run_one(
+                    config, image, name, lmbda, noise_steps, ste_steps, seed, overridden
+                )
+                rows.append(row | {"protocol": protocol, "tool": tool})
+                atomic_write_json(args.out, report | {"summary": summarise(rows), "results": rows})
+    atomic_write_json(args.out, report | {"summary": summarise(rows), "results": rows})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
