@@ -85,14 +85,17 @@ def _value(text: str):
 
 
 def run_one(config, image, name, lmbda, noise_steps, ste_steps, seed, overridden=()):
-    """One fit -> file -> decode. The protocol's steps apply unless --set gave them (e.g. a
-    warm-up's candidates taking part of the budget: fit.num_noise_steps=1750)."""
+    """One fit -> file -> decode. The protocol's steps apply unless --set gave them; a
+    warm-up's extra candidate steps come out of the protocol's stage 1, so that every
+    row has the protocol's iterations in all."""
+    from models.c3.fit import warmup_extra_steps
     from pipelines.per_image import C3Codec, c3_row
 
     config = config.copy_and_resolve_references()
     config.model.lmbda, config.seed = lmbda, seed
     if "fit.num_noise_steps" not in overridden:
-        config.fit.num_noise_steps = noise_steps
+        config.fit.num_noise_steps = noise_steps  # what the warm-up is checked against
+        config.fit.num_noise_steps -= warmup_extra_steps(config.fit)
     if "fit.max_ste_steps" not in overridden:
         config.fit.max_ste_steps = ste_steps
     start = time.perf_counter()

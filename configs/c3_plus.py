@@ -14,8 +14,12 @@ inter-grid context with 3 hyperlatents (the three finest grids' context models a
 -> 2, plus a linear stabiliser). 1925 MACs per pixel on a 256x256 crop (Cool-chic 5's
 default about 1,950). Each lowered the RD loss on the kodim23 crop at equal iterations
 (docs/c3.md says which benchmarks/results JSON measured it). Files carry these choices in
-their header: a decoder from before them refuses them with a clear error. Tools that did
-not pay for themselves at this budget (the warm-up, keep-best, Gaussian noise) stay off.
+their header: a decoder from before them refuses them with a clear error. And a short
+warm-up against fits that stall (`fit.warmup_*`): 3 initialisations x 50 stage-1 steps,
+the best continues (100 iterations beyond stage 1 in all: `models.c3.fit.
+warmup_extra_steps`); Cool-chic 5's longer one (5 x 50, the best 2 x 50 more) cost the
+fits that do not stall more than it saved. Tools that did not pay for themselves at this
+budget (keep-best, Gaussian noise) stay off.
 
 python train.py --config configs/c3_plus.py [--hid N] [--config.data.root=DIR]
 """
@@ -40,6 +44,9 @@ def get_config():
     config.model.context_neighbours = 14
     config.model.arm_residual = True
     config.model.arm_hidden = (20, 20)
+    config.fit.warmup_candidates = 3
+    config.fit.warmup_keep = 1
+    config.fit.warmup_steps = 50
     return config
 
 

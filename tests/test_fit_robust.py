@@ -1,6 +1,8 @@
 """A fit never dies silently: the output clip keeps a gradient, a fit that is not
 learning is restarted, and one that cannot learn fails with one clear error."""
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +11,7 @@ from common.errors import FitError
 from common.metrics import psnr_from_mse
 from configs import c3_kodak, c3_quickstart
 from models import registry
-from models.c3.fit import C3Fitter
+from models.c3.fit import C3Fitter, warmup_extra_steps
 from models.c3.synthesis import straight_through_clip
 
 SIZE = 64
@@ -141,6 +143,20 @@ def test_warm_up_keeps_the_best_candidate_and_counts_its_iterations(fitters):
     result = fitter.fit()
     assert result.noise_steps == 100
     assert result.iterations == 100 + (3 * 20 + 2 * 20 - 40)  # every candidate step counts
+    assert warmup_extra_steps(config) == 3 * 20 + 2 * 20 - 40
+
+
+def test_a_warm_up_longer_than_stage_1_is_skipped_and_logged(fitters, caplog):
+    base, lmbda = fitters["quickstart"]
+    config = base.config.copy_and_resolve_references()
+    config.warmup_candidates, config.warmup_keep, config.warmup_steps = 3, 1, 50
+    config.num_noise_steps, config.max_ste_steps = 60, 0  # the winner alone would run 100
+    fitter = C3Fitter(base.model, config)
+    fitter.reset(crop("dark"), lmbda, seed=0)
+    with caplog.at_level(logging.WARNING):
+        assert fitter.warm_up() == []
+    assert "Warm-up skipped" in caplog.text and int(fitter.noise_step.numpy()) == 0
+    assert warmup_extra_steps(config) == 0
 
 
 def test_keep_best_restores_the_best_stage_1_parameters(fitters):

@@ -60,6 +60,15 @@ def is_power_of_two(step: float) -> bool:
     return step > 0 and mantissa == 0.5
 
 
+def warmup_extra_steps(config) -> int:
+    """The iterations a warm-up adds to a fit beyond its stage 1: every candidate step
+    counts, and the winner's own 2 x `warmup_steps` are the start of its stage 1."""
+    if config.warmup_candidates <= 1 or 2 * config.warmup_steps > config.num_noise_steps:
+        return 0
+    n = int(config.warmup_steps)
+    return n * (int(config.warmup_candidates) + int(config.warmup_keep)) - 2 * n
+
+
 def describe_steps(steps: tuple) -> str:
     """`QuantizedNetworks.steps` for a log line."""
     weight, bias, upsampling, arm = steps
@@ -566,6 +575,14 @@ class C3Fitter(tf.Module):
         n, keep = int(c.warmup_steps), int(c.warmup_keep)
         if c.warmup_candidates <= 1 or self.warmup_done.numpy() or self.noise_step.numpy() > 0:
             return []
+        if 2 * n > c.num_noise_steps:
+            logging.warning(
+                "Warm-up skipped: its winner's %d steps would exceed stage 1's %d "
+                "(fit.warmup_steps x 2 > fit.num_noise_steps); lower fit.warmup_steps.",
+                2 * n,
+                c.num_noise_steps,
+            )
+            return []
         base_seed = int(self.seed.numpy()) * int(c.warmup_candidates)
         lr_scale = float(self.lr_scale.numpy())
         records, candidates = [], []
@@ -584,8 +601,7 @@ class C3Fitter(tf.Module):
         loss, seed, snapshot = min(finalists, key=lambda t: t[0])
         self._restore(snapshot)
         self.seed.assign(seed)
-        own = int(self.noise_step.numpy())  # the winner's steps count as its stage 1
-        self.warmup_extra.assign(n * (int(c.warmup_candidates) + keep) - own)
+        self.warmup_extra.assign(warmup_extra_steps(c))
         self.warmup_done.assign(True)
         logging.info(
             "Warm-up: %d candidates x %d steps, best %d x %d more; kept seed %d (RD loss "
