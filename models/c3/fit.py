@@ -60,10 +60,16 @@ def is_power_of_two(step: float) -> bool:
     return step > 0 and mantissa == 0.5
 
 
+def warmup_runs(config) -> bool:
+    """Whether a fit with this `fit` config warms up: more than one candidate, and the
+    winner's 2 x `warmup_steps` fit inside stage 1."""
+    return config.warmup_candidates > 1 and 2 * config.warmup_steps <= config.num_noise_steps
+
+
 def warmup_extra_steps(config) -> int:
     """The iterations a warm-up adds to a fit beyond its stage 1: every candidate step
     counts, and the winner's own 2 x `warmup_steps` are the start of its stage 1."""
-    if config.warmup_candidates <= 1 or 2 * config.warmup_steps > config.num_noise_steps:
+    if not warmup_runs(config):
         return 0
     n = int(config.warmup_steps)
     return n * (int(config.warmup_candidates) + int(config.warmup_keep)) - 2 * n
@@ -574,8 +580,8 @@ class C3Fitter(tf.Module):
         c = self.config
         n, keep = int(c.warmup_steps), int(c.warmup_keep)
         if c.warmup_candidates <= 1 or self.warmup_done.numpy() or self.noise_step.numpy() > 0:
-            return []
-        if 2 * n > c.num_noise_steps:
+            return []  # off, or done
+        if not warmup_runs(c):  # on, but longer than stage 1
             logging.warning(
                 "Warm-up skipped: its winner's %d steps would exceed stage 1's %d "
                 "(fit.warmup_steps x 2 > fit.num_noise_steps); lower fit.warmup_steps.",
