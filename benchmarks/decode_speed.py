@@ -95,7 +95,7 @@ def profile(data: bytes, repeats: int) -> dict:
     from coding.container import parse
 
     container = parse(data)
-    arch = C3Architecture.from_bytes(container.header)
+    arch = C3Architecture.from_bytes(container.header, version=container.version)
     integers = weights.decode_networks(
         container.sections[0], arch.network_shapes(), container.version
     )

@@ -22,9 +22,10 @@ import struct
 from common.errors import BitstreamError
 
 MAGIC = b"LZ"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # 1: no section checksums; tfc's escape code in the range-coded sections.
 # 2: a CRC-16 per section; escapes coded by coding/range_coding.py (bounded decoding).
+# 3: a C3 header starts with an architecture preset's number (coding/c3/presets.py).
 # Codec ids; for the amortised codecs the decoder is the trained run directory.
 CODEC_IDS = {
     "c3": 1,

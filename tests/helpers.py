@@ -14,10 +14,11 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The same C3 file in format version 2 (the current one) and version 1 (tests/data/README.md).
-GOLDEN = os.path.join(ROOT, "tests", "data", "golden_v2.c3")
+# The same C3 file in format version 3 (the current one), 2 and 1 (tests/data/README.md).
+GOLDEN = os.path.join(ROOT, "tests", "data", "golden_v3.c3")
+GOLDEN_V2 = os.path.join(ROOT, "tests", "data", "golden_v2.c3")
 GOLDEN_V1 = os.path.join(ROOT, "tests", "data", "golden.c3")
-# sha256 of the PNG that both golden files decode to.
+# sha256 of the PNG that the golden files decode to.
 GOLDEN_PNG_SHA256 = "88d494d949fdf69045f41794fe08707e4ff0dccf1cbaa9f1eafd0955c6beb076"
 
 

@@ -21,6 +21,7 @@ from tests.helpers import (
     GOLDEN,
     GOLDEN_PNG_SHA256,
     GOLDEN_V1,
+    GOLDEN_V2,
     ROOT,
     smooth_image,
     tiny_fit_config,
@@ -86,7 +87,9 @@ def test_other_processes_decode_bit_identically(fitted, tmp_path):
         assert out.stdout == expected
 
 
-@pytest.mark.parametrize("path", [GOLDEN, GOLDEN_V1], ids=["version 2", "version 1"])
+@pytest.mark.parametrize(
+    "path", [GOLDEN, GOLDEN_V2, GOLDEN_V1], ids=["version 3", "version 2", "version 1"]
+)
 def test_golden_bitstream_decodes_to_the_pinned_image(path):
     with open(path, "rb") as f:
         decoded = c3_codec.decode(f.read())
@@ -94,13 +97,49 @@ def test_golden_bitstream_decodes_to_the_pinned_image(path):
     assert hashlib.sha256(encode_png(decoded.image)).hexdigest() == GOLDEN_PNG_SHA256
 
 
-def test_version_1_file_rewritten_is_the_version_2_golden_file():
-    """Format version 2 changed the container and the escapes, not what a file means: the
-    version 1 golden file, decoded and written again, is the version 2 golden file."""
-    with open(GOLDEN_V1, "rb") as f:
+@pytest.mark.parametrize("path", [GOLDEN_V2, GOLDEN_V1], ids=["version 2", "version 1"])
+def test_older_files_rewritten_are_the_version_3_golden_file(path):
+    """Format versions 2 (container checksums, bounded escapes) and 3 (architecture
+    presets) changed how a file is written, not what it means: the older golden files,
+    decoded and written again, are the version 3 golden file."""
+    with open(path, "rb") as f:
         old = c3_codec.decode(f.read())
     with open(GOLDEN, "rb") as f:
         assert c3_codec.write(old.arch, old.integers, old.symbols).data == f.read()
+
+
+# sha256 of repr(sorted(coding.c3.presets.PRESETS.items())): released presets never change.
+PRESETS_SHA256 = "393166986807bae59fbc41dc320ca01e188c2e4d39b38faf9bcb67d4c4d5747a"
+
+
+def test_preset_architectures_are_pinned_and_named_in_one_byte():
+    """A preset is part of the format: its fields never change (pinned here), the
+    configs' architectures use one, and a file of a preset spends 10 header bytes on
+    c3_plus's architecture and steps where the explicit form spends 42. Other
+    architectures are written in full and read back the same; an unknown preset number
+    is a clear error."""
+    import dataclasses
+
+    from coding.c3 import presets
+    from coding.c3.networks import C3Architecture
+    from configs import c3_clic2020, c3_plus, coolchic
+
+    pinned = hashlib.sha256(repr(sorted(presets.PRESETS.items())).encode()).hexdigest()
+    assert pinned == PRESETS_SHA256, "a released preset changed: add a new number instead"
+    steps = (2**-7, 2**-9, 2**-8, (2**-6, 2**-6))
+    for number, module in enumerate((c3_kodak, c3_clic2020, coolchic, c3_plus), 1):
+        model = registry.build_model(module.get_config().model, height=40, width=72)
+        arch = C3Architecture.from_model_config(model.get_config(), *steps)
+        assert presets.preset_of(arch.shape_fields()) == number
+        header = arch.to_bytes()
+        assert header[0] == number and C3Architecture.from_bytes(header) == arch
+        if module is c3_plus:
+            assert len(header) == 10 and len(arch._explicit_bytes()) == 42
+    other = dataclasses.replace(arch, arm_hidden=(21, 21), arm_residual=False)
+    header = other.to_bytes()
+    assert header[0] == 0 and C3Architecture.from_bytes(header) == other
+    with pytest.raises(BitstreamError, match="unknown C3 architecture preset 200"):
+        C3Architecture.from_bytes(bytes([200]) + header[1:])
 
 
 def mutations(data: bytes, header_end: int, count: int, seed: int = 0):
@@ -188,22 +227,24 @@ for path in sys.argv[1:]:
 def test_many_bit_damage_with_valid_checksums_ends(fitted, tmp_path):
     """Crafted files: 8 to 64 bits flipped across the payload, then the checksums made
     valid again, so that the decoders run on garbage. Each file ends (an image or a
-    BitstreamError) in format version 2 and in version 1, whose tfc escape code could
+    BitstreamError) in the current format and in version 1, whose tfc escape code could
     keep the decoder reading zeros for minutes. A hang fails the test by its timeout."""
+    from coding.c3.networks import C3Architecture
+
     _, _, _, encoded = fitted
     container = parse(encoded.data)
+    explicit = C3Architecture.from_bytes(container.header)._explicit_bytes()  # version 1's
     rng = random.Random(5)
     paths = []
-    for version in (2, 1):
+    for version in (3, 1):
         for i in range(16):
             sections = [bytearray(s) for s in container.sections]
             for _ in range(rng.randint(8, 64)):
                 section = sections[1] if rng.random() < 0.85 else sections[0]
                 section[rng.randrange(len(section))] ^= 1 << rng.randrange(8)
-            damaged = type(container)(
-                container.codec, container.header, tuple(map(bytes, sections))
-            )
-            data = damaged.to_bytes() if version == 2 else version_1_bytes(damaged)
+            header = container.header if version == 3 else explicit
+            damaged = type(container)(container.codec, header, tuple(map(bytes, sections)))
+            data = damaged.to_bytes() if version == 3 else version_1_bytes(damaged)
             paths.append(tmp_path / f"v{version}_{i}.c3")
             paths[-1].write_bytes(data)
     out = subprocess.run(
@@ -216,7 +257,8 @@ def test_many_bit_damage_with_valid_checksums_ends(fitted, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     outcomes = [line.split()[0] for line in out.stdout.splitlines()]
     assert len(outcomes) == len(paths) and set(outcomes) <= {"image", "error"}, out.stdout
-    assert "image" in outcomes[:16], "version 2: garbage with valid checksums still decodes"
+    assert "image" in outcomes[:16], "version 3: garbage with valid checksums still decodes"
+    assert "image" in outcomes[16:], "version 1: garbage with valid checksums still decodes"
 
 
 def test_damage_without_valid_checksums_is_refused_before_decoding(fitted):
@@ -234,7 +276,8 @@ def test_absurd_sizes_are_refused(fitted, height, width):
     _, _, _, encoded = fitted
     container = parse(encoded.data)
     header = bytearray(container.header)
-    header[0:4] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    assert header[0] == 1  # C3's Kodak preset: the size follows
+    header[1:5] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
     bad = type(container)(container.codec, bytes(header), container.sections).to_bytes()
     with pytest.raises(BitstreamError, match="image size|pixels"):
         c3_codec.decode(bad)

@@ -70,4 +70,4 @@ def test_version_1_files_are_still_read():
     parsed = parse(old)
     assert parsed.version == 1 and parsed.sections == sample().sections
     assert len(sample().to_bytes()) == len(old) + 2 * len(sample().sections)
-    assert FORMAT_VERSION == 2 and parse(sample().to_bytes()).version == 2
+    assert FORMAT_VERSION == 3 and parse(sample().to_bytes()).version == 3

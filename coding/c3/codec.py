@@ -94,7 +94,7 @@ def _parse_c3(data: bytes, what: str) -> tuple[Container, C3Architecture]:
         raise BitstreamError(f"{what}: codec {container.codec!r} is not C3.")
     if len(container.sections) != 2:
         raise BitstreamError(f"{what}: C3 needs 2 sections, found {len(container.sections)}.")
-    return container, C3Architecture.from_bytes(container.header, what)
+    return container, C3Architecture.from_bytes(container.header, what, container.version)
 
 
 def architecture(data: bytes, what: str = "bitstream") -> C3Architecture:

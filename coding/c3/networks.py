@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from coding import fixed_point as fp
 from coding import laplace_tables as lt
-from coding.container import Reader, f32, pack_f32, pack_u16
+from coding.c3 import presets
+from coding.container import FORMAT_VERSION, Reader, f32, pack_f32, pack_u16
 from common.errors import BitstreamError
 from models.c3 import upsampling
 from models.c3.context import PRIORITY_OFFSETS, context_offsets
@@ -35,6 +36,17 @@ MAX_LAYERS = 8
 MAX_KERNEL = 7
 MAX_STEP_BITS = 24
 MAX_FEATURES = 32
+# What a preset leaves to each file (`coding.c3.presets`).
+_SIZE_AND_STEPS = (
+    "height",
+    "width",
+    "weight_bits",
+    "bias_bits",
+    "upsampling_bits",
+    "separate_arm_steps",
+    "arm_weight_bits",
+    "arm_bias_bits",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +208,30 @@ class C3Architecture:
                 return f"invalid {what}"
         return None
 
+    def shape_fields(self) -> dict:
+        """Every field but the image size and the network steps: what a preset names."""
+        fields = dataclasses.asdict(self)
+        for name in _SIZE_AND_STEPS:
+            del fields[name]
+        return fields
+
     def to_bytes(self) -> bytes:
+        """The header of the latest format: a preset's number with the image size and the
+        steps, or 0 and the explicit form (docs/bitstream.md)."""
+        number = presets.preset_of(self.shape_fields())
+        if not number:
+            return bytes([0]) + self._explicit_bytes()
+        out = bytearray([number]) + pack_u16(self.height) + pack_u16(self.width)
+        # Bit 7 of the weight step's byte: the context model's own pair follows.
+        out += bytes([self.weight_bits | (int(self.separate_arm_steps) << 7), self.bias_bits])
+        if self.learned_upsampling:
+            out += bytes([self.upsampling_bits])
+        if self.separate_arm_steps:
+            out += bytes([self.arm_weight_bits, self.arm_bias_bits])
+        return bytes(out)
+
+    def _explicit_bytes(self) -> bytes:
+        """Format versions 1 and 2's header; in version 3 after a 0 byte."""
         flags = int(self.use_prev_grid) | (int(self.gelu_approximate) << 1)
         flags |= int(self.learned_upsampling) << 2
         flags |= int(self.separate_arm_steps) << 3
@@ -229,8 +264,45 @@ class C3Architecture:
         return bytes(out)
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = "bitstream"):
+    def from_bytes(cls, data: bytes, what: str = "bitstream", version: int = FORMAT_VERSION):
+        """The architecture of a header of container format `version`."""
         r = Reader(data, f"{what} (C3 header)")
+        number = r.u8("preset") if version >= 3 else 0
+        if not number:
+            return cls._from_explicit(r, what)
+        if number not in presets.PRESETS:
+            raise BitstreamError(
+                f"{what}: unknown C3 architecture preset {number} (a newer encoder's?)."
+            )
+        height, width = r.u16("height"), r.u16("width")
+        weight_byte, bias_bits = r.u8("weight step"), r.u8("bias step")
+        fields = presets.PRESETS[number]
+        upsampling_bits = r.u8("upsampling step") if fields["learned_upsampling"] else 0
+        separate = bool(weight_byte & 128)
+        arm_bits = (
+            (r.u8("context model weight step"), r.u8("context model bias step"))
+            if separate
+            else (0, 0)
+        )
+        r.expect_end()
+        arch = cls(
+            height=height,
+            width=width,
+            weight_bits=weight_byte & 127,
+            bias_bits=bias_bits,
+            upsampling_bits=upsampling_bits,
+            separate_arm_steps=separate,
+            arm_weight_bits=arm_bits[0],
+            arm_bias_bits=arm_bits[1],
+            **fields,
+        )
+        problem = arch.problem()
+        if problem:
+            raise BitstreamError(f"{what}: C3 header has an {problem}.")
+        return arch
+
+    @classmethod
+    def _from_explicit(cls, r: Reader, what: str):
         height, width = r.u16("height"), r.u16("width")
         num_grids = r.u8("number of grids")
         q_step = r.f32("q_step")
