@@ -36,17 +36,18 @@ MAX_LAYERS = 8
 MAX_KERNEL = 7
 MAX_STEP_BITS = 24
 MAX_FEATURES = 32
-# What a preset leaves to each file (`coding.c3.presets`).
-_SIZE_AND_STEPS = (
-    "height",
-    "width",
-    "weight_bits",
-    "bias_bits",
-    "upsampling_bits",
-    "separate_arm_steps",
-    "arm_weight_bits",
-    "arm_bias_bits",
+# The network steps' fields, at their values for "no steps": a compiled decoder does not
+# depend on them (`compiled_key`), and a preset leaves them, with the image size, to each
+# file (`coding.c3.presets`).
+_NO_STEPS = dict(
+    weight_bits=0,
+    bias_bits=0,
+    upsampling_bits=0,
+    separate_arm_steps=False,
+    arm_weight_bits=0,
+    arm_bias_bits=0,
 )
+_SIZE_AND_STEPS = ("height", "width", *_NO_STEPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,8 +269,14 @@ class C3Architecture:
         """The architecture of a header of container format `version`."""
         r = Reader(data, f"{what} (C3 header)")
         number = r.u8("preset") if version >= 3 else 0
-        if not number:
-            return cls._from_explicit(r, what)
+        arch = cls._from_preset(r, number, what) if number else cls._from_explicit(r, what)
+        problem = arch.problem()
+        if problem:
+            raise BitstreamError(f"{what}: C3 header has an {problem}.")
+        return arch
+
+    @classmethod
+    def _from_preset(cls, r: Reader, number: int, what: str):
         if number not in presets.PRESETS:
             raise BitstreamError(
                 f"{what}: unknown C3 architecture preset {number} (a newer encoder's?)."
@@ -285,7 +292,7 @@ class C3Architecture:
             else (0, 0)
         )
         r.expect_end()
-        arch = cls(
+        return cls(
             height=height,
             width=width,
             weight_bits=weight_byte & 127,
@@ -296,10 +303,6 @@ class C3Architecture:
             arm_bias_bits=arm_bits[1],
             **fields,
         )
-        problem = arch.problem()
-        if problem:
-            raise BitstreamError(f"{what}: C3 header has an {problem}.")
-        return arch
 
     @classmethod
     def _from_explicit(cls, r: Reader, what: str):
@@ -337,7 +340,7 @@ class C3Architecture:
         bad_arm = flags2 & 1 and (arm_shape == (0, 0) or arm_shape[1] > 1)
         if bad_arm or (flags & 64 and inter_grid[1] == 0):
             raise BitstreamError(f"{what}: invalid Cool-chic 5 context fields in the C3 header.")
-        arch = cls(
+        return cls(
             height,
             width,
             num_grids,
@@ -366,10 +369,6 @@ class C3Architecture:
             bool(arm_shape[1]),
             bool(flags2 & 2),
         )
-        problem = arch.problem()
-        if problem:
-            raise BitstreamError(f"{what}: C3 header has an {problem}.")
-        return arch
 
     @property
     def num_synthesis_layers(self) -> int:
@@ -517,15 +516,7 @@ def compiled_key(arch: C3Architecture) -> C3Architecture:
     The steps reach the fixed-point networks as inputs (`prepare_parameters`), so files
     that differ only in their steps share one compiled decoder.
     """
-    return dataclasses.replace(
-        arch,
-        weight_bits=0,
-        bias_bits=0,
-        upsampling_bits=0,
-        separate_arm_steps=False,
-        arm_weight_bits=0,
-        arm_bias_bits=0,
-    )
+    return dataclasses.replace(arch, **_NO_STEPS)
 
 
 PIXEL_TILE = 8192  # pixels per tile of the per-pixel synthesis layers
