@@ -20,8 +20,8 @@ the best continues (100 iterations beyond stage 1 in all: `models.c3.fit.
 warmup_extra_steps`); Cool-chic 5's longer one (5 x 50, the best 2 x 50 more) cost the
 fits that do not stall more than it saved. Stage 1's soft-round temperature runs Cool-chic
 5's 0.35 -> 0.08 (C3: 0.3 -> 0.1) with C3's Kumaraswamy noise: the hard-rounded latents
-the file sends are closer to what stage 1 trained on. Tools that did not pay for themselves at this
-budget (keep-best, Gaussian noise) stay off.
+the file sends are closer to what stage 1 trained on. Tools that did not pay for
+themselves at this budget (keep-best, Gaussian noise) stay off.
 
 python train.py --config configs/c3_plus.py [--hid N] [--config.data.root=DIR]
 """
