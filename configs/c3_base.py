@@ -76,8 +76,14 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit = config_dict.ConfigDict()
     config.fit.num_noise_steps = 100_000
     config.fit.max_ste_steps = 10_000
-    config.fit.learning_rate = 1e-2  # cosine-decayed to 0 over the noise stage
+    # Stage 1's learning rate, cosine-decayed to learning_rate_end (C3: 0; Cool-chic 5's
+    # eta_min: 1e-5).
+    config.fit.learning_rate = 1e-2
+    config.fit.learning_rate_end = 0.0
+    # Global-norm gradient clipping: of all gradients (C3) or, with grad_clip_latents =
+    # False, of the network gradients alone, the latents unclipped (Cool-chic 5).
     config.fit.grad_clip = 0.1
+    config.fit.grad_clip_latents = True
     config.fit.adam_b1 = 0.9
     config.fit.adam_b2 = 0.999
     config.fit.adam_eps = 1e-8

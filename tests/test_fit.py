@@ -223,3 +223,30 @@ def test_per_module_steps_lower_the_loss_and_decode(caplog):
     assert decoded.arch.separate_arm_steps
     assert all(np.array_equal(a, b) for a, b in zip(decoded.symbols, model.symbols(), strict=True))
     assert np.abs(decoded.image.astype(int) - result.reconstruction).max() <= 1
+
+
+@pytest.mark.parametrize("clip_latents", [True, False])
+def test_gradient_clipping_of_all_or_of_the_networks_alone(clip_latents):
+    """C3 clips the global norm of all gradients: a huge latent gradient shrinks the
+    networks' own to nothing, and Adam's first step on them falls to ~eps-limited size.
+    Cool-chic 5 (fit.grad_clip_latents = False) clips the networks' norm alone: their
+    first Adam step is the full learning rate whatever the latents' gradients."""
+    config = tiny_fit_config()
+    config.grad_clip_latents = clip_latents
+    fitter = C3Fitter(C3Model(16, 16), config)
+    fitter.reset(to_float(smooth_image(16, 16)), lmbda=1e-3, seed=0)
+    grads = [
+        tf.fill(p.shape, 1e-3 if network else 1e6)
+        for p, network in zip(fitter.params, fitter.is_network, strict=True)
+    ]
+    before = [p.numpy().copy() for p in fitter.params]
+    norm = tf.linalg.global_norm(grads)
+    fitter._adam_update(grads, norm, 1e-2)
+    for p, start, network in zip(fitter.params, before, fitter.is_network, strict=True):
+        step = float(np.max(np.abs(p.numpy() - start)))
+        if not network:  # Adam's first step is the learning rate, clipped or not
+            np.testing.assert_allclose(step, 1e-2, rtol=1e-3)
+        elif clip_latents:  # 1e-3 x 0.1 / |g| ~ 1e-10 against Adam's eps 1e-8
+            assert step < 2e-4
+        else:
+            np.testing.assert_allclose(step, 1e-2, rtol=1e-3)

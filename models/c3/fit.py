@@ -331,8 +331,13 @@ class C3Fitter(tf.Module):
     def _adam_update(self, grads, norm, learning_rate) -> None:
         """Adam with global-norm clipping (optax.clip_by_global_norm + optax.adam); with
         fit.optimizer = "soap", SOAP on the network weights and Adam with SOAP's betas on
-        the network biases (Cool-chic 5), the latents keeping Adam."""
+        the network biases (Cool-chic 5), the latents keeping Adam. C3 clips the global
+        norm of all gradients; with fit.grad_clip_latents = False, Cool-chic 5's: the
+        norm of the network gradients alone, the latents' gradients left unclipped."""
         c = self.config
+        if not c.grad_clip_latents:
+            networks = zip(grads, self.is_network, strict=True)
+            norm = tf.linalg.global_norm([g for g, network in networks if network])
         clip = tf.minimum(1.0, c.grad_clip / tf.maximum(norm, 1e-12))
         self.adam_count.assign_add(1.0)
         t = self.adam_count
@@ -340,7 +345,8 @@ class C3Fitter(tf.Module):
         for i, (p, g, m, v) in enumerate(
             zip(self.params, grads, self.adam_m, self.adam_v, strict=True)
         ):
-            g = g * clip
+            if c.grad_clip_latents or self.is_network[i]:
+                g = g * clip
             b1, b2 = (
                 (c.soap_b1, c.soap_b2) if soap and self.is_network[i] else (c.adam_b1, c.adam_b2)
             )
@@ -378,7 +384,9 @@ class C3Fitter(tf.Module):
         metrics = tf.zeros(3)
         for _ in tf.range(num_steps):
             step = self.noise_step
-            learning_rate = schedules.cosine_decay(step, total, c.learning_rate) * self.lr_scale
+            learning_rate = self.lr_scale * schedules.cosine_decay(
+                step, total, c.learning_rate, c.learning_rate_end
+            )
             temperature = schedules.linear(step, total - 1, c.temperature_start, c.temperature_end)
             seed = tf.stack([self.seed, tf.cast(step, tf.int32)])
             if c.noise == "gaussian":  # Cool-chic 5's proxy
