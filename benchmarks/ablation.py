@@ -73,6 +73,8 @@ TOOLS = {
         ["fit.noise=gaussian", "fit.temperature_start=0.35", "fit.temperature_end=0.08"],
     ),
     "keep_best": (RECIPE, ["fit.keep_best_every=100"]),
+    # Cool-chic 5's soft-round temperatures with C3's Kumaraswamy noise (c3_plus's).
+    "temperature_schedule": (RECIPE, ["fit.temperature_start=0.35", "fit.temperature_end=0.08"]),
     "c3_plus": (PLUS, []),
 }
 

@@ -34,6 +34,9 @@ def get_base_config() -> config_dict.ConfigDict:
     config.model.num_grids = 7
     config.model.q_step = 0.4
     config.model.gain_factor = 2.0
+    # Grid k's parameters are multiplied by latent_gain * gain_factor^k before
+    # quantisation (C3: 1 x 2^k; Cool-chic 5: 16 x q_step for every grid). Training only.
+    config.model.latent_gain = 1.0
     config.model.synthesis_hidden = (18, 18)
     config.model.num_residual_layers = 2
     config.model.residual_kernel_size = 3

@@ -23,6 +23,14 @@ def test_latent_gain_and_q_step():
         np.testing.assert_allclose(g.numpy(), 3.0, rtol=1e-6)
     # The parameter of grid k is symbol * q_step / 2^k.
     np.testing.assert_allclose(layer.grid_parameters[2].numpy(), 3 * 0.4 / 4, rtol=1e-6)
+    # Cool-chic 5's one gain for all grids: 16 symbols per unit of parameter.
+    uniform = LatentGrids(8, 8, num_grids=3, q_step=0.4, gain_factor=1.0, latent_gain=6.4)
+    uniform.assign_symbols([np.full(s, 3) for s in uniform.shapes])
+    for p, g in zip(uniform.grid_parameters, uniform.continuous_symbols(), strict=True):
+        np.testing.assert_allclose(p.numpy(), 3 / 16, rtol=1e-6)
+        np.testing.assert_allclose(g.numpy(), 3.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="latent_gain"):
+        LatentGrids(8, 8, latent_gain=0.0)
 
 
 @pytest.mark.parametrize("size,grid", [((33, 47), (17, 24)), ((32, 48), (4, 6)), ((7, 5), (1, 1))])

@@ -4,7 +4,9 @@ COOL-CHIC (Ladune et al. 2023, arXiv 2212.05458) and C3 (Kim et al. 2023, arXiv
 2312.02753) represent an image of size H x W by `num_grids` single-channel grids; grid k
 has shape ceil(H / 2^k) x ceil(W / 2^k), so grid 0 is full resolution. Grids start at
 zero. A fixed gain 2^k multiplies grid k before quantisation (it acts as a per-grid
-learning-rate multiplier), and the quantisation step (0.4 for C3) sets how coarse the
+learning-rate multiplier: C3's); Cool-chic 5 uses one gain for all grids (16 symbols per
+unit of parameter: `gain_factor` 1, `latent_gain` 16 x q_step). The gains exist only in
+training: the decoder sees symbols. And the quantisation step (0.4 for C3) sets how coarse the
 integer symbols are: the decoded latent value is `q_step * symbol`.
 """
 
@@ -49,6 +51,7 @@ class LatentGrids(tf.keras.layers.Layer):
         q_step: float = 0.4,
         gain_factor: float = 2.0,
         num_hyperlatents: int = 0,
+        latent_gain: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -60,12 +63,17 @@ class LatentGrids(tf.keras.layers.Layer):
             raise ValueError(f"num_hyperlatents must be in [0, num_grids], got {num_hyperlatents}.")
         if q_step <= 0:
             raise ValueError(f"q_step must be positive, got {q_step}.")
+        if latent_gain <= 0 or gain_factor <= 0:
+            raise ValueError(
+                f"latent_gain and gain_factor must be positive, got {latent_gain}, {gain_factor}."
+            )
         self._height = int(height)
         self._width = int(width)
         self._num_grids = int(num_grids)
         self._q_step = float(q_step)
         self._gain_factor = float(gain_factor)
         self._num_hyperlatents = int(num_hyperlatents)
+        self._latent_gain = float(latent_gain)
         self.grid_parameters = [
             self.add_weight(
                 name=f"latent_grid_{k}" if k < num_grids else f"hyperlatent_grid_{k - num_grids}",
@@ -99,7 +107,7 @@ class LatentGrids(tf.keras.layers.Layer):
 
     @property
     def gains(self) -> list[float]:
-        return [self._gain_factor**level for level in self.levels]
+        return [self._latent_gain * self._gain_factor**level for level in self.levels]
 
     @property
     def num_latents(self) -> int:
@@ -126,5 +134,6 @@ class LatentGrids(tf.keras.layers.Layer):
             q_step=self._q_step,
             gain_factor=self._gain_factor,
             num_hyperlatents=self._num_hyperlatents,
+            latent_gain=self._latent_gain,
         )
         return config

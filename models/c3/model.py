@@ -47,6 +47,7 @@ class C3Model(tf.keras.Model):
         num_grids: int = 7,
         q_step: float = 0.4,
         gain_factor: float = 2.0,
+        latent_gain: float = 1.0,
         synthesis_hidden: tuple[int, ...] = (18, 18),
         num_residual_layers: int = 2,
         residual_kernel_size: int = 3,
@@ -76,6 +77,7 @@ class C3Model(tf.keras.Model):
             num_grids=int(num_grids),
             q_step=float(q_step),
             gain_factor=float(gain_factor),
+            latent_gain=float(latent_gain),
             synthesis_hidden=tuple(synthesis_hidden),
             num_residual_layers=int(num_residual_layers),
             residual_kernel_size=int(residual_kernel_size),
@@ -98,7 +100,7 @@ class C3Model(tf.keras.Model):
             arm_residual=bool(arm_residual),
         )
         self.latent_grids = LatentGrids(
-            height, width, num_grids, q_step, gain_factor, num_hyperlatents
+            height, width, num_grids, q_step, gain_factor, num_hyperlatents, latent_gain
         )
         self.upsampling = build_upsampling(upsampling, height, width, num_grids)
         self.synthesis = Synthesis(
