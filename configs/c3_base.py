@@ -130,6 +130,8 @@ def get_base_config() -> config_dict.ConfigDict:
     # +-rdoq_max_delta steps while that lowers the RD loss counted with the file's bits.
     config.fit.rdoq = False
     config.fit.rdoq_max_delta = 15
+    # Passes over all integers (Cool-chic 5: 1); stops after one that changes nothing.
+    config.fit.rdoq_passes = 1
     # A fit that is not learning (RD loss above 1.5x a flat mean-colour image's, or down by
     # less than 10 %) after `stall_check_steps` stage-1 steps or at the end of stage 1 is
     # restarted from another seed at `restart_lr_factor` x the learning rate, at most

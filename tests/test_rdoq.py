@@ -102,3 +102,25 @@ def test_rdoq_refuses_bad_arguments(fitted):
         NetworkRDOQ(fitter.model, fitter.target, LMBDA, weights.code_costs, max_delta=0)
     with pytest.raises(ValueError, match="lmbda"):
         NetworkRDOQ(fitter.model, fitter.target, 0.0, weights.code_costs)
+    with pytest.raises(ValueError, match="passes"):
+        NetworkRDOQ(fitter.model, fitter.target, LMBDA, weights.code_costs, passes=0)
+
+
+def test_more_passes_lower_the_loss_further(fitted):
+    """A move changes what the other integers are worth: a second pass finds more, and
+    the passes stop once one changes nothing. The first of several passes is the one-pass
+    refinement (same seed), so more passes never end higher."""
+    fitter, (plain, plain_integers, _, _), _, _ = fitted
+    reports, results = [], []
+    for passes in (1, 4):
+        rdoq = NetworkRDOQ(fitter.model, fitter.target, LMBDA, weights.code_costs, passes=passes)
+        integers, report = rdoq(plain_integers, plain.steps)
+        reports.append(report)
+        results.append(integers)
+    one, more = reports
+    assert one.passes == 1 and 2 <= more.passes <= 4
+    assert more.loss_before == one.loss_before
+    assert more.loss_after < one.loss_after
+    assert more.evaluations > one.evaluations and more.changed > one.changed
+    # The model is left at the last integers.
+    np.testing.assert_array_equal(fitter.model.network_integers(*plain.steps)[0], results[1][0])

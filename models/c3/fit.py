@@ -242,8 +242,8 @@ class C3Fitter(tf.Module):
         elif not all(is_power_of_two(s) for s in (*config.weight_steps, *config.bias_steps)):
             # The bitstream's integer decoder needs parameters that are fixed-point numbers.
             problems.append("fit.weight_steps and fit.bias_steps must be powers of two")
-        if config.rdoq_max_delta < 1:
-            problems.append("fit.rdoq_max_delta must be >= 1")
+        if config.rdoq_max_delta < 1 or config.rdoq_passes < 1:
+            problems.append("fit.rdoq_max_delta and fit.rdoq_passes must be >= 1")
         if config.warmup_candidates > 1 and not (
             1 <= config.warmup_keep <= config.warmup_candidates and config.warmup_steps >= 1
         ):
@@ -758,14 +758,16 @@ class C3Fitter(tf.Module):
             self.code_costs,
             max_delta=self.config.rdoq_max_delta,
             seed=int(self.seed.numpy()),
+            passes=self.config.rdoq_passes,
         )
         refined, report = rdoq(integers, quantized.steps)
         self.rdoq_report = report
         logging.info(
-            "RDOQ: %d of %d integers changed in %.1f s (%d evaluations); RD loss %.6g -> "
-            "%.6g, network bits (file) %.0f -> %.0f.",
+            "RDOQ: %d of %d integers changed in %d passes, %.1f s (%d evaluations); RD loss "
+            "%.6g -> %.6g, network bits (file) %.0f -> %.0f.",
             report.changed,
             sum(q.size for q in integers),
+            report.passes,
             report.seconds,
             report.evaluations,
             report.loss_before,

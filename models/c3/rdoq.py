@@ -40,8 +40,9 @@ from models.c3.model import MAX_NETWORK_INTEGER, C3Model
 
 @dataclasses.dataclass(frozen=True)
 class RDOQReport:
-    """What a pass changed: integers moved, evaluations, RD loss and network bits before
-    and after (file bits), seconds."""
+    """What the passes changed: moves made (an integer moved in two passes counts
+    twice), evaluations, RD loss and network bits before and after (file bits), seconds,
+    passes run."""
 
     changed: int
     evaluations: int
@@ -50,6 +51,7 @@ class RDOQReport:
     network_bits_before: float
     network_bits_after: float
     seconds: float
+    passes: int  # over all integers; the last changed nothing if fewer than asked
 
 
 class NetworkRDOQ:
@@ -63,7 +65,9 @@ class NetworkRDOQ:
         it (`coding.weights.code_costs`); the file takes the cheapest. A sum over the
         values, so a one-value change is priced without recounting the tensor.
       max_delta: the largest move k tried per direction (Cool-chic 5: 15).
-      seed: of the visiting order.
+      seed: of the visiting order (each pass draws a new one).
+      passes: the most passes over all integers (Cool-chic 5: 1); a move changes what
+        the others are worth, so a second pass finds more.
     """
 
     def __init__(
@@ -74,9 +78,12 @@ class NetworkRDOQ:
         code_costs: Callable[[np.ndarray], np.ndarray],
         max_delta: int = 15,
         seed: int = 0,
+        passes: int = 1,
     ):
         if max_delta < 1:
             raise ValueError(f"max_delta must be >= 1, not {max_delta}.")
+        if passes < 1:
+            raise ValueError(f"passes must be >= 1, not {passes}.")
         if not lmbda > 0:
             raise ValueError(f"lmbda must be positive, not {lmbda}.")
         self.model = model
@@ -85,6 +92,7 @@ class NetworkRDOQ:
         self.code_costs = code_costs
         self.max_delta = int(max_delta)
         self.seed = int(seed)
+        self.passes = int(passes)
         self._pixels = float(model.num_pixels)
         self._symbols = model.quantized_symbols("round")
         self._grids = unflatten_grids(self._symbols * model.q_step, model.grid_shapes)
@@ -137,10 +145,32 @@ class NetworkRDOQ:
         return order
 
     def __call__(self, integers: list[np.ndarray], steps: tuple):
-        """Refines `integers` (one per `network_variables`, at `steps`); returns the new
-        integers and an `RDOQReport`. Leaves the model's networks at the new integers."""
+        """Refines `integers` (one per `network_variables`, at `steps`) in up to `passes`
+        passes, stopping after one that changes nothing; returns the new integers and an
+        `RDOQReport` of all passes. Leaves the model's networks at the new integers."""
         start = time.perf_counter()
         integers = [np.array(q, np.int64, copy=True) for q in integers]
+        rng = np.random.default_rng(self.seed)
+        reports = []
+        for _ in range(self.passes):
+            integers, report = self._pass(integers, steps, rng)
+            reports.append(report)
+            if not report.changed:
+                break
+        return integers, RDOQReport(
+            changed=sum(r.changed for r in reports),
+            evaluations=sum(r.evaluations for r in reports),
+            loss_before=reports[0].loss_before,
+            loss_after=reports[-1].loss_after,
+            network_bits_before=reports[0].network_bits_before,
+            network_bits_after=reports[-1].network_bits_after,
+            seconds=time.perf_counter() - start,
+            passes=len(reports),
+        )
+
+    def _pass(self, integers: list[np.ndarray], steps: tuple, rng: np.random.Generator):
+        """One pass over every integer (changed in place)."""
+        start = time.perf_counter()
         variables = self.model.network_variables
         step_of = self.model.network_steps(*steps)
         self.model.set_network_integers(integers, *steps)
@@ -152,7 +182,6 @@ class NetworkRDOQ:
         value_costs = functools.lru_cache(maxsize=None)(
             lambda v: self.code_costs(np.array([v], np.int64))
         )
-        rng = np.random.default_rng(self.seed)
         changed = evaluations = 0
         order = self._order()
         progress = Progress(len(order))
@@ -205,6 +234,7 @@ class NetworkRDOQ:
             network_bits_before=bits_before,
             network_bits_after=sum(tensor_bits),
             seconds=time.perf_counter() - start,
+            passes=1,
         )
         return integers, report
 
