@@ -93,6 +93,10 @@ class NetworkRDOQ:
         self.max_delta = int(max_delta)
         self.seed = int(seed)
         self.passes = int(passes)
+        # The bits of one value under every code: the same in every pass, priced once.
+        self._value_costs = functools.lru_cache(maxsize=None)(
+            lambda v: self.code_costs(np.array([v], np.int64))
+        )
         self._pixels = float(model.num_pixels)
         self._symbols = model.quantized_symbols("round")
         self._grids = unflatten_grids(self._symbols * model.q_step, model.grid_shapes)
@@ -179,9 +183,6 @@ class NetworkRDOQ:
         mse, latent_bits = (float(x) for x in self._full())
         loss_before = self._loss(mse, latent_bits, sum(tensor_bits))
         bits_before = sum(tensor_bits)
-        value_costs = functools.lru_cache(maxsize=None)(
-            lambda v: self.code_costs(np.array([v], np.int64))
-        )
         changed = evaluations = 0
         order = self._order()
         progress = Progress(len(order))
@@ -194,7 +195,7 @@ class NetworkRDOQ:
             for j in rng.permutation(flat.size):
                 original = int(flat[j])
                 best = (original, loss, mse, latent_bits)
-                without = costs[i] - value_costs(original)
+                without = costs[i] - self._value_costs(original)
                 for sign in (-1, 1):
                     for k in range(1, self.max_delta + 1):
                         value = original + sign * k
@@ -204,7 +205,7 @@ class NetworkRDOQ:
                         variable.assign(q.astype(np.float32) * step)
                         m, b = score(mse, latent_bits)
                         evaluations += 1
-                        bits = float((without + value_costs(value)).min())
+                        bits = float((without + self._value_costs(value)).min())
                         candidate = self._loss(m, b, others + bits)
                         if not candidate < best[1]:
                             break
