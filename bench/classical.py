@@ -2,6 +2,12 @@
 
     python -m bench.classical --codecs jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420 \\
         --images DIR --out DIR [--jobs N] [--qualities 30,50,70]
+    python -m bench.classical --codecs png,webp_lossless,jpeg2000_lossless,\\
+        jxl_lossless_e7,jxl_lossless_e9 --images DIR --out DIR
+
+Lossless codecs (`bench.codecs.LOSSLESS_CODECS`) have one setting: each file must decode
+to exactly the original (else an error, no row), and their aggregate is one point in
+bits per sub-pixel (`common.results.aggregate_lossless`), without a CSV.
 
 For every codec, image and quality setting: encode to a real file, decode it, and record
 bpp = 8 * file bytes / pixels and PSNR / MS-SSIM of the decoded 8-bit RGB against the
@@ -18,12 +24,15 @@ import os
 import sys
 import time
 
-from bench.codecs import CODECS
+from bench.codecs import CODECS, LOSSLESS_CODECS
 from common.cli import exit_code
 from common.errors import ConfigError
+from common.files import atomic_write_json
 from common.progress import Progress
 
 DEFAULT_CODECS = "jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420"
+LOSSLESS_DEFAULT_CODECS = ",".join(LOSSLESS_CODECS)
+ALL_CODECS = {**CODECS, **LOSSLESS_CODECS}
 
 
 def _measure(task) -> dict:
@@ -32,7 +41,7 @@ def _measure(task) -> dict:
     from common import results
     from common.images import read_image
 
-    codec = CODECS[codec_name].at(quality)
+    codec = ALL_CODECS[codec_name].at(quality)
     image = read_image(path)
     start = time.perf_counter()
     data = codec.encode(image)
@@ -48,6 +57,7 @@ def _measure(task) -> dict:
         decoded=decoded,
         encode_seconds=encode_seconds,
         decode_seconds=decode_seconds,
+        lossless=codec_name in LOSSLESS_CODECS,
         quality=quality,
         bytes=len(data),
     )
@@ -67,11 +77,13 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None, root=None) ->
     def name_of(path):
         return image_name(root, path) if root else os.path.splitext(os.path.basename(path))[0]
 
-    codecs = [CODECS[name] for name in codec_names]
+    codecs = [ALL_CODECS[name] for name in codec_names]
     for codec in codecs:
         codec.check()
 
     def row_path(codec_name, path, quality, name):
+        if codec_name in LOSSLESS_CODECS:
+            return os.path.join(out_dir, codec_name, "results", f"{name}.json")
         return os.path.join(out_dir, codec_name, "results", f"{name}_q{quality}.json")
 
     tasks = [
@@ -104,6 +116,15 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None, root=None) ->
         codec_rows = [
             results.read_results(row_path(*task))[0] for task in tasks if task[0] == codec.name
         ]
+        if codec.name in LOSSLESS_CODECS:
+            summaries[codec.name] = summary = results.aggregate_lossless(
+                codec_rows,
+                codec.name,
+                f"{codec.name} ({codec.version()}), lossless, over {len(image_paths)} images; "
+                "every file decoded to exactly the original.",
+            )
+            atomic_write_json(os.path.join(out_dir, f"{codec.name}.json"), summary)
+            continue
         summary = results.write_aggregate(
             os.path.join(out_dir, f"{codec.name}.json"),
             codec_rows,
@@ -138,15 +159,17 @@ def _run_cli(args) -> None:
     from common.images import IMAGE_EXTENSIONS, image_files
 
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CODECS]
+    unknown = [n for n in names if n not in ALL_CODECS]
     if unknown or not names:
-        raise ConfigError(f"unknown codec(s) {unknown}; choose from {', '.join(CODECS)}.")
+        raise ConfigError(f"unknown codec(s) {unknown}; choose from {', '.join(ALL_CODECS)}.")
     if not os.path.isdir(args.images):
         raise ConfigError(f"--images {args.images!r} is not a folder.")
     paths = image_files(args.images)
     if not paths:
         raise ConfigError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {args.images!r}.")
     qualities = None
+    if args.qualities and names[0] in LOSSLESS_CODECS:
+        raise ConfigError(f"--qualities: {names[0]} is lossless and has no quality settings.")
     if args.qualities:
         if len(names) != 1:
             raise ConfigError("--qualities applies to one codec at a time.")
@@ -158,6 +181,9 @@ def _run_cli(args) -> None:
     summaries = run(names, paths, args.out, max(1, args.jobs), qualities, root=args.images)
     for name, summary in summaries.items():
         points = summary["results"]
+        if summary.get("lossless"):
+            print(f"{name}: {points['bpsp']:.4f} bpsp (lossless) -> {args.out}/{name}.json")
+            continue
         span = f"{min(points['bpp']):.3f} .. {max(points['bpp']):.3f} bpp"
         print(f"{name}: {len(points['bpp'])} points, {span} -> {args.out}/{name}.json")
 

@@ -61,7 +61,9 @@ class Curve:
 
 
 # Names of the classical codecs and of published classical anchors (drawn dashed).
-CLASSICAL_NAMES = ("jpeg", "webp", "jpeg2000", "avif", "jxl", "hevc", "bpg", "vtm", "hm", "av1")
+CLASSICAL_NAMES = (
+    "jpeg", "webp", "jpeg2000", "avif", "jxl", "hevc", "bpg", "vtm", "hm", "av1", "png", "flif",
+)  # fmt: skip
 
 
 def is_classical(name: str) -> bool:
@@ -85,6 +87,57 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+@dataclasses.dataclass
+class LosslessResult:
+    """A lossless codec's aggregate (`common.results.aggregate_lossless`): one number."""
+
+    name: str
+    bpsp: float  # mean over images of file bits / (3 H W)
+    classical: bool = False
+    encoding_time: float | None = None
+    decoding_time: float | None = None
+
+
+def _load_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise CurveError(f"{path}: no such file.")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CurveError(f"{path}: not a results JSON ({e}).") from None
+    if not isinstance(data, dict):
+        raise CurveError(f"{path}: not a results JSON (not an object).")
+    return data
+
+
+def is_lossless_json(path: str) -> bool:
+    """Whether a file is a lossless aggregate (a JSON object with `"lossless": true`)."""
+    if not path.lower().endswith(".json"):
+        return False
+    return bool(_load_json(path).get("lossless"))
+
+
+def read_lossless(path: str) -> LosslessResult:
+    """Reads a lossless aggregate (`common.results.aggregate_lossless`)."""
+    data = _load_json(path)
+    name = data.get("name", os.path.splitext(os.path.basename(path))[0])
+    if not data.get("lossless"):
+        raise CurveError(f'{path}: not a lossless result (no "lossless": true).')
+    try:
+        results = data["results"]
+        bpsp = float(results["bpsp"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CurveError(f"{path}: a lossless result needs results.bpsp ({e}).") from None
+    return LosslessResult(
+        name,
+        bpsp,
+        data.get("classical", is_classical(name)),
+        results.get("encoding_time"),
+        results.get("decoding_time"),
+    )
+
+
 def read_curve(path: str) -> Curve:
     """Reads a results JSON (CompressAI layout) or a CSV with bpp and psnr columns."""
     if not os.path.isfile(path):
@@ -94,6 +147,11 @@ def read_curve(path: str) -> Curve:
         if path.lower().endswith(".json"):
             with open(path) as f:
                 data = json.load(f)
+            if isinstance(data, dict) and data.get("lossless"):
+                raise CurveError(
+                    f"{path}: a lossless result (bits per sub-pixel), not an RD curve: plot it "
+                    "with other lossless results."
+                )
             name = data.get("name", name)
             results = data["results"]
             bpp, psnr = results["bpp"], results["psnr-rgb"]

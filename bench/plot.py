@@ -14,6 +14,11 @@ and tables MS-SSIM in dB (-10 log10(1 - MS-SSIM)) instead of PSNR; curves withou
 MS-SSIM (the anchors' CSVs) are left out, with a note. `--complexity out.png` plots each
 curve with decoder MACs (results JSON) as one point: its BD-rate against the reference
 versus kMAC per pixel (log scale), the rate-complexity view of C3 and Cool-chic.
+
+Lossless results (`"lossless": true`, from `bench.classical`'s lossless codecs and the
+lossless models) have one number each, bits per sub-pixel: `-o` draws them as a bar
+chart and `--table` lists each one's bpsp and its difference from the reference (named
+by `--reference`, else the first file). Lossless and lossy files do not mix in one call.
 """
 
 import argparse
@@ -22,7 +27,15 @@ import os
 import sys
 
 from bench.bdrate import BDRateError, bd_psnr, bd_rate
-from bench.curves import Curve, CurveError, is_curve_csv, read_curve
+from bench.curves import (
+    Curve,
+    CurveError,
+    LosslessResult,
+    is_curve_csv,
+    is_lossless_json,
+    read_curve,
+    read_lossless,
+)
 from common.cli import exit_code
 
 QUALITY_LABELS = {"psnr": "PSNR (dB, RGB)", "ms-ssim": "MS-SSIM (dB, RGB)"}
@@ -179,6 +192,73 @@ def bd_table(curves: list[Curve], reference: Curve | None = None, metric: str = 
     return "\n".join(lines)
 
 
+def plot_lossless(found: list[LosslessResult], out: str, title: str = "") -> None:
+    """A bar chart of bits per sub-pixel, lowest first; classical codecs hatched."""
+    found = sorted(found, key=lambda r: r.bpsp)
+    figure, axis = _axes()
+    names = [r.name for r in found]
+    bars = axis.bar(names, [r.bpsp for r in found], color="tab:blue")
+    for bar, result in zip(bars, found, strict=True):
+        if result.classical:
+            bar.set_facecolor("lightgray")
+            bar.set_edgecolor("dimgray")
+            bar.set_hatch("//")
+        axis.annotate(
+            f"{result.bpsp:.3f}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    axis.set_ylabel("bits per sub-pixel (lower is better)")
+    axis.tick_params(axis="x", labelrotation=30, labelsize=7)
+    axis.grid(True, axis="y", alpha=0.3)
+    if title:
+        axis.set_title(title)
+    _save(figure, out)
+
+
+def lossless_table(found: list[LosslessResult], reference: str | None = None) -> str:
+    """Markdown: each result's bpsp, its difference from the reference's, and times."""
+    anchor = found[0]
+    if reference:
+        matches = [r for r in found if r.name == reference]
+        if not matches:
+            names = ", ".join(r.name for r in found)
+            raise CurveError(f"--reference {reference!r} is not one of the results: {names}.")
+        anchor = matches[0]
+
+    def seconds(value):
+        return "n/a" if value is None else f"{value:.3g}"
+
+    lines = [
+        f"| codec | bpsp | vs {anchor.name} | encode s | decode s |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(found, key=lambda r: r.bpsp):
+        change = 100 * (r.bpsp / anchor.bpsp - 1)
+        lines.append(
+            f"| {r.name} | {r.bpsp:.4f} | {change:+.2f} % | {seconds(r.encoding_time)} | "
+            f"{seconds(r.decoding_time)} |"
+        )
+    return "\n".join(lines)
+
+
+def _lossless_main(args) -> None:
+    if args.anchors or args.complexity or args.metric != "psnr":
+        raise CurveError(
+            "lossless results: --anchors, --complexity and --metric apply to RD curves only."
+        )
+    if not args.out and not args.table:
+        raise CurveError("nothing to do: pass -o bpsp.png and/or --table.")
+    found = [read_lossless(path) for path in args.files]
+    if args.out:
+        plot_lossless(found, args.out, args.title)
+        print(f"wrote {args.out} ({len(found)} lossless results)")
+    if args.table:
+        print(lossless_table(found, args.reference))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.plot", description=__doc__.splitlines()[0]
@@ -195,6 +275,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     def work():
+        lossless = [path for path in args.files if is_lossless_json(path)]
+        if lossless and len(lossless) < len(args.files):
+            lossy = [p for p in args.files if p not in lossless]
+            raise CurveError(
+                f"lossless results ({', '.join(lossless)}) and RD curves ({', '.join(lossy)}) "
+                "cannot share a plot: plot them in separate calls."
+            )
+        if lossless:
+            return _lossless_main(args)
         curves = select_metric(
             load_curves(args.files, args.anchors, args.anchor_names), args.metric
         )

@@ -53,6 +53,7 @@ def row_from_file(
     decoded: np.ndarray,
     encode_seconds: float | None,
     decode_seconds: float | None,
+    lossless: bool = False,
     **fields,
 ) -> dict:
     """The results row of one coded image, the same for every codec: `bpp` from the size
@@ -60,12 +61,31 @@ def row_from_file(
     the original, the times, and the image size. Other standard fields (`lmbda`, the
     estimates, `steps`, `macs_per_pixel`, `bitstream`, `config_hash`) and codec-specific
     extras come in `fields`. Raises EvaluationError if the decoded image has another shape.
+    A lossless codec's row (`lossless`) has `bpsp` (bits per sub-pixel, file bits /
+    (3 H W), the lossless literature's unit), `lossless` true, `mse` 0 and `psnr` null
+    (infinite), and the decoded image must equal the original exactly (`_check_exact`).
     """
+    height, width = original.shape[:2]
+    if lossless:
+        _check_exact(image, model, original, decoded)
+        channels = original.shape[2] if original.ndim == 3 else 1
+        return result_row(
+            image=image,
+            model=model,
+            bpp=8 * len(data) / (height * width),
+            bpsp=8 * len(data) / (channels * height * width),
+            lossless=True,
+            mse=0.0,
+            encode_seconds=encode_seconds,
+            decode_seconds=decode_seconds,
+            height=height,
+            width=width,
+            **fields,
+        )
     if decoded.shape != original.shape:
         raise EvaluationError(
             f"{image}: decodes to {decoded.shape} but the original is {original.shape}."
         )
-    height, width = original.shape[:2]
     return result_row(
         image=image,
         model=model,
@@ -79,6 +99,21 @@ def row_from_file(
         width=width,
         **fields,
     )
+
+
+def _check_exact(image: str, model: str, original: np.ndarray, decoded: np.ndarray) -> None:
+    """EvaluationError unless a lossless codec's decoded image equals the original: one
+    value off anywhere is a failure, and no row is written for it."""
+    if decoded.shape != original.shape or decoded.dtype != original.dtype:
+        raise EvaluationError(
+            f"{image}: decodes to {decoded.shape} {decoded.dtype} but the original is "
+            f"{original.shape} {original.dtype}."
+        )
+    wrong = int(np.count_nonzero(decoded != original))
+    if wrong:
+        raise EvaluationError(
+            f"{image}: {model} is not lossless: {wrong} of {original.size} values differ."
+        )
 
 
 def write_result(path: str, row: dict) -> None:
@@ -148,6 +183,32 @@ def aggregate(rows: list[dict], name: str, description: str = "", point_key: str
         "description": description
         + " Means over images per rate point; psnr-rgb is the mean per-image PSNR.",
         "results": {k: [p[k] for p in points] for k in keys},
+    }
+
+
+def aggregate_lossless(rows: list[dict], name: str, description: str = "") -> dict:
+    """Means over images of lossless rows (`row_from_file(lossless=True)`): one point, marked
+    `"lossless": true`, with `bpsp` the mean of the per-image bpsp (the convention of
+    the lossless literature) and `bpsp_of_total` that of the total bits over the total
+    sub-pixels (what a folder of files weighs)."""
+    if not rows:
+        raise EvaluationError(f"{name}: no lossless results to aggregate.")
+    if not all(r.get("lossless") for r in rows):
+        raise EvaluationError(f"{name}: lossy rows among lossless ones.")
+    subpixels = sum(3 * r["height"] * r["width"] for r in rows)
+    total_bits = sum(r["bpsp"] * 3 * r["height"] * r["width"] for r in rows)
+    return {
+        "name": name,
+        "description": description + " Means over images; bpsp = file bits / (3 H W).",
+        "lossless": True,
+        "results": {
+            "bpsp": _mean([r["bpsp"] for r in rows]),
+            "bpsp_of_total": total_bits / subpixels,
+            "bpp": _mean([r["bpp"] for r in rows]),
+            "encoding_time": _mean([r["encode_seconds"] for r in rows]),
+            "decoding_time": _mean([r["decode_seconds"] for r in rows]),
+            "num_images": len(rows),
+        },
     }
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from bench import bdrate, classical, codecs, plot
 from bench.curves import Curve, CurveError, read_curve
+from common import results
 from tests.helpers import smooth_image
 
 RATES = [0.1, 0.2, 0.35, 0.6, 1.0, 1.6]
@@ -158,3 +159,59 @@ def test_plot_reference_anchor_filter_ms_ssim_and_complexity(tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     points = plot.complexity_points([read_curve(f) for f in files], read_curve(files[0]))
     assert points == [("big", 300.0, pytest.approx(-12.5))]
+
+
+@pytest.mark.parametrize("name", sorted(codecs.LOSSLESS_CODECS))
+def test_each_lossless_codec_decodes_exactly(name, tmp_path, codec_tools):
+    height, width = 33, 47
+    path = tmp_path / "small.png"
+    image = smooth_image(height, width, seed=5)
+    Image.fromarray(image).save(path)
+    row = classical._measure((name, str(path), "lossless", "im"))
+    assert row["lossless"] and row["mse"] == 0 and row["psnr"] is None
+    assert row["bpsp"] == pytest.approx(8 * row["bytes"] / (3 * height * width))
+    assert row["bpp"] == pytest.approx(3 * row["bpsp"])
+    # A real coder: fewer bits than the raw 8 per sub-pixel on a smooth image.
+    assert 0 < row["bpsp"] < 8
+
+
+def test_a_lossy_decode_is_not_a_lossless_row():
+    image = smooth_image(16, 16)
+    off = image.copy()
+    off[3, 4, 1] ^= 1
+    args = dict(image="im", model="m", original=image, data=b"x", encode_seconds=None)
+    with pytest.raises(results.EvaluationError, match="not lossless: 1 of 768 values differ"):
+        results.row_from_file(decoded=off, decode_seconds=None, lossless=True, **args)
+    with pytest.raises(results.EvaluationError, match="decodes to"):
+        results.row_from_file(decoded=image[:8], decode_seconds=None, lossless=True, **args)
+
+
+def test_lossless_cli_aggregate_and_bar_chart(tmp_path, capsys, codec_tools):
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in (1, 2):
+        Image.fromarray(smooth_image(24, 40, seed=seed)).save(images / f"im{seed}.png")
+    out = tmp_path / "out"
+    args = ["--codecs", "png,webp_lossless", "--images", str(images), "--out", str(out)]
+    assert classical.main(args) == 0
+    summary = json.loads((out / "png.json").read_text())
+    rows = [json.loads(p.read_text()) for p in sorted((out / "png" / "results").iterdir())]
+    assert summary["lossless"] and summary["results"]["num_images"] == 2
+    assert summary["results"]["bpsp"] == pytest.approx(np.mean([r["bpsp"] for r in rows]))
+    assert not (out / "png.csv").exists()  # no RD curve for a single lossless point
+    assert "png: " in capsys.readouterr().out
+    files = [str(out / "png.json"), str(out / "webp_lossless.json")]
+    bars = tmp_path / "bars.png"
+    assert plot.main(["-f", *files, "-o", str(bars), "--table", "--reference", "png"]) == 0
+    assert bars.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "| png | " in table and "+0.00 %" in table and "vs png" in table
+    # Lossless and lossy files do not share a plot; a lossless file is not an RD curve.
+    (tmp_path / "rd.csv").write_text("bpp,psnr\n0.1,30\n0.2,32\n")
+    assert plot.main(["-f", files[0], str(tmp_path / "rd.csv"), "--table"]) == 2
+    assert "cannot share a plot" in capsys.readouterr().err
+    with pytest.raises(CurveError, match="a lossless result"):
+        read_curve(files[0])
+    args = ["--codecs", "png", "--qualities", "3", "--images", str(images), "--out", str(out)]
+    assert classical.main(args) == 2
+    assert "no quality settings" in capsys.readouterr().err
