@@ -95,11 +95,15 @@ def encode() -> None:
     if _RECONSTRUCTION.value:
         write_png(_RECONSTRUCTION.value, decoded.image)
     pixels = image.shape[0] * image.shape[1]
+    estimate = (fit.bits_latents + fit.bits_networks + fit.bits_pixels) / pixels
+    if encoded.bits_pixels:  # lossless: encode_and_verify checked the decoded pixels
+        quality = f"lossless, {encoded.num_bits / (3 * pixels):.4f} bpsp"
+    else:
+        quality = f"PSNR {metrics.psnr(decoded.image, image):.3f} dB (decoded)"
     print(
         f"{target}: {len(encoded.data)} bytes, {encoded.num_bits / pixels:.4f} bpp "
-        f"(estimate {(fit.bits_latents + fit.bits_networks) / pixels:.4f} bpp + header "
-        f"{encoded.bits_header // 8} bytes), PSNR {metrics.psnr(decoded.image, image):.3f} dB "
-        f"(decoded), fitted in {encoding.fit_seconds:.1f} s, decoded in {decoded.seconds:.2f} s."
+        f"(estimate {estimate:.4f} bpp + header {encoded.bits_header // 8} bytes), {quality}, "
+        f"fitted in {encoding.fit_seconds:.1f} s, decoded in {decoded.seconds:.2f} s."
     )
 
 
@@ -115,7 +119,7 @@ def decode() -> None:
     with open(source, "rb") as f:
         data = f.read()
     codec_name = container.parse(data, source).codec
-    if codec_name != "c3":
+    if codec_name not in ("c3", "c3_lossless"):
         if not _WORKDIR.value:
             raise ConfigError(
                 f"{source} is a {codec_name} file: pass --workdir RUN, "

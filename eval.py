@@ -100,11 +100,12 @@ def main(argv):
 
 def _log_rows(rows: list[dict]) -> None:
     for row in rows:
+        quality = "lossless" if row.get("lossless") else f"PSNR {row['psnr']:.3f} dB"
         logging.info(
-            "%s: %.4f bpp, PSNR %.3f dB, decoded in %.3f s",
+            "%s: %.4f bpp, %s, decoded in %.3f s",
             row["image"],
             row["bpp"],
-            row["psnr"],
+            quality,
             row["decode_seconds"],
         )
 

@@ -27,7 +27,6 @@ import time
 from bench.codecs import CODECS, LOSSLESS_CODECS
 from common.cli import exit_code
 from common.errors import ConfigError
-from common.files import atomic_write_json
 from common.progress import Progress
 
 DEFAULT_CODECS = "jpeg,webp,jpeg2000,avif,jxl,hevc444,hevc420"
@@ -117,13 +116,13 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None, root=None) ->
             results.read_results(row_path(*task))[0] for task in tasks if task[0] == codec.name
         ]
         if codec.name in LOSSLESS_CODECS:
-            summaries[codec.name] = summary = results.aggregate_lossless(
+            summaries[codec.name] = results.write_aggregate(
+                os.path.join(out_dir, f"{codec.name}.json"),
                 codec_rows,
                 codec.name,
                 f"{codec.name} ({codec.version()}), lossless, over {len(image_paths)} images; "
                 "every file decoded to exactly the original.",
             )
-            atomic_write_json(os.path.join(out_dir, f"{codec.name}.json"), summary)
             continue
         summary = results.write_aggregate(
             os.path.join(out_dir, f"{codec.name}.json"),

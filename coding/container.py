@@ -34,6 +34,7 @@ CODEC_IDS = {
     "jpegl": 4,
     "two_layer_syn": 5,
     "two_layer_syn2": 6,
+    "c3_lossless": 7,
 }
 MAX_SECTIONS = 16
 _MAX_VARINT_BYTES = 5

@@ -215,7 +215,15 @@ def aggregate_lossless(rows: list[dict], name: str, description: str = "") -> di
 def write_aggregate(
     path: str, rows: list[dict], name: str, description: str = "", point_key: str = "lmbda"
 ) -> dict:
-    summary = aggregate(rows, name, description, point_key)
+    """Writes the aggregate of `rows`: `aggregate_lossless`'s if they are lossless rows,
+    else `aggregate`'s (lossy and lossless rows do not mix)."""
+    lossless = [bool(r.get("lossless")) for r in rows]
+    if any(lossless) and not all(lossless):
+        raise EvaluationError(f"{name}: lossy and lossless results in one aggregate.")
+    if rows and all(lossless):
+        summary = aggregate_lossless(rows, name, description)
+    else:
+        summary = aggregate(rows, name, description, point_key)
     atomic_write_json(path, summary)
     return summary
 

@@ -53,6 +53,9 @@ def get_base_config() -> config_dict.ConfigDict:
     # "bilinear": C3's fixed resize; "learned": Cool-chic 5's learned separable
     # upsampling cascade (models/c3/upsampling.py; 48 more parameters for 7 grids).
     config.model.upsampling = "bilinear"
+    # "image": lossy C3; "lossless": the synthesis predicts each pixel's distribution
+    # and the file codes the pixels with it (models/c3/lossless.py, configs/c3_lossless.py).
+    config.model.output = "image"
     # Cool-chic 5's synthesis ("hop"): synthesis_hidden=(48,), "relu", a linear 1x1
     # stabiliser from the latents added to the output, and init "cool_chic" (kernels
     # U(+-1/(C_out^2 sqrt(C_in)))). C3's: (18, 18), "gelu", no stabiliser, "fan_in".

@@ -102,7 +102,8 @@ def evaluate(item: Item, jit: bool = True, warm: set | None = None) -> dict:
     with open(item.bitstream, "rb") as f:
         data = f.read()
     warm = set() if warm is None else warm
-    arch = compiled_key(c3_codec.architecture(data, item.bitstream))
+    declared = c3_codec.architecture(data, item.bitstream)
+    arch = compiled_key(declared)
     if arch not in warm:
         c3_codec.decode(data, jit=jit, what=item.bitstream)
         warm.add(arch)
@@ -117,6 +118,7 @@ def evaluate(item: Item, jit: bool = True, warm: set | None = None) -> dict:
         encode_seconds=encoder.get("encode_seconds"),
         decode_seconds=decoded.seconds,
         bitstream=item.bitstream,
+        lossless=declared.lossless,
         **{k: encoder.get(k) for k in ENCODER_FIELDS},
         decode_seconds_parts={
             "networks": decoded.seconds_networks,

@@ -51,13 +51,20 @@ def fitter_steps(fitter: C3Fitter) -> int:
     return int(fitter.noise_step.numpy()) + int(fitter.ste_step.numpy())
 
 
-def encode_and_verify(fitter: C3Fitter, fit: FitResult, what: str):
+def encode_and_verify(fitter: C3Fitter, fit: FitResult, what: str, image=None):
     """Writes the bitstream of a fitted model and decodes it as a receiver would.
 
-    Returns (EncodedC3, DecodedC3); the image to report is the decoded one.
+    `image` is the 8-bit original, which a lossless model's file codes (and its decoding
+    must return exactly). Returns (EncodedC3, DecodedC3); the image to report is the
+    decoded one.
     """
-    encoded = c3_codec.encode(fitter.model, *fit.steps)
+    lossless = fitter.model.lossless
+    if lossless and image is None:
+        raise ValueError("a lossless model's file needs the 8-bit image it codes.")
+    encoded = c3_codec.encode(fitter.model, *fit.steps, image=image if lossless else None)
     decoded = c3_codec.decode(encoded.data, what=what)
+    if lossless and not np.array_equal(decoded.image, image):
+        raise FitError(f"{what}: the lossless file does not decode to the image (a bug).")
     sent = fitter.model.symbols()
     same = all(np.array_equal(a, b) for a, b in zip(decoded.symbols, sent, strict=True))
     if not same and not encoded.clipped_latents:
@@ -211,7 +218,7 @@ class C3Codec(Codec):
         fit_seconds = time.perf_counter() - start
         if checkpoints is not None:
             checkpoints.save()
-        encoded, decoded = encode_and_verify(fitter, fit, what)
+        encoded, decoded = encode_and_verify(fitter, fit, what, image)
         return C3Encoding(fit, fit_seconds, encoded, decoded, fitter.model.macs_per_pixel())
 
 
@@ -219,9 +226,15 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
     """The results row of one C3 file, with the fit's estimates and diagnostics beside it."""
     fit, encoded, decoded = encoding.fit, encoding.encoded, encoding.decoded
     pixels = image.shape[0] * image.shape[1]
-    coded_over_estimate = (encoded.bits_latents + encoded.bits_networks) / max(
-        fit.bits_latents + fit.bits_networks, 1e-9
-    )
+    coded = encoded.bits_latents + encoded.bits_networks + encoded.bits_pixels
+    estimated = fit.bits_latents + fit.bits_networks + fit.bits_pixels
+    lossless = {}
+    if encoded.bits_pixels:  # lossless C3
+        lossless = dict(
+            lossless=True,
+            bpp_pixels=fit.bits_pixels / pixels,
+            bpp_pixels_coded=encoded.bits_pixels / pixels,
+        )
     return results.row_from_file(
         image=name,
         model=config.name,
@@ -231,7 +244,7 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         encode_seconds=encoding.fit_seconds + encoded.seconds,
         decode_seconds=decoded.seconds,
         lmbda=float(config.model.lmbda),
-        bpp_estimated=(fit.bits_latents + fit.bits_networks) / pixels,
+        bpp_estimated=estimated / pixels,
         bpp_latents=fit.bits_latents / pixels,
         bpp_networks=fit.bits_networks / pixels,
         bpp_header=encoded.bits_header / pixels,
@@ -241,8 +254,8 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         config_hash=config_hash(config),
         bpp_latents_coded=encoded.bits_latents / pixels,
         bpp_networks_coded=encoded.bits_networks / pixels,
-        coded_over_estimate=coded_over_estimate,
-        psnr_fit=fit.psnr,
+        coded_over_estimate=coded / max(estimated, 1e-9),
+        psnr_fit=None if lossless else fit.psnr,
         entropy_coding_seconds=encoded.seconds,
         macs_per_pixel_parts=encoding.macs_per_pixel,
         noise_steps=fit.noise_steps,
@@ -262,16 +275,18 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         nan_recoveries=fit.nan_recoveries,
         restarts=fit.restarts,
         clipped_latents=encoded.clipped_latents,
+        **lossless,
     )
 
 
 def _log_summary(row: dict, encoding: C3Encoding) -> None:
+    quality = "lossless" if row.get("lossless") else f"PSNR {row['psnr']:.3f} dB"
     logging.info(
-        "%s: PSNR %.3f dB at %.4f bpp measured (%d bytes; estimate %.4f bpp: latents "
+        "%s: %s at %.4f bpp measured (%d bytes; estimate %.4f bpp: latents "
         "%.4f + networks %.4f; coded/estimated %.4f, header %d bytes), %d steps in %.1f s, "
         "decoded in %.2f s.",
         row["image"],
-        row["psnr"],
+        quality,
         row["bpp"],
         len(encoding.encoded.data),
         row["bpp_estimated"],

@@ -231,3 +231,34 @@ def assert_rows_follow(loc, scale, q_step: float, rows, rounded) -> None:
     got_mu = np.asarray(rounded) + got_bucket / lt.OFFSET_BUCKETS - 0.5
     assert np.abs(got_mu - mu).max() < 1 / lt.OFFSET_BUCKETS
     assert np.abs(got_scale - scale_index).max() <= 1
+
+
+DECODE_IN_SUBPROCESS = """
+import sys
+import tensorflow as tf
+inter, intra, jit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+tf.config.threading.set_inter_op_parallelism_threads(inter)
+tf.config.threading.set_intra_op_parallelism_threads(intra)
+from coding.c3 import codec as c3_codec
+from common.images import encode_png
+data = open(sys.argv[4], "rb").read()
+sys.stdout.buffer.write(encode_png(c3_codec.decode(data, jit=jit).image))
+"""
+
+
+def decode_in_other_processes(path) -> list[bytes]:
+    """The PNG bytes a C3 file decodes to in two other processes: one thread without
+    XLA, two threads with XLA (the asserts that they decoded are the caller's)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    outputs = []
+    for inter, intra, jit in [(1, 1, "0"), (2, 2, "1")]:
+        out = subprocess.run(
+            [sys.executable, "-c", DECODE_IN_SUBPROCESS, str(inter), str(intra), jit, str(path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr.decode()[-2000:]
+        outputs.append(out.stdout)
+    return outputs

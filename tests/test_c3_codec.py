@@ -1,7 +1,6 @@
 """C3 bitstreams end to end: real files that decode anywhere to what the encoder promised."""
 
 import hashlib
-import os
 import random
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from tests.helpers import (
     GOLDEN_V1,
     GOLDEN_V2,
     ROOT,
+    decode_in_other_processes,
     smooth_image,
     tiny_fit_config,
     version_1_bytes,
@@ -55,36 +55,14 @@ def test_decodes_to_the_encoders_latents_and_rate_is_as_estimated(fitted):
     assert np.mean(decoded.image != fit.reconstruction) < 0.05
 
 
-DECODE_IN_SUBPROCESS = """
-import sys
-import tensorflow as tf
-inter, intra, jit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
-tf.config.threading.set_inter_op_parallelism_threads(inter)
-tf.config.threading.set_intra_op_parallelism_threads(intra)
-from coding.c3 import codec as c3_codec
-from common.images import encode_png
-data = open(sys.argv[4], "rb").read()
-sys.stdout.buffer.write(encode_png(c3_codec.decode(data, jit=jit).image))
-"""
-
-
 def test_other_processes_decode_bit_identically(fitted, tmp_path):
     """Another process, other thread counts, XLA on or off: the same PNG bytes."""
     _, _, _, encoded = fitted
     path = tmp_path / "image.c3"
     path.write_bytes(encoded.data)
     expected = encode_png(c3_codec.decode(encoded.data).image)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    for inter, intra, jit in [(1, 1, "0"), (2, 2, "1")]:
-        out = subprocess.run(
-            [sys.executable, "-c", DECODE_IN_SUBPROCESS, str(inter), str(intra), jit, str(path)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            timeout=300,
-        )
-        assert out.returncode == 0, out.stderr.decode()[-2000:]
-        assert out.stdout == expected
+    for png in decode_in_other_processes(path):
+        assert png == expected
 
 
 @pytest.mark.parametrize(

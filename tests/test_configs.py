@@ -18,6 +18,7 @@ CONFIGS = {
     "configs/coolchic.py": 24 * 14,
     "configs/c3_plus.py": 24 * 14,
     "configs/c3_quickstart.py": 2,
+    "configs/c3_lossless.py": 24,
 }
 
 

@@ -81,7 +81,7 @@ def test_quantisation_search_picks_the_best_pair(fitter, caplog):
     for ws, bs in itertools.product(fitter.config.weight_steps, fitter.config.bias_steps):
         integers = fitter.model.network_integers(ws, bs)
         fitter.model.set_network_integers(integers, ws, bs)
-        mse, bits, _, _ = fitter._evaluate()
+        mse, bits, _, _, _ = fitter._evaluate()
         net = sum(fitter.network_bits(integers).values())
         losses[(ws, bs)] = float(mse) + 2e-3 * (float(bits) + net) / (32 * 48)
         for v, p in zip(fitter.model.network_variables, float_params, strict=True):

@@ -28,6 +28,7 @@ from models.c3 import upsampling
 from models.c3.context import PRIORITY_OFFSETS, context_offsets
 from models.c3.intergrid import feature_inputs, nearest_from_level, stacked_inputs
 from models.c3.latents import all_grid_shapes, grid_levels
+from models.c3.lossless import NUM_OUTPUTS as NUM_LOSSLESS_OUTPUTS
 from models.c3.synthesis import edge_pad
 
 MAX_PIXELS = 2**26  # 8192 x 8192: bounds the decoder's work and memory
@@ -101,6 +102,10 @@ class C3Architecture:
     # (second flags byte, bit 1; `coding.c3.wavefront`), in every file written since it
     # exists; older inter-grid files, without the bit, decode in coarse-to-fine phases.
     pipelined_order: bool = False
+    # Lossless C3 (second flags byte, bit 2; `models.c3.lossless`): the synthesis outputs
+    # each pixel's distribution (9 channels) and the pixels follow in the file
+    # (`coding.c3.lossless`).
+    lossless: bool = False
 
     @property
     def arm_bits(self) -> tuple[int, int]:
@@ -156,6 +161,7 @@ class C3Architecture:
             context_neighbours=int(config.get("context_neighbours", 0)),
             arm_residual=bool(config.get("arm_residual", False)),
             pipelined_order=bool(config.get("inter_grid_features")),
+            lossless=config.get("output", "image") == "lossless",
         )
         problem = arch.problem()
         if problem:
@@ -242,6 +248,7 @@ class C3Architecture:
         # Bit 7: a second flags byte follows the optional fields of the first.
         flags2 = int(self.context_neighbours > 0 or self.arm_residual)
         flags2 |= int(self.pipelined_order) << 1
+        flags2 |= int(self.lossless) << 2
         flags |= int(flags2 > 0) << 7
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
@@ -335,7 +342,7 @@ class C3Architecture:
             (r.u8("context neighbours"), r.u8("residual context model")) if flags2 & 1 else (0, 0)
         )
         r.expect_end()
-        if flags2 > 3 or (flags & 128 and flags2 == 0):
+        if flags2 > 7 or (flags & 128 and flags2 == 0):
             raise BitstreamError(f"{what}: unknown flags {flags2:#x} in the C3 header (byte 2).")
         bad_arm = flags2 & 1 and (arm_shape == (0, 0) or arm_shape[1] > 1)
         if bad_arm or (flags & 64 and inter_grid[1] == 0):
@@ -368,6 +375,7 @@ class C3Architecture:
             arm_shape[0],
             bool(arm_shape[1]),
             bool(flags2 & 2),
+            bool(flags2 & 4),
         )
 
     @property
@@ -396,16 +404,22 @@ class C3Architecture:
         levels = self.grid_levels
         return [len(feature_inputs(levels, k)) for k in range(self.inter_grid_grids)]
 
+    @property
+    def synthesis_outputs(self) -> int:
+        """Channels of the synthesis: the image's 3, or lossless C3's 9 parameters."""
+        return NUM_LOSSLESS_OUTPUTS if self.lossless else 3
+
     def network_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of the quantised parameters, in `C3Model.network_variables` order."""
         shapes = []
-        widths = (self.num_grids, *self.synthesis_hidden, 3)
+        c = self.synthesis_outputs
+        widths = (self.num_grids, *self.synthesis_hidden, c)
         for a, b in zip(widths[:-1], widths[1:], strict=True):
             shapes += [(a, b), (b,)]
         k = self.residual_kernel_size
-        shapes += [(k, k, 3, 3), (3,)] * self.num_residual_layers
+        shapes += [(k, k, c, c), (c,)] * self.num_residual_layers
         if self.synthesis_stabiliser:
-            shapes += [(self.num_grids, 3), (3,)]
+            shapes += [(self.num_grids, c), (c,)]
         widths = (self.num_context_inputs, *self.arm_hidden, 2)
         for a, b in zip(widths[:-1], widths[1:], strict=True):
             shapes += [(a, b), (b,)]
@@ -479,6 +493,30 @@ def _resize_fixed(grid: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
         upper = tf.gather(x, i1, axis=axis)
         x = lower * (one - weight) + upper * weight
     return x
+
+
+def laplace_rows(mu: tf.Tensor, two_ln_scale: tf.Tensor, limit: float):
+    """Coding table rows and round(mu) of Laplace(mu, scale) values, in fixed point.
+
+    Args:
+      mu: the means in value units at the activation scale 2^-12.
+      two_ln_scale: 2 ln(scale), scale in value units, at the activation scale.
+      limit: round(mu) is clipped to [-limit, limit].
+    Returns:
+      (rows, rounded_mu): int32 each (`coding.laplace_tables`: the offset bucket of
+      mu - round(mu), and ln(scale) on the tables' grid, 1/16 apart).
+    """
+    act = fp.ACTIVATION_BITS
+    rounded = tf.clip_by_value(fp.round_shift(mu, act), -limit, limit)
+    frac = tf.clip_by_value(mu - rounded * 2**act, -(2.0 ** (act - 1)), 2.0 ** (act - 1) - 1)
+    bucket_bits = act - int(math.log2(lt.OFFSET_BUCKETS))
+    bucket = fp.round_shift(frac + 2 ** (act - 1), bucket_bits)
+    origin = 2.0 * lt.LN_SCALE_MIN * 2**act
+    index_bits = act + 1 - int(math.log2(lt.SCALES_PER_LN))
+    scale_index = fp.round_shift(two_ln_scale - origin, index_bits)
+    scale_index = tf.clip_by_value(scale_index, 0.0, lt.NUM_SCALES - 1.0)
+    rows = lt.row_index(scale_index, bucket)
+    return tf.cast(rows, tf.int32), tf.cast(rounded, tf.int32)
 
 
 def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list[np.ndarray]:
@@ -653,26 +691,13 @@ class IntegerC3:
         if self.arch.inter_grid_features:
             x = tf.concat([x, features], axis=1)
         out = self._context_network(x)
-        act = fp.ACTIVATION_BITS
         # mu in symbol units (mu_value / q_step).
         mu = fp.round_shift(out[:, 0] * self.inverse_q_fixed, fp.MULTIPLIER_BITS)
-        rounded = fp.round_shift(mu, act)
-        limit = float(fp.SYMBOL_LIMIT)
-        rounded = tf.clip_by_value(rounded, -limit, limit)
-        frac = tf.clip_by_value(mu - rounded * 2**act, -(2.0 ** (act - 1)), 2.0 ** (act - 1) - 1)
-        bucket_bits = act - int(math.log2(lt.OFFSET_BUCKETS))
-        bucket = fp.round_shift(frac + 2 ** (act - 1), bucket_bits)
-        # 2 ln(scale in symbols) = -log_scale - 2 ln q; rows are 1/16 apart in ln(scale).
+        # 2 ln(scale in symbols) = -log_scale - 2 ln q.
         log_scale = tf.clip_by_value(
             out[:, 1] + self.shift_fixed, self.log_scale_min, self.log_scale_max
         )
-        two_ln_scale = -log_scale - self.two_ln_q
-        origin = 2.0 * lt.LN_SCALE_MIN * 2**act
-        index_bits = act + 1 - int(math.log2(lt.SCALES_PER_LN))
-        scale_index = fp.round_shift(two_ln_scale - origin, index_bits)
-        scale_index = tf.clip_by_value(scale_index, 0.0, lt.NUM_SCALES - 1.0)
-        rows = lt.row_index(scale_index, bucket)
-        return tf.cast(rows, tf.int32), tf.cast(rounded, tf.int32)
+        return laplace_rows(mu, -log_scale - self.two_ln_q, float(fp.SYMBOL_LIMIT))
 
     def _context_network(self, x: tf.Tensor) -> tf.Tensor:
         """The context model's layers on its inputs: C3's MLP, or Cool-chic 5's residual
@@ -734,7 +759,15 @@ class IntegerC3:
 
     def synthesize(self, grids: list[tf.Tensor]) -> tf.Tensor:
         """Symbols of every grid -> the decoded 8-bit image (H, W, 3) as uint8."""
+        x = self.synthesis_outputs(grids)
+        pixels = fp.round_shift(x * 255.0, fp.ACTIVATION_BITS)
+        return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)
+
+    def synthesis_outputs(self, grids: list[tf.Tensor]) -> tf.Tensor:
+        """Symbols of every grid -> the synthesis's outputs (H, W, C) at the activation
+        scale: the image on [0, 1] (lossy), or lossless C3's 9 parameters per pixel."""
         h, w = self.arch.height, self.arch.width
+        c = self.arch.synthesis_outputs
         upsampled = self.upsample(grids)
         inputs = self._value_inputs(tf.reshape(upsampled, (h * w, -1)), 2 * fp.UPSAMPLING_BITS)
 
@@ -745,7 +778,7 @@ class IntegerC3:
             return tf.concat([out, self.stabiliser.dense(x)], axis=1)
 
         per_pixel = _in_tiles(per_pixel, inputs)
-        x = tf.reshape(per_pixel[:, :3], (h, w, 3))
+        x = tf.reshape(per_pixel[:, :c], (h, w, c))
         pad = self.arch.residual_kernel_size // 2
         limit = float(fp.ACTIVATION_LIMIT)
         for i, layer in enumerate(self.residual_layers):
@@ -754,7 +787,6 @@ class IntegerC3:
             if i < len(self.residual_layers) - 1:
                 x = self.synthesis_activation(x)
         if self.stabiliser is not None:
-            x = x + tf.reshape(per_pixel[:, 3:], (h, w, 3))
+            x = x + tf.reshape(per_pixel[:, c:], (h, w, c))
             x = tf.clip_by_value(x, -limit, limit)
-        pixels = fp.round_shift(x * 255.0, fp.ACTIVATION_BITS)
-        return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)
+        return x

@@ -23,6 +23,11 @@ mean-colour image, or down by less than 10 %, after `stall_check_steps` stage-1 
 at the end of stage 1) restarts from another seed at a lower learning rate, and fails
 with a `FitError` after `max_restarts` restarts; nothing is written for it.
 
+A lossless model (`C3Model(output="lossless")`, `models.c3.lossless`) has no distortion:
+its loss is lmbda x (pixel bits + latent bits) / pixels, lmbda only scaling the loss (so
+that the lossy recipe's learning rates and clipping apply), and its quantised networks are
+scored the same way with their bits added. RDOQ is lossy-only for now.
+
 Differences from C3's code, on purpose: the stage-2 "best" parameters are the ones whose
 loss was measured (C3 stores the parameters after the update that followed the
 measurement), and all state lives in `tf.Variable`s so a fit can be checkpointed and
@@ -42,6 +47,7 @@ from common import schedules
 from common.errors import FitError
 from common.metrics import psnr_from_mse
 from common.progress import Progress
+from models.c3 import lossless as lossless_pixels
 from models.c3 import rate
 from models.c3.model import MAX_NETWORK_INTEGER, C3Model
 from models.c3.rdoq import NetworkRDOQ, RDOQReport
@@ -97,10 +103,11 @@ class QuantizedNetworks:
     bits_networks: float
     bits_per_grid: list[float]
     bits_per_network: dict[str, float]
-    mse: float  # of the 8-bit reconstruction
+    mse: float  # of the 8-bit reconstruction (0 for a lossless model)
     psnr: float
     loss: float
     reconstruction: np.ndarray  # uint8 (H, W, 3)
+    bits_pixels: float  # a lossless model's coded pixels (estimate); 0 for a lossy one
 
     @property
     def steps(self) -> tuple:
@@ -150,6 +157,8 @@ class C3Fitter(tf.Module):
         self.model = model
         self.config = config
         self._validate_config(config)
+        if model.lossless and config.rdoq:
+            raise FitError("fit.rdoq is for lossy models; set fit.rdoq = False for lossless C3.")
         if code_costs is None and (config.network_rate == "file" or config.rdoq):
             raise FitError(
                 'fit.network_rate = "file" and fit.rdoq need the coder\'s code_costs '
@@ -269,9 +278,13 @@ class C3Fitter(tf.Module):
         self.target.assign(image)
         self.lmbda.assign(lmbda)
         # A flat image of the mean colour costs (almost) no latent bits: a fit whose loss
-        # stays above it has learnt nothing.
+        # stays above it has learnt nothing. Lossless: its pixels' bits under one Laplace
+        # per channel.
         mean_colour = image.mean(axis=(0, 1), keepdims=True)
-        self.flat_loss.assign(float(np.mean(np.square(image - mean_colour))))
+        flat = float(np.mean(np.square(image - mean_colour)))
+        if self.model.lossless:
+            flat = lmbda * lossless_pixels.flat_bits_per_pixel(image)
+        self.flat_loss.assign(flat)
         self.restarts.assign(0)
         self.nan_recoveries.assign(0)
         self.warmup_extra.assign(0)
@@ -305,10 +318,17 @@ class C3Fitter(tf.Module):
     def _pixels(self) -> float:
         return float(self.model.num_pixels)
 
+    def _rd_loss(self, mse, pixel_bits, bits):
+        """MSE + lmbda x bits / pixels; lossless: lmbda x (pixel bits + bits) / pixels."""
+        if self.model.lossless:
+            return self.lmbda * (pixel_bits + bits) / self._pixels
+        return mse + self.lmbda * bits / self._pixels
+
     def _hard_loss_and_mse(self) -> tuple[float, float]:
-        """The RD loss with hard-rounded latents (float networks) and its MSE on [0, 1]."""
-        mse, bits, _, _ = self._evaluate()
-        return float(mse) + float(self.lmbda) * float(bits) / self._pixels, float(mse)
+        """The RD loss with hard-rounded latents (float networks) and its MSE on [0, 1]
+        (a lossless model's: of its predicted mean)."""
+        mse, bits, _, _, pixel_bits = self._evaluate()
+        return float(self._rd_loss(mse, pixel_bits, bits)), float(mse)
 
     def _hard_loss(self) -> float:
         return self._hard_loss_and_mse()[0]
@@ -317,8 +337,7 @@ class C3Fitter(tf.Module):
 
     def _loss(self, mode: str, temperature=None, kumaraswamy_a=None, seed=None, **noise):
         out = self.model(self.target, mode, temperature, kumaraswamy_a, seed, **noise)
-        loss = out["mse"] + self.lmbda * out["bits"] / float(self.model.num_pixels)
-        return loss, out
+        return self._rd_loss(out["mse"], out.get("pixel_bits"), out["bits"]), out
 
     def _loss_and_grads(self, mode, temperature, kumaraswamy_a=None, seed=None, **noise):
         with tf.GradientTape() as tape:
@@ -374,14 +393,15 @@ class C3Fitter(tf.Module):
             d.assign(s)
 
     def _metrics(self, loss, out):
-        return tf.stack([loss, out["mse"], out["bits"]])
+        pixel_bits = out["pixel_bits"] if self.model.lossless else 0.0
+        return tf.stack([loss, out["mse"], out["bits"], pixel_bits])
 
     def _noise_chunk_fn(self, num_steps):
         c = self.config
         total = c.num_noise_steps
         self._copy(self.good_state, self._recoverable)
         finite = tf.constant(True)
-        metrics = tf.zeros(3)
+        metrics = tf.zeros(4)
         for _ in tf.range(num_steps):
             step = self.noise_step
             learning_rate = self.lr_scale * schedules.cosine_decay(
@@ -408,7 +428,7 @@ class C3Fitter(tf.Module):
         c = self.config
         self._copy(self.good_state, self._recoverable)
         finite = tf.constant(True)
-        metrics = tf.zeros(3)
+        metrics = tf.zeros(4)
         for _ in tf.range(num_steps):
             if self.ste_done:
                 break
@@ -437,7 +457,8 @@ class C3Fitter(tf.Module):
         out = self.model(self.target, "round")
         reconstruction = tf.round(out["reconstruction"] * 255.0)
         mse = tf.reduce_mean(tf.square(reconstruction / 255.0 - self.target))
-        return mse, out["bits"], out["bits_per_grid"], reconstruction
+        pixel_bits = out["pixel_bits"] if self.model.lossless else tf.constant(0.0)
+        return mse, out["bits"], out["bits_per_grid"], reconstruction, pixel_bits
 
     # The fit.
 
@@ -470,17 +491,16 @@ class C3Fitter(tf.Module):
                 )
                 continue
             retries = 0
-            loss, mse, bits = (float(x) for x in metrics.numpy())
+            loss, mse, bits, pixel_bits = (float(x) for x in metrics.numpy())
             if log_fn is not None:
-                log_fn(
-                    stage,
-                    int(step_var.numpy()),
-                    {
-                        "loss": loss,
-                        "psnr": psnr_from_mse(mse, peak=1.0),
-                        "bpp_latents": bits / self.model.num_pixels,
-                    },
-                )
+                values = {
+                    "loss": loss,
+                    "psnr": psnr_from_mse(mse, peak=1.0),
+                    "bpp_latents": bits / self.model.num_pixels,
+                }
+                if self.model.lossless:  # its PSNR is the predicted mean's
+                    values["bpp_pixels"] = pixel_bits / self.model.num_pixels
+                log_fn(stage, int(step_var.numpy()), values)
             if check and stage == "noise" and self._check_due(before, int(step_var.numpy()), total):
                 problem = self._learning_problem()
                 if problem:
@@ -697,12 +717,14 @@ class C3Fitter(tf.Module):
         finite."""
         bits_per_network = self.network_bits(integers)
         self.model.set_network_integers(integers, *steps)
-        mse, bits, bits_per_grid, reconstruction = self._evaluate()
+        mse, bits, bits_per_grid, reconstruction, pixel_bits = self._evaluate()
         for v, value in zip(self.model.network_variables, float_params, strict=True):
             v.assign(value)
         bits_networks = sum(bits_per_network.values())
-        mse, bits = float(mse), float(bits)
-        loss = mse + float(self.lmbda.numpy()) * (bits + bits_networks) / self.model.num_pixels
+        mse, bits, pixel_bits = float(mse), float(bits), float(pixel_bits)
+        loss = float(self._rd_loss(mse, pixel_bits, bits + bits_networks))
+        if self.model.lossless:  # the file holds the image itself
+            mse, reconstruction = 0.0, tf.round(self.target * 255.0)
         if not np.isfinite(loss):
             return None
         quantized = QuantizedNetworks(
@@ -718,6 +740,7 @@ class C3Fitter(tf.Module):
             psnr=psnr_from_mse(mse, peak=1.0),
             loss=loss,
             reconstruction=reconstruction.numpy().astype(np.uint8),
+            bits_pixels=pixel_bits,
         )
         return quantized, integers
 

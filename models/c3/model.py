@@ -20,6 +20,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from models.c3 import lossless as lossless_pixels
 from models.c3 import quantization, rate
 from models.c3.context import ContextModel, flatten_grids, unflatten_grids
 from models.c3.latents import LatentGrids
@@ -28,6 +29,9 @@ from models.c3.upsampling import build_upsampling
 from models.registry import register_model
 
 QUANTIZATION_MODES = ("noise", "gaussian", "ste", "round")
+# "image": the synthesis outputs the image (lossy C3); "lossless": each pixel's
+# distribution, and the pixels are coded with it (`models.c3.lossless`).
+OUTPUTS = ("image", "lossless")
 # The bitstream format's limit on a quantised network parameter (`coding.fixed_point`).
 MAX_NETWORK_INTEGER = 2**19
 
@@ -68,9 +72,12 @@ class C3Model(tf.keras.Model):
         inter_grid_grids: int = 3,
         context_neighbours: int = 0,
         arm_residual: bool = False,
+        output: str = "image",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}.")
         self._arch = dict(
             height=int(height),
             width=int(width),
@@ -98,7 +105,9 @@ class C3Model(tf.keras.Model):
             inter_grid_grids=int(inter_grid_grids),
             context_neighbours=int(context_neighbours),
             arm_residual=bool(arm_residual),
+            output=str(output),
         )
+        self.lossless = output == "lossless"
         self.latent_grids = LatentGrids(
             height, width, num_grids, q_step, gain_factor, num_hyperlatents, latent_gain
         )
@@ -106,11 +115,11 @@ class C3Model(tf.keras.Model):
         self.synthesis = Synthesis(
             num_grids,
             synthesis_hidden,
-            3,
+            lossless_pixels.NUM_OUTPUTS if self.lossless else 3,
             num_residual_layers,
             residual_kernel_size,
             gelu_approximate,
-            output_clip,
+            "none" if self.lossless else output_clip,
             synthesis_activation,
             synthesis_stabiliser,
             synthesis_init,
@@ -204,7 +213,9 @@ class C3Model(tf.keras.Model):
         """Forward pass for an image `target` (H, W, 3) in [0, 1].
 
         Returns a dict with `reconstruction` (H, W, 3), `bits_per_grid` (num_grids,),
-        `bits` (total latent bits) and `mse`.
+        `bits` (total latent bits) and `mse`. A lossless model's `reconstruction` is its
+        predicted mean (clipped to [0, 1]) and `pixel_bits` the bits of the image's 8-bit
+        values under its predicted distributions.
         """
         symbols = self.quantized_symbols(mode, temperature, kumaraswamy_a, seed, noise_std)
         grids = unflatten_grids(symbols * self.q_step, self.grid_shapes)
@@ -213,13 +224,14 @@ class C3Model(tf.keras.Model):
         sizes = [h * w for h, w in self.grid_shapes]
         bits_per_grid = tf.stack([tf.reduce_sum(b) for b in tf.split(bits, sizes)])
         reconstruction = self.reconstruct(grids)
-        mse = tf.reduce_mean(tf.square(reconstruction - target))
-        return {
-            "reconstruction": reconstruction,
-            "bits_per_grid": bits_per_grid,
-            "bits": tf.reduce_sum(bits_per_grid),
-            "mse": mse,
-        }
+        out = {"bits_per_grid": bits_per_grid, "bits": tf.reduce_sum(bits_per_grid)}
+        if self.lossless:
+            pixels = tf.round(target * 255.0)
+            out["pixel_bits"] = tf.reduce_sum(lossless_pixels.pixel_bits(reconstruction, pixels))
+            reconstruction = tf.clip_by_value(reconstruction[..., :3], 0.0, 1.0)
+        out["reconstruction"] = reconstruction
+        out["mse"] = tf.reduce_mean(tf.square(reconstruction - target))
+        return out
 
     def symbols(self) -> list[np.ndarray]:
         """The integer latent symbols of every grid (what the coder sends)."""

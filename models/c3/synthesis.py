@@ -18,7 +18,9 @@ The clip's gradient (`output_clip`): C3 clips hard, so a pixel outside [0, 1] ge
 gradient; a fit whose output lands there early (a bright or dark image) can stay stuck
 at a flat, wrong image. "straight_through" (the default here) clips the same in the
 forward pass but passes the gradient as if unclipped, so such pixels are pulled back;
-the decoded image is the same function of the parameters either way.
+the decoded image is the same function of the parameters either way. "none" leaves the
+outputs unclipped: lossless C3's synthesis outputs distribution parameters
+(`models.c3.lossless`), which are clipped there, each in its own range.
 """
 
 import math
@@ -27,7 +29,7 @@ import tensorflow as tf
 
 from models.c3.mlp import dense_stack, gelu_fn, mlp_macs
 
-OUTPUT_CLIPS = ("straight_through", "hard")
+OUTPUT_CLIPS = ("straight_through", "hard", "none")
 ACTIVATIONS = ("gelu", "relu")
 INITS = ("fan_in", "cool_chic")
 
@@ -145,6 +147,8 @@ class Synthesis(tf.keras.layers.Layer):
                 x = self._activation(x)
         if self.stabiliser is not None:
             x = x + self.stabiliser(latents)
+        if self._output_clip == "none":  # lossless C3: distribution parameters, not pixels
+            return x
         if self._output_clip == "straight_through":
             return straight_through_clip(x)
         return tf.clip_by_value(x, 0.0, 1.0)

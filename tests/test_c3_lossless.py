@@ -1,0 +1,234 @@
+"""Lossless C3: files that decode to exactly the original, everywhere, or fail clearly."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from coding import fixed_point as fp
+from coding import laplace_tables as lt
+from coding.c3 import codec as c3_codec
+from coding.c3 import lossless as coder
+from coding.container import Container, parse
+from common.errors import BitstreamError, FitError
+from common.images import encode_png, to_float
+from configs import c3_kodak
+from models import registry
+from models.c3 import lossless as model_lossless
+from models.c3.fit import C3Fitter
+from pipelines.per_image import make_fitter
+from tests.helpers import (
+    ROOT,
+    decode_in_other_processes,
+    run_in_process,
+    run_script,
+    smooth_image,
+    tiny_fit_config,
+)
+
+ONE = 2.0**fp.ACTIVATION_BITS
+
+
+def lossless_model_config():
+    config = c3_kodak.get_config().model
+    config.output = "lossless"
+    return config
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A 32x48 image fitted briefly as lossless C3, and its file."""
+    image = smooth_image(32, 48, seed=6)
+    model = registry.build_model(lossless_model_config(), height=32, width=48)
+    fit_config = tiny_fit_config(60, 6)
+    fit_config.rdoq = False
+    fitter = make_fitter(model, fit_config)
+    fitter.reset(to_float(image), 1e-4)
+    initial = float(fitter.initial_loss.numpy())
+    fit = fitter.fit()
+    encoded = c3_codec.encode(model, *fit.steps, image=image)
+    return image, model, fit, encoded, initial
+
+
+def test_the_file_decodes_to_the_original_and_its_rate_is_as_estimated(fitted):
+    image, _, fit, encoded, initial = fitted
+    for jit in (True, False):
+        np.testing.assert_array_equal(c3_codec.decode(encoded.data, jit=jit).image, image)
+    parts = encoded.bits_header + encoded.bits_networks + encoded.bits_latents
+    assert encoded.num_bits == parts + encoded.bits_pixels
+    assert parse(encoded.data).codec == "c3_lossless"
+    # The coded pixels cost what the float model estimated, to the tables' resolution.
+    assert encoded.bits_pixels == pytest.approx(fit.bits_pixels, rel=0.03)
+    # Fitting lowered the total bits.
+    assert fit.loss < initial
+
+
+def test_other_processes_decode_the_original_exactly(fitted, tmp_path):
+    """Another process, other thread counts, XLA on or off: the original's PNG bytes."""
+    image, _, _, encoded, _ = fitted
+    path = tmp_path / "image.c3"
+    path.write_bytes(encoded.data)
+    for png in decode_in_other_processes(path):
+        assert png == encode_png(image)
+
+
+def test_the_golden_lossless_file_decodes_to_its_image():
+    """The format pinned: a file written by the first lossless encoder decodes, in this
+    and every later version, to exactly the image it coded."""
+    with open(os.path.join(ROOT, "tests", "data", "golden_lossless.c3"), "rb") as f:
+        decoded = c3_codec.decode(f.read())
+    np.testing.assert_array_equal(decoded.image, smooth_image(32, 48, seed=7))
+    assert decoded.arch.lossless and decoded.arch.synthesis_outputs == 9
+
+
+def test_eval_writes_lossless_rows_and_a_bpsp_aggregate(tmp_path):
+    import json
+
+    from PIL import Image
+
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    Image.fromarray(smooth_image(32, 48, seed=7)).save(originals / "golden_lossless.png")
+    golden = os.path.join(ROOT, "tests", "data", "golden_lossless.c3")
+    out_dir = tmp_path / "eval"
+    out = run_in_process(
+        "eval.py", "--bitstreams", golden, "--originals", str(originals), "--out", str(out_dir)
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads((out_dir / "results" / "golden_lossless.json").read_text())
+    assert row["lossless"] and row["psnr"] is None and row["mse"] == 0
+    assert row["bpsp"] == pytest.approx(8 * os.path.getsize(golden) / (3 * 32 * 48))
+    summary = json.loads((out_dir / "results.json").read_text())
+    assert summary["lossless"] and summary["results"]["bpsp"] == pytest.approx(row["bpsp"])
+    # Another image as the "original": not lossless, an error and no row.
+    Image.fromarray(smooth_image(32, 48, seed=8)).save(originals / "golden_lossless.png")
+    out = run_in_process(
+        "eval.py", "--bitstreams", golden, "--originals", str(originals), "--out",
+        str(tmp_path / "eval2"),
+    )  # fmt: skip
+    assert out.returncode != 0 and "not lossless" in out.stderr
+
+
+def test_a_damaged_pixel_section_is_an_error_and_no_image(fitted, tmp_path):
+    image, _, _, encoded, _ = fitted
+    container = parse(encoded.data)
+    # A changed byte inside a section fails its CRC-16.
+    data = bytearray(encoded.data)
+    data[-3] ^= 0x40
+    with pytest.raises(BitstreamError):
+        c3_codec.decode(bytes(data))
+    # A pixel section replaced by another valid one (its own CRC-16 right): the pixels
+    # it decodes to fail the file's CRC-32 of the original.
+    sections = list(container.sections)
+    sections[3], sections[4] = sections[4], sections[3]
+    swapped = Container("c3_lossless", container.header, tuple(sections)).to_bytes()
+    with pytest.raises(BitstreamError, match="do not match the file's CRC|outside 0..255"):
+        c3_codec.decode(swapped)
+    source, target = tmp_path / "bad.c3", tmp_path / "out.png"
+    source.write_bytes(swapped)
+    out = run_script("codec.py", "decode", "-i", str(source), "-o", str(target))
+    assert out.returncode != 0 and "error:" in out.stderr.splitlines()[-1]
+    assert not target.exists()
+
+
+def test_a_lossy_header_in_a_lossless_container_is_refused(fitted):
+    _, _, _, encoded, _ = fitted
+    container = parse(encoded.data)
+    as_lossy = Container("c3", container.header[4:], container.sections).to_bytes()
+    with pytest.raises(BitstreamError, match="c3 needs 2 sections"):
+        c3_codec.decode(as_lossy)
+
+
+def fixed_outputs(values: np.ndarray) -> tf.Tensor:
+    """Synthesis outputs given as floats, at the activation scale (integers)."""
+    return tf.constant(np.round(np.asarray(values, np.float64) * ONE))
+
+
+def test_channel_rows_couple_the_channels_and_stay_in_the_pixel_range():
+    # Pixel 0: means (0.5, 0.25, 0.75), b = e^1 everywhere, a_GR = 0.5, a_BR = -1,
+    # a_BG = 2; pixel 1: means far outside [0, 1] and a huge coupling, clipped.
+    k = 1 / model_lossless.COUPLING_SCALE  # the outputs are the coupling times 64
+    outputs = fixed_outputs(
+        [[0.5, 0.25, 0.75, 0, 0, 0, 0.5 * k, -k, 2 * k], [-3.0, 9.0, 0.5, -9, 20, 0, 50 * k, 0, 0]]
+    )
+    pixels = tf.constant([[137.0, 70.0, 180.0], [0.0, 255.0, 10.0]], tf.float64)
+    mu = [np.zeros(2) for _ in range(3)]
+    for c in range(3):
+        rows, rounded = (t.numpy() for t in coder.channel_rows(outputs, pixels, c))
+        assert rounded.min() >= 0 and rounded.max() <= 255
+        _, bucket = np.divmod(rows, lt.NUM_OFFSETS)
+        mu[c] = rounded + bucket / lt.OFFSET_BUCKETS - 0.5
+    e_r, e_g = 137 - 127.5, 70 - 63.75
+    np.testing.assert_allclose(mu[0][0], 127.5, atol=1 / 16)
+    np.testing.assert_allclose(mu[1][0], 63.75 + 0.5 * e_r, atol=1 / 16)
+    np.testing.assert_allclose(mu[2][0], 191.25 - e_r + 2 * e_g, atol=1 / 16)
+    # Clipped: means to [0, 1] (R: 0; G: 255), mu to [0, 255] (G: 255 + 4 x 0).
+    assert mu[0][1] == pytest.approx(0, abs=1 / 16) and mu[1][1] == pytest.approx(255, abs=1 / 16)
+    rows, _ = (t.numpy() for t in coder.channel_rows(outputs, pixels, 0))
+    scale_index, _ = np.divmod(rows, lt.NUM_OFFSETS)
+    # ln b = s + 1 on the tables' grid (1/16 apart), clipped to their range.
+    assert scale_index[0] == (1 - lt.LN_SCALE_MIN) * lt.SCALES_PER_LN
+    assert scale_index[1] == 0
+
+
+def test_the_float_model_predicts_what_the_coder_codes():
+    """The float distribution (what is fitted) and the fixed-point rows (what is coded)
+    agree to the tables' resolution, coupling included."""
+    rng = np.random.default_rng(0)
+    n = 500
+    coupling = rng.uniform(-5, 5, (n, 3)) / model_lossless.COUPLING_SCALE
+    values = np.concatenate(
+        [rng.uniform(-0.2, 1.2, (n, 3)), rng.uniform(-3, 4, (n, 3)), coupling], axis=1
+    )
+    outputs = fixed_outputs(values)
+    pixels = rng.integers(0, 256, (n, 3)).astype(np.float64)
+    mu, b = model_lossless.distribution(
+        tf.constant(outputs.numpy() / ONE, tf.float32), tf.constant(pixels, tf.float32)
+    )
+    for c in range(3):
+        rows, rounded = (t.numpy() for t in coder.channel_rows(outputs, tf.constant(pixels), c))
+        scale_index, bucket = np.divmod(rows, lt.NUM_OFFSETS)
+        got_mu = rounded + bucket / lt.OFFSET_BUCKETS - 0.5
+        assert np.abs(got_mu - mu.numpy()[:, c]).max() <= 1 / lt.OFFSET_BUCKETS
+        expected = np.round((np.log(b.numpy()[:, c]) - lt.LN_SCALE_MIN) * lt.SCALES_PER_LN)
+        assert np.abs(scale_index - expected).max() <= 1
+    assert model_lossless.LN_SCALE_RANGE == (lt.LN_SCALE_MIN, lt.LN_SCALE_MAX)
+
+
+def test_flat_bits_are_those_of_one_laplace_per_channel():
+    image = np.zeros((4, 4, 3), np.float32)
+    image[..., 1] = 100 / 255
+    image[0, 0, 2] = 1.0  # one outlier in B
+    bits = model_lossless.flat_bits_per_pixel(image)
+    # R and G are constant: b is the tables' smallest, P(0) ~ 1, almost no bits; B pays
+    # for its outlier.
+    assert 0 < bits < 16
+    assert bits > model_lossless.flat_bits_per_pixel(np.zeros((4, 4, 3), np.float32))
+
+
+def test_rdoq_is_refused_for_lossless_models():
+    model = registry.build_model(lossless_model_config(), height=16, width=16)
+    fit_config = tiny_fit_config(4, 1)
+    fit_config.rdoq = True
+    with pytest.raises(FitError, match="fit.rdoq is for lossy models"):
+        C3Fitter(model, fit_config, code_costs=lambda q: np.zeros(1))
+
+
+def test_the_lossless_config_encodes_through_the_cli(tmp_path):
+    from PIL import Image
+
+    image = smooth_image(24, 40, seed=2)
+    source, target = tmp_path / "in.png", tmp_path / "out.c3"
+    Image.fromarray(image).save(source)
+    decoded = tmp_path / "decoded.png"
+    steps = ["--config.fit.num_noise_steps=20", "--config.fit.max_ste_steps=2"]
+    out = run_script(
+        "codec.py", "encode", "--config", "configs/c3_lossless.py", *steps,
+        "--config.fit.log_every=20", "-i", str(source), "-o", str(target),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "lossless" in out.stdout and "bpsp" in out.stdout
+    out = run_script("codec.py", "decode", "-i", str(target), "-o", str(decoded))
+    assert out.returncode == 0, out.stderr[-2000:]
+    np.testing.assert_array_equal(np.asarray(Image.open(decoded).convert("RGB")), image)
