@@ -318,17 +318,21 @@ class C3Fitter(tf.Module):
     def _pixels(self) -> float:
         return float(self.model.num_pixels)
 
-    def _rd_loss(self, mse, pixel_bits, bits):
-        """MSE + lmbda x bits / pixels; lossless: lmbda x (pixel bits + bits) / pixels."""
+    def _rd_loss(self, mse, pixel_bits, bits, lmbda):
+        """MSE + lmbda x bits / pixels; lossless: lmbda x (pixel bits + bits) / pixels.
+        In the compiled steps `lmbda` is the variable; outside them a Python float, so
+        that the comparisons between candidates (warm-up, keep-best, step search) are
+        made in float64."""
         if self.model.lossless:
-            return self.lmbda * (pixel_bits + bits) / self._pixels
-        return mse + self.lmbda * bits / self._pixels
+            return lmbda * (pixel_bits + bits) / self._pixels
+        return mse + lmbda * bits / self._pixels
 
     def _hard_loss_and_mse(self) -> tuple[float, float]:
         """The RD loss with hard-rounded latents (float networks) and its MSE on [0, 1]
         (a lossless model's: of its predicted mean)."""
         mse, bits, _, _, pixel_bits = self._evaluate()
-        return float(self._rd_loss(mse, pixel_bits, bits)), float(mse)
+        mse, bits, pixel_bits = float(mse), float(bits), float(pixel_bits)
+        return self._rd_loss(mse, pixel_bits, bits, float(self.lmbda.numpy())), mse
 
     def _hard_loss(self) -> float:
         return self._hard_loss_and_mse()[0]
@@ -337,7 +341,7 @@ class C3Fitter(tf.Module):
 
     def _loss(self, mode: str, temperature=None, kumaraswamy_a=None, seed=None, **noise):
         out = self.model(self.target, mode, temperature, kumaraswamy_a, seed, **noise)
-        return self._rd_loss(out["mse"], out.get("pixel_bits"), out["bits"]), out
+        return self._rd_loss(out["mse"], out.get("pixel_bits"), out["bits"], self.lmbda), out
 
     def _loss_and_grads(self, mode, temperature, kumaraswamy_a=None, seed=None, **noise):
         with tf.GradientTape() as tape:
@@ -722,7 +726,7 @@ class C3Fitter(tf.Module):
             v.assign(value)
         bits_networks = sum(bits_per_network.values())
         mse, bits, pixel_bits = float(mse), float(bits), float(pixel_bits)
-        loss = float(self._rd_loss(mse, pixel_bits, bits + bits_networks))
+        loss = self._rd_loss(mse, pixel_bits, bits + bits_networks, float(self.lmbda.numpy()))
         if self.model.lossless:  # the file holds the image itself
             mse, reconstruction = 0.0, tf.round(self.target * 255.0)
         if not np.isfinite(loss):
