@@ -184,7 +184,7 @@ def test_damaged_inter_grid_headers_are_refused():
         with pytest.raises(BitstreamError):
             C3Architecture.from_bytes(header[:-4] + bad + header[-1:])
     with pytest.raises(BitstreamError):
-        C3Architecture.from_bytes(header[:-1] + bytes([4]))  # an unknown flag
+        C3Architecture.from_bytes(header[:-1] + bytes([8]))  # an unknown flag
     with pytest.raises(BitstreamError):
         C3Architecture.from_bytes(header[:-1])  # truncated
 
@@ -264,7 +264,7 @@ def test_cool_chic_5_context_file_decodes_the_same_in_another_process(tmp_path):
     header = bytearray(here.arch.to_bytes())
     # The second flags byte (this context model, the pipelined order), neighbours, residual.
     assert header[-3:] == bytes([3, 14, 1])
-    for at, bad in ((-1, 2), (-3, 0), (-3, 4), (-3, 7)):  # neither residual nor not; flags
+    for at, bad in ((-1, 2), (-3, 0), (-3, 8), (-3, 11)):  # neither residual nor not; flags
         damaged = bytearray(header)
         damaged[at] = bad
         with pytest.raises(BitstreamError):
