@@ -35,13 +35,19 @@ ALL_CODECS = {**CODECS, **LOSSLESS_CODECS}
 
 
 def _measure(task) -> dict:
-    """One (codec, image, quality) point: runs in a worker process."""
-    codec_name, path, quality, name = task
-    from common import results
+    """One (codec, image path, quality, name) point: runs in a worker process."""
     from common.images import read_image
 
+    codec_name, path, quality, name = task
+    return measure(codec_name, read_image(path), quality, name)
+
+
+def measure(codec_name: str, image, quality, name: str) -> dict:
+    """The results row of one image (8-bit RGB array) coded by one codec at one setting:
+    a real file, decoded; a lossless codec's decode must be exact."""
+    from common import results
+
     codec = ALL_CODECS[codec_name].at(quality)
-    image = read_image(path)
     start = time.perf_counter()
     data = codec.encode(image)
     encode_seconds = time.perf_counter() - start
@@ -115,29 +121,28 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None, root=None) ->
         codec_rows = [
             results.read_results(row_path(*task))[0] for task in tasks if task[0] == codec.name
         ]
-        if codec.name in LOSSLESS_CODECS:
-            summaries[codec.name] = results.write_aggregate(
-                os.path.join(out_dir, f"{codec.name}.json"),
-                codec_rows,
-                codec.name,
-                f"{codec.name} ({codec.version()}), lossless, over {len(image_paths)} images; "
-                "every file decoded to exactly the original.",
-            )
-            continue
+        lossless = codec.name in LOSSLESS_CODECS
+        if lossless:  # `write_aggregate` gives lossless rows their one-point aggregate
+            what = f"lossless, over {len(image_paths)} images; every file decoded to exactly "
+            what += "the original."
+        else:
+            what = f"one quality setting per point over {len(image_paths)} images; bpp from "
+            what += "the file size, PSNR on decoded 8-bit RGB."
         summary = results.write_aggregate(
             os.path.join(out_dir, f"{codec.name}.json"),
             codec_rows,
             codec.name,
-            f"{codec.name} ({codec.version()}), one quality setting per point over "
-            f"{len(image_paths)} images; bpp from the file size, PSNR on decoded 8-bit RGB.",
+            f"{codec.name} ({codec.version()}), {what}",
             point_key="quality",
         )
+        summaries[codec.name] = summary
+        if lossless:  # one point: no curve
+            continue
         points = summary["results"]
         # The aggregate's points are sorted by bpp already.
         results.write_curve_csv(
             os.path.join(out_dir, f"{codec.name}.csv"), points["bpp"], points["psnr-rgb"]
         )
-        summaries[codec.name] = summary
     return summaries
 
 

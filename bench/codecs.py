@@ -371,8 +371,8 @@ CODECS = {
 }
 
 
-# Lossless codecs (`bench.lossless`): one setting each, the codec's strongest lossless
-# mode that its real tool offers. FLIF has no Debian or PyPI package here and is left out.
+# Lossless codecs (run by `bench.classical`): one setting each, the codec's strongest
+# lossless mode that its real tool offers. FLIF has no Debian or PyPI package here and is left out.
 
 
 def _lossless(name, encode, decode, version, check) -> ClassicalCodec:

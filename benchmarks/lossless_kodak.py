@@ -30,9 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rd_small  # noqa: E402
 
 from bench import classical, plot  # noqa: E402
-from bench.codecs import LOSSLESS_CODECS  # noqa: E402
 from bench.curves import read_lossless  # noqa: E402
-from common import results  # noqa: E402
 from common.files import atomic_write_json  # noqa: E402
 from common.images import image_files  # noqa: E402
 from common.rundir import provenance  # noqa: E402
@@ -51,24 +49,6 @@ def distances(bpsp: dict[str, float]) -> dict[str, dict]:
                 entry[f"vs_{reference}_percent"] = 100 * (value / bpsp[reference] - 1)
         out[name] = entry
     return out
-
-
-def classical_on(image, names: list[str]) -> dict[str, dict]:
-    """The classical lossless codecs on one image: their rows (exactness checked)."""
-    rows = {}
-    for name in names:
-        codec = LOSSLESS_CODECS[name].at("lossless")
-        start = time.perf_counter()
-        data = codec.encode(image)
-        encode_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        decoded = codec.decode(data, image.shape[:2])
-        rows[name] = results.row_from_file(
-            image="crop", model=name, original=image, data=data, decoded=decoded,
-            encode_seconds=encode_seconds, decode_seconds=time.perf_counter() - start,
-            lossless=True,
-        )  # fmt: skip
-    return rows
 
 
 def c3_on(image, name: str, steps: int, seed: int) -> dict:
@@ -99,7 +79,7 @@ def crops(args, names: list[str]) -> dict:
     for image_name in args.c3_images.split(","):
         crop_name = f"{image_name}_crop"
         image = rd_small.load_image(args.kodak, crop_name)
-        entry = {n: r["bpsp"] for n, r in classical_on(image, names).items()}
+        entry = {n: classical.measure(n, image, "lossless", crop_name)["bpsp"] for n in names}
         c3 = c3_on(image, crop_name, args.c3_steps, args.seed)
         entry["c3_lossless"] = c3["bpsp"]
         table["images"][crop_name] = {"bpsp": entry, "c3_lossless_row": c3}
