@@ -15,7 +15,7 @@ original. Writes OUT/<codec>/results/<image>_q<quality>.json (the project's resu
 rows, each as soon as it is measured: a rerun with the same --out resumes), OUT/<codec>.json
 (the aggregate in CompressAI's layout: one point per quality setting, means over images;
 codec versions in the description) and OUT/<codec>.csv (bpp,psnr) for the BD-rate and
-plot tools.
+plot tools. Every row and aggregate records the git `commit` of the code that measured it.
 """
 
 import argparse
@@ -68,6 +68,15 @@ def measure(codec_name: str, image, quality, name: str) -> dict:
     )
 
 
+def _commit_of(rows: list[dict]):
+    """The commit that measured the rows, a sorted list if they were measured by several
+    (a resumed run), None for rows from before the rows recorded it."""
+    commits = sorted({row.get("commit") or "unknown" for row in rows})
+    if commits == ["unknown"]:
+        return None
+    return commits[0] if len(commits) == 1 else commits
+
+
 def _worker_init() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # MS-SSIM imports TensorFlow
 
@@ -82,9 +91,12 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None, root=None) ->
     def name_of(path):
         return image_name(root, path) if root else os.path.splitext(os.path.basename(path))[0]
 
+    from common.rundir import git_revision
+
     codecs = [ALL_CODECS[name] for name in codec_names]
     for codec in codecs:
         codec.check()
+    commit = git_revision()  # of the code that measures: in every row and aggregate
 
     def row_path(codec_name, path, quality, name):
         if codec_name in LOSSLESS_CODECS:
@@ -102,7 +114,7 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None, root=None) ->
     progress = Progress(len(tasks), done=len(tasks) - len(todo))
 
     def record(task, row) -> None:
-        results.write_result(row_path(*task), row)
+        results.write_result(row_path(*task), {**row, "commit": commit})
         progress.update(progress.done + 1)
         codec_name, _, quality, name = task
         print(f"{codec_name} q={quality} {name}: {progress} (image x setting)")
@@ -134,6 +146,7 @@ def run(codec_names, image_paths, out_dir, jobs=1, qualities=None, root=None) ->
             codec.name,
             f"{codec.name} ({codec.version()}), {what}",
             point_key="quality",
+            commit=_commit_of(codec_rows),
         )
         summaries[codec.name] = summary
         if lossless:  # one point: no curve

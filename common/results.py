@@ -213,10 +213,16 @@ def aggregate_lossless(rows: list[dict], name: str, description: str = "") -> di
 
 
 def write_aggregate(
-    path: str, rows: list[dict], name: str, description: str = "", point_key: str = "lmbda"
+    path: str,
+    rows: list[dict],
+    name: str,
+    description: str = "",
+    point_key: str = "lmbda",
+    **extra,
 ) -> dict:
     """Writes the aggregate of `rows`: `aggregate_lossless`'s if they are lossless rows,
-    else `aggregate`'s (lossy and lossless rows do not mix)."""
+    else `aggregate`'s (lossy and lossless rows do not mix), with `extra` top-level
+    fields (e.g. the commit that measured them)."""
     lossless = [bool(r.get("lossless")) for r in rows]
     if any(lossless) and not all(lossless):
         raise EvaluationError(f"{name}: lossy and lossless results in one aggregate.")
@@ -224,6 +230,7 @@ def write_aggregate(
         summary = aggregate_lossless(rows, name, description)
     else:
         summary = aggregate(rows, name, description, point_key)
+    summary.update(extra)
     atomic_write_json(path, summary)
     return summary
 

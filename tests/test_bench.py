@@ -199,6 +199,7 @@ def test_lossless_cli_aggregate_and_bar_chart(tmp_path, capsys, codec_tools):
     assert summary["lossless"] and summary["results"]["num_images"] == 2
     assert summary["results"]["bpsp"] == pytest.approx(np.mean([r["bpsp"] for r in rows]))
     assert not (out / "png.csv").exists()  # no RD curve for a single lossless point
+    assert summary["commit"] == rows[0]["commit"] and len(rows[0]["commit"]) == 40
     assert "png: " in capsys.readouterr().out
     files = [str(out / "png.json"), str(out / "webp_lossless.json")]
     bars = tmp_path / "bars.png"
