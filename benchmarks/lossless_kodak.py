@@ -64,7 +64,7 @@ def c3_on(image, name: str, steps: int, seed: int) -> dict:
     keep = (
         "image", "bpp", "bpsp", "bpp_estimated", "bpp_latents", "bpp_networks", "bpp_header",
         "bpp_pixels", "bpp_pixels_coded", "encode_seconds", "decode_seconds", "iterations",
-        "restarts", "nan_recoveries", "weight_step", "bias_step", "macs_per_pixel",
+        "restarts", "nan_recoveries", "rollbacks", "weight_step", "bias_step", "macs_per_pixel",
         "config_hash",
     )  # fmt: skip
     out = {k: row[k] for k in keep}

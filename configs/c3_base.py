@@ -56,6 +56,10 @@ def get_base_config() -> config_dict.ConfigDict:
     # "image": lossy C3; "lossless": the synthesis predicts each pixel's distribution
     # and the file codes the pixels with it (models/c3/lossless.py, configs/c3_lossless.py).
     config.model.output = "image"
+    # Lossless only: a causal pixel context of this many neighbours (0: none) and its
+    # MLP's hidden widths (models/c3/lossless.py PixelContext).
+    config.model.pixel_neighbours = 0
+    config.model.pixel_hidden = (16, 16)
     # Cool-chic 5's synthesis ("hop"): synthesis_hidden=(48,), "relu", a linear 1x1
     # stabiliser from the latents added to the output, and init "cool_chic" (kernels
     # U(+-1/(C_out^2 sqrt(C_in)))). C3's: (18, 18), "gelu", no stabiliser, "fan_in".
@@ -90,6 +94,8 @@ def get_base_config() -> config_dict.ConfigDict:
     # False, of the network gradients alone, the latents unclipped (Cool-chic 5).
     config.fit.grad_clip = 0.1
     config.fit.grad_clip_latents = True
+    # Lossless C3's causal pixel context learns at this factor times the learning rate.
+    config.fit.pixel_context_lr_factor = 1.0
     config.fit.adam_b1 = 0.9
     config.fit.adam_b2 = 0.999
     config.fit.adam_eps = 1e-8
@@ -149,6 +155,11 @@ def get_base_config() -> config_dict.ConfigDict:
     # their hard-rounded RD loss is the best so far; restore them when stage 1 ends if the
     # last ones are worse. 0: off (C3's recipe). Checked at chunk ends (`log_every`).
     config.fit.keep_best_every = 0
+    # Rollback (with keep-best): at a keep-best check, a hard-rounded RD loss above
+    # (1 + rollback_tolerance) x the kept one is a diverging fit: back to the kept
+    # parameters with fresh optimiser state and half the learning rate (logged, counted
+    # in `rollbacks`). 0: off.
+    config.fit.rollback_tolerance = 0.0
     config.fit.stall_check_steps = 100
     config.fit.max_restarts = 2
     config.fit.restart_lr_factor = 0.5

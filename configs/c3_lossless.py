@@ -13,6 +13,17 @@ latents' (large where a narrow prediction misses) set the networks' step, and fi
 1e-2 and 5e-3; a 10x smaller clip was worse); clipping the networks alone, the same fit
 fell steadily (docs/c3.md). Keep-best (every 100 stage-1 steps) stays on as a guard.
 
+The causal pixel context (`models.c3.lossless.PixelContext`): an MLP (16, 16) plus a
+linear path sees the prediction errors of the 12 nearest causal pixels, each (x - 255 m)
+/ 16, and the pixel's means and ln-scales, and corrects its distribution; the pixels are
+then decoded in wavefronts. It learns at 0.03 x the learning rate. On a 256x256 kodim23
+crop (1000 stage-1 steps, keep-best off, seed 0; one run each, no JSON): errors / 256 at
+0.1 x fell slowly (10.41 bpp of pixels + latents at step 1000); errors / 16 at 0.1 x blew
+up by step 200 (thousands of bits per pixel), at 0.03 x fell to 8.75 bpp at step 1000;
+without the context the same fit was at 13.6 bpp at step 400. Rollback
+(`fit.rollback_tolerance`) guards against a blow-up: back to the kept parameters with
+fresh optimiser state and half the learning rate.
+
 python codec.py encode --config configs/c3_lossless.py -i IMAGE.png -o IMAGE.c3
 python train.py --config configs/c3_lossless.py [--config.data.root=DIR]
 """
@@ -25,9 +36,13 @@ def get_config():
     config.name = "c3_lossless"
     config.model.output = "lossless"
     config.model.lmbda = 1e-4
+    config.model.pixel_neighbours = 12
+    config.model.pixel_hidden = (16, 16)
+    config.fit.pixel_context_lr_factor = 0.03
     config.fit.rdoq = False
     config.fit.grad_clip_latents = False
     config.fit.keep_best_every = 100
+    config.fit.rollback_tolerance = 0.25
     return config
 
 

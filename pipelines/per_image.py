@@ -274,6 +274,7 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         bits_per_network=fit.bits_per_network,
         nan_recoveries=fit.nan_recoveries,
         restarts=fit.restarts,
+        rollbacks=fit.rollbacks,
         clipped_latents=encoded.clipped_latents,
         **lossless,
     )

@@ -10,12 +10,14 @@ from coding import fixed_point as fp
 from coding import laplace_tables as lt
 from coding.c3 import codec as c3_codec
 from coding.c3 import lossless as coder
+from coding.c3.networks import C3Architecture, IntegerC3, prepare_parameters
 from coding.container import Container, parse
 from common.errors import BitstreamError, FitError
 from common.images import encode_png, to_float
 from configs import c3_kodak
 from models import registry
 from models.c3 import lossless as model_lossless
+from models.c3.context import wavefront_slope
 from models.c3.fit import C3Fitter
 from pipelines.per_image import make_fitter
 from tests.helpers import (
@@ -30,17 +32,21 @@ from tests.helpers import (
 ONE = 2.0**fp.ACTIVATION_BITS
 
 
-def lossless_model_config():
+def lossless_model_config(pixel_neighbours: int = 0):
     config = c3_kodak.get_config().model
     config.output = "lossless"
+    config.pixel_neighbours = pixel_neighbours
+    config.pixel_hidden = (8, 8)
     return config
 
 
-@pytest.fixture(scope="module")
-def fitted():
-    """A 32x48 image fitted briefly as lossless C3, and its file."""
+@pytest.fixture(scope="module", params=[0, 12], ids=["latents_only", "pixel_context"])
+def fitted(request):
+    """A 32x48 image fitted briefly as lossless C3 (without and with the causal pixel
+    context), and its file."""
     image = smooth_image(32, 48, seed=6)
-    model = registry.build_model(lossless_model_config(), height=32, width=48)
+    config = lossless_model_config(request.param)
+    model = registry.build_model(config, height=32, width=48)
     fit_config = tiny_fit_config(60, 6)
     fit_config.rdoq = False
     fitter = make_fitter(model, fit_config)
@@ -52,12 +58,16 @@ def fitted():
 
 
 def test_the_file_decodes_to_the_original_and_its_rate_is_as_estimated(fitted):
-    image, _, fit, encoded, initial = fitted
+    image, model, fit, encoded, initial = fitted
     for jit in (True, False):
         np.testing.assert_array_equal(c3_codec.decode(encoded.data, jit=jit).image, image)
     parts = encoded.bits_header + encoded.bits_networks + encoded.bits_latents
     assert encoded.num_bits == parts + encoded.bits_pixels
     assert parse(encoded.data).codec == "c3_lossless"
+    assert (
+        c3_codec.decode(encoded.data).arch.pixel_neighbours
+        == model.get_config()["pixel_neighbours"]
+    )
     # The coded pixels cost what the float model estimated, to the tables' resolution.
     assert encoded.bits_pixels == pytest.approx(fit.bits_pixels, rel=0.03)
     # Fitting lowered the total bits.
@@ -80,6 +90,15 @@ def test_the_golden_lossless_file_decodes_to_its_image():
         decoded = c3_codec.decode(f.read())
     np.testing.assert_array_equal(decoded.image, smooth_image(32, 48, seed=7))
     assert decoded.arch.lossless and decoded.arch.synthesis_outputs == 9
+    assert decoded.arch.pixel_neighbours == 0
+
+
+def test_the_golden_pixel_context_file_decodes_to_its_image():
+    """The same for a file with the causal pixel context (decoded in wavefronts)."""
+    with open(os.path.join(ROOT, "tests", "data", "golden_lossless_context.c3"), "rb") as f:
+        decoded = c3_codec.decode(f.read())
+    np.testing.assert_array_equal(decoded.image, smooth_image(32, 48, seed=7))
+    assert (decoded.arch.pixel_neighbours, decoded.arch.pixel_hidden) == (12, (16, 16))
 
 
 def test_eval_writes_lossless_rows_and_a_bpsp_aggregate(tmp_path):
@@ -232,3 +251,73 @@ def test_the_lossless_config_encodes_through_the_cli(tmp_path):
     out = run_script("codec.py", "decode", "-i", str(target), "-o", str(decoded))
     assert out.returncode == 0, out.stderr[-2000:]
     np.testing.assert_array_equal(np.asarray(Image.open(decoded).convert("RGB")), image)
+
+
+def test_the_pixel_context_reads_only_causal_neighbours():
+    """A pixel's corrected outputs depend on the pixels at its offsets alone (none of its
+    own values, none decoded after it): changing one pixel changes exactly the outputs
+    of the pixels that have it as a neighbour."""
+    context = model_lossless.PixelContext(12, (8,))
+    context.build()
+    rng = np.random.default_rng(1)
+    for layer in [*context.layers_, context.linear]:  # nonzero: every input matters
+        layer.kernel.assign(rng.normal(0, 1, layer.kernel.shape))
+    h, w = 9, 11
+    outputs = tf.constant(rng.normal(0.5, 0.3, (h, w, 9)), tf.float32)
+    pixels = rng.integers(0, 256, (h, w, 3)).astype(np.float32)
+    before = context(outputs, tf.constant(pixels)).numpy()
+    y0, x0 = 4, 5
+    pixels[y0, x0] += [7, -3, 11]
+    changed = np.any(context(outputs, tf.constant(pixels)).numpy() != before, axis=-1)
+    readers = {(y0 - dy, x0 - dx) for dy, dx in model_lossless.pixel_offsets(12)}
+    assert {tuple(p) for p in np.argwhere(changed)} == readers
+    # Every reader comes after the pixel in the decoder's wavefront order.
+    slope = wavefront_slope(model_lossless.pixel_offsets(12))
+    assert all(slope * y + x > slope * y0 + x0 for y, x in readers)
+
+
+def test_the_fixed_point_pixel_context_matches_the_float_one():
+    """The coder's corrected outputs (integers, `IntegerC3.corrected_outputs` on
+    `coder.prediction_errors`) and the float model's (what is fitted) agree to the
+    activation rounding, for the same quantised weights."""
+    model = registry.build_model(lossless_model_config(12), height=10, width=12)
+    rng = np.random.default_rng(2)
+    for v in model.pixel_context.trainable_variables:
+        v.assign(rng.normal(0, 0.5, v.shape))
+    steps = (2.0**-8, 2.0**-10)
+    integers = model.network_integers(*steps)
+    model.set_network_integers(integers, *steps)
+    arch = C3Architecture.from_model_config(model.get_config(), *steps)
+    integer_model = IntegerC3(arch, prepare_parameters(arch, integers))
+    outputs = np.round(rng.normal(0.5, 0.4, (10, 12, 9)) * ONE) / ONE
+    pixels = rng.integers(0, 256, (10, 12, 3)).astype(np.float64)
+    expected = model.pixel_context(
+        tf.constant(outputs, tf.float32), tf.constant(pixels, tf.float32)
+    )
+    flat_outputs = tf.constant(outputs.reshape(-1, 9) * ONE)
+    errors = coder.prediction_errors(flat_outputs, tf.constant(pixels.reshape(-1, 3)))
+    neighbours = model_lossless.shifted_pixels(
+        tf.reshape(errors, (10, 12, 3)), model_lossless.pixel_offsets(12)
+    )
+    got = integer_model.corrected_outputs(flat_outputs, tf.reshape(neighbours, (120, -1)))
+    assert np.all(got.numpy() == np.round(got.numpy()))  # integers
+    difference = np.abs(got.numpy() / ONE - expected.numpy().reshape(-1, 9))
+    assert difference.max() < 0.01
+    assert np.abs(expected.numpy() - outputs).max() > 0.1  # the context did something
+
+
+def test_pixel_context_header_fields_round_trip_and_are_checked():
+    config = registry.build_model(lossless_model_config(12), height=16, width=24).get_config()
+    arch = C3Architecture.from_model_config(config, 2.0**-8, 2.0**-10)
+    assert (arch.pixel_neighbours, arch.pixel_hidden) == (12, (8, 8))
+    header = arch.to_bytes()
+    assert C3Architecture.from_bytes(header) == arch
+    assert header.endswith(bytes([12, 2, 8, 8]))  # neighbours, depth, widths
+    # No neighbours with the flag set: refused.
+    with pytest.raises(BitstreamError, match="pixel context"):
+        C3Architecture.from_bytes(header[:-4] + bytes([0, 2, 8, 8]))
+    # A pixel context on a lossy model: refused by the model and by the format.
+    lossy = lossless_model_config(12)
+    lossy.output = "image"
+    with pytest.raises(ValueError, match="lossless"):
+        registry.build_model(lossy, height=16, width=24)

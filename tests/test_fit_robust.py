@@ -175,3 +175,39 @@ def test_keep_best_restores_the_best_stage_1_parameters(fitters):
     assert hard_loss() > min(seen)
     fitter._restore_kept()
     assert hard_loss() == pytest.approx(min(seen), rel=1e-5)
+
+
+def test_a_diverging_fit_is_rolled_back_to_the_kept_parameters(caplog):
+    """With keep-best and a rollback tolerance, a check whose loss is far above the kept
+    one restores the kept parameters, clears the optimiser state and halves the learning
+    rate; within the tolerance nothing happens."""
+    config = c3_kodak.get_config()
+    config.fit.num_noise_steps, config.fit.max_ste_steps = 20, 0
+    config.fit.log_every = 10
+    config.fit.keep_best_every = 10
+    config.fit.rollback_tolerance = 0.25
+    model = registry.build_model(config.model, height=16, width=16)
+    fitter = C3Fitter(model, config.fit)
+    fitter.reset(crop("dark")[:16, :16], 1e-3)
+    fitter._keep_best(0, 10, 20, "noise")  # keeps the initial parameters
+    kept = [v.numpy() for v in fitter.params]
+    fitter.adam_count.assign(5.0)
+    for v in fitter.adam_v:
+        v.assign(tf.ones_like(v))
+    kept_loss = float(fitter.kept_loss.numpy())
+    for v in model.latent_grids.trainable_variables:  # the parameters move on
+        v.assign(v + 1.0)
+    # A loss within the tolerance: nothing happens.
+    fitter._hard_loss = lambda: 1.2 * kept_loss
+    fitter._keep_best(10, 20, 40, "noise")
+    assert int(fitter.rollbacks.numpy()) == 0 and float(fitter.lr_scale.numpy()) == 1.0
+    # Diverged: rolled back.
+    fitter._hard_loss = lambda: 3.0 * kept_loss
+    with caplog.at_level(logging.WARNING):
+        fitter._keep_best(20, 30, 40, "noise")
+    assert int(fitter.rollbacks.numpy()) == 1 and float(fitter.lr_scale.numpy()) == 0.5
+    for v, k in zip(fitter.params, kept, strict=True):
+        np.testing.assert_array_equal(v.numpy(), k)
+    assert float(fitter.adam_count.numpy()) == 0.0
+    assert all(not np.any(v.numpy()) for v in fitter.adam_v)
+    assert "diverging" in caplog.text

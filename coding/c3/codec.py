@@ -80,6 +80,17 @@ def _latent_coder(arch: C3Architecture) -> LatentCoder:
     return LatentCoder(arch)
 
 
+def pixel_coder(arch: C3Architecture) -> lossless.PixelCoder:
+    """One pixel coder (and compiled decoder) per lossless architecture with a pixel
+    context (steps aside)."""
+    return _pixel_coder(compiled_key(arch))
+
+
+@functools.lru_cache(maxsize=_CACHED_ARCHITECTURES)
+def _pixel_coder(arch: C3Architecture) -> lossless.PixelCoder:
+    return lossless.PixelCoder(arch)
+
+
 @functools.lru_cache(maxsize=2 * _CACHED_ARCHITECTURES)
 def _synthesis_fn(arch: C3Architecture, jit: bool):
     def fn(parameters, symbols):
@@ -198,7 +209,11 @@ def _write(arch, integers, symbols, start, image) -> EncodedC3:
     latent_section = latent_coder(arch).encode(symbols, parameters)
     if arch.lossless:
         outputs = synthesize(arch, parameters, symbols, jit=False)
-        pixel_sections = tuple(lossless.encode(outputs, image))
+        if arch.pixel_neighbours:
+            model = IntegerC3(arch, parameters)
+            pixel_sections = tuple(pixel_coder(arch).encode(model, outputs, image))
+        else:
+            pixel_sections = tuple(lossless.encode(outputs, image))
         header = _CRC.pack(pixels_crc(image)) + arch.to_bytes()
         sections = (network_section, latent_section, *pixel_sections)
         container = Container("c3_lossless", header, sections)
@@ -254,7 +269,11 @@ def _decode(data: bytes, jit: bool, what: str) -> DecodedC3:
     image = synthesize(arch, parameters, symbols, jit)
     if arch.lossless:
         size = (arch.height, arch.width)
-        image = lossless.decode(image, list(container.sections[2:]), size, what)
+        strings = list(container.sections[2:])
+        if arch.pixel_neighbours:
+            image = pixel_coder(arch).decode(image, strings, parameters, what)
+        else:
+            image = lossless.decode(image, strings, size, what)
         if pixels_crc(image) != crc:
             raise BitstreamError(
                 f"{what}: the decoded pixels do not match the file's CRC (damaged file)."

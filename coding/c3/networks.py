@@ -28,6 +28,7 @@ from models.c3 import upsampling
 from models.c3.context import PRIORITY_OFFSETS, context_offsets
 from models.c3.intergrid import feature_inputs, nearest_from_level, stacked_inputs
 from models.c3.latents import all_grid_shapes, grid_levels
+from models.c3.lossless import CONTEXT_OUTPUTS
 from models.c3.lossless import NUM_OUTPUTS as NUM_LOSSLESS_OUTPUTS
 from models.c3.synthesis import edge_pad
 
@@ -106,6 +107,11 @@ class C3Architecture:
     # each pixel's distribution (9 channels) and the pixels follow in the file
     # (`coding.c3.lossless`).
     lossless: bool = False
+    # Lossless C3's causal pixel context (second flags byte, bit 3, then the number of
+    # neighbours, the depth and the hidden widths; `models.c3.lossless.PixelContext`):
+    # per-pixel layers after the synthesis's, at the synthesis's steps.
+    pixel_neighbours: int = 0
+    pixel_hidden: tuple[int, ...] = ()
 
     @property
     def arm_bits(self) -> tuple[int, int]:
@@ -162,6 +168,12 @@ class C3Architecture:
             arm_residual=bool(config.get("arm_residual", False)),
             pipelined_order=bool(config.get("inter_grid_features")),
             lossless=config.get("output", "image") == "lossless",
+            pixel_neighbours=int(config.get("pixel_neighbours", 0)),
+            pixel_hidden=(
+                tuple(int(w) for w in config.get("pixel_hidden", ()))
+                if config.get("pixel_neighbours")
+                else ()
+            ),
         )
         problem = arch.problem()
         if problem:
@@ -209,6 +221,11 @@ class C3Architecture:
                 not self.arm_residual or all(w == self.num_context_inputs for w in self.arm_hidden),
                 "residual context model widths",
             ),
+            (0 <= self.pixel_neighbours <= len(PRIORITY_OFFSETS), "pixel neighbours"),
+            (self.lossless or not self.pixel_neighbours, "pixel context"),
+            (bool(self.pixel_neighbours) or not self.pixel_hidden, "pixel context"),
+            (len(self.pixel_hidden) <= MAX_LAYERS, "pixel context depth"),
+            (all(1 <= w <= 255 for w in self.pixel_hidden), "pixel context widths"),
         ]
         for ok, what in checks:
             if not ok:
@@ -249,6 +266,7 @@ class C3Architecture:
         flags2 = int(self.context_neighbours > 0 or self.arm_residual)
         flags2 |= int(self.pipelined_order) << 1
         flags2 |= int(self.lossless) << 2
+        flags2 |= int(self.pixel_neighbours > 0) << 3
         flags |= int(flags2 > 0) << 7
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
@@ -269,6 +287,8 @@ class C3Architecture:
             out += bytes([flags2])
         if flags2 & 1:
             out += bytes([self.context_neighbours, int(self.arm_residual)])
+        if flags2 & 8:
+            out += bytes([self.pixel_neighbours, len(self.pixel_hidden), *self.pixel_hidden])
         return bytes(out)
 
     @classmethod
@@ -341,8 +361,14 @@ class C3Architecture:
         arm_shape = (
             (r.u8("context neighbours"), r.u8("residual context model")) if flags2 & 1 else (0, 0)
         )
+        pixel_neighbours, pixel_hidden = 0, ()
+        if flags2 & 8:
+            pixel_neighbours = r.u8("pixel neighbours")
+            pixel_hidden = tuple(r.take(r.u8("pixel context depth"), "pixel context widths"))
+            if pixel_neighbours == 0:
+                raise BitstreamError(f"{what}: invalid pixel context in the C3 header.")
         r.expect_end()
-        if flags2 > 7 or (flags & 128 and flags2 == 0):
+        if flags2 > 15 or (flags & 128 and flags2 == 0):
             raise BitstreamError(f"{what}: unknown flags {flags2:#x} in the C3 header (byte 2).")
         bad_arm = flags2 & 1 and (arm_shape == (0, 0) or arm_shape[1] > 1)
         if bad_arm or (flags & 64 and inter_grid[1] == 0):
@@ -376,13 +402,29 @@ class C3Architecture:
             bool(arm_shape[1]),
             bool(flags2 & 2),
             bool(flags2 & 4),
+            pixel_neighbours,
+            pixel_hidden,
         )
 
     @property
     def num_synthesis_layers(self) -> int:
-        """Layers of the synthesis: MLP, residual convolutions, stabiliser."""
+        """Layers at the synthesis's steps: MLP, residual convolutions, stabiliser, and
+        lossless C3's pixel context."""
         mlp = len(self.synthesis_hidden) + 1
-        return mlp + self.num_residual_layers + int(self.synthesis_stabiliser)
+        return (
+            mlp + self.num_residual_layers + int(self.synthesis_stabiliser) + self.num_pixel_layers
+        )
+
+    @property
+    def num_pixel_layers(self) -> int:
+        """The pixel context's MLP layers and its linear path."""
+        return len(self.pixel_hidden) + 2 if self.pixel_neighbours else 0
+
+    @property
+    def num_pixel_inputs(self) -> int:
+        """The pixel context's inputs: 3 errors per neighbour, the pixel's means and
+        ln-scales."""
+        return 3 * self.pixel_neighbours + CONTEXT_OUTPUTS
 
     @property
     def grid_shapes(self) -> list[tuple[int, int]]:
@@ -420,6 +462,11 @@ class C3Architecture:
         shapes += [(k, k, c, c), (c,)] * self.num_residual_layers
         if self.synthesis_stabiliser:
             shapes += [(self.num_grids, c), (c,)]
+        if self.pixel_neighbours:
+            widths = (self.num_pixel_inputs, *self.pixel_hidden, c)
+            for a, b in zip(widths[:-1], widths[1:], strict=True):
+                shapes += [(a, b), (b,)]
+            shapes += [(self.num_pixel_inputs, c), (c,)]  # the linear path
         widths = (self.num_context_inputs, *self.arm_hidden, 2)
         for a, b in zip(widths[:-1], widths[1:], strict=True):
             shapes += [(a, b), (b,)]
@@ -602,6 +649,8 @@ class IntegerC3:
         self.synthesis_layers = layers[:num_mlp]
         self.residual_layers = layers[num_mlp : num_mlp + num_res]
         self.stabiliser = layers[num_mlp + num_res] if arch.synthesis_stabiliser else None
+        pixel = layers[num_synthesis - arch.num_pixel_layers : num_synthesis]
+        self.pixel_layers, self.pixel_linear = pixel[:-1], (pixel[-1] if pixel else None)
         num_arm = len(arch.arm_hidden) + 1
         self.arm_layers = layers[num_synthesis : num_synthesis + num_arm]
         self.arm_stabiliser = layers[num_synthesis + num_arm] if arch.arm_residual else None
@@ -762,6 +811,22 @@ class IntegerC3:
         x = self.synthesis_outputs(grids)
         pixels = fp.round_shift(x * 255.0, fp.ACTIVATION_BITS)
         return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)
+
+    def corrected_outputs(self, outputs: tf.Tensor, errors: tf.Tensor) -> tf.Tensor:
+        """Lossless C3's pixel context (`models.c3.lossless.PixelContext`) on some pixels.
+
+        Args:
+          outputs: (n, 9) the synthesis's outputs at those pixels (activation scale).
+          errors: (n, 3 N) their causal neighbours' prediction errors (x - 255 m) / 16
+            at the activation scale (`coding.c3.lossless.prediction_errors`), zero
+            outside the image, in `shifted_pixels`' order.
+        Returns:
+          (n, 9) the corrected outputs, clamped to the activation range.
+        """
+        x = tf.concat([errors, outputs[:, :CONTEXT_OUTPUTS]], axis=1)
+        correction = fp.mlp(x, self.pixel_layers, tf.nn.relu) + self.pixel_linear.dense(x)
+        limit = float(fp.ACTIVATION_LIMIT)
+        return tf.clip_by_value(outputs + correction, -limit, limit)
 
     def synthesis_outputs(self, grids: list[tf.Tensor]) -> tf.Tensor:
         """Symbols of every grid -> the synthesis's outputs (H, W, C) at the activation

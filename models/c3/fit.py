@@ -129,6 +129,7 @@ class FitResult(QuantizedNetworks):
     rdoq: RDOQReport | None  # None without fit.rdoq
     nan_recoveries: int
     restarts: int  # fresh initialisations after a fit that was not learning
+    rollbacks: int = 0  # returns to the kept parameters of a diverging fit
 
 
 class C3Fitter(tf.Module):
@@ -183,6 +184,11 @@ class C3Fitter(tf.Module):
         # latents and the network biases keep plain Adam (Cool-chic 5).
         network = {id(v) for v in model.network_variables}
         self.is_network = [id(p) in network for p in self.params]
+        # Lossless C3's pixel context learns at its own rate (`fit.pixel_context_lr_factor`
+        # times the others'): at the full rate its fits blew up (see configs/c3_lossless.py).
+        pixel = model.pixel_context.trainable_variables if model.pixel_context else []
+        factor = float(config.pixel_context_lr_factor)
+        self.lr_factors = [factor if any(p is v for v in pixel) else 1.0 for p in self.params]
         self.soap = [
             Preconditioner(p.shape, config.soap_shampoo_beta, name=f"soap_{i}")
             if config.optimizer == "soap" and id(p) in network and len(p.shape) >= 2
@@ -198,6 +204,7 @@ class C3Fitter(tf.Module):
         self.not_improved = tf.Variable(0, dtype=tf.int64, trainable=False, name="not_improved")
         self.lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
         self.nan_recoveries = tf.Variable(0, dtype=tf.int64, trainable=False, name="nans")
+        self.rollbacks = tf.Variable(0, dtype=tf.int64, trainable=False, name="rollbacks")
         # Restarts after a fit that was not learning (`_learning_problem`), and the losses
         # the check compares with: the initial one and that of a flat mean-colour image.
         self.restarts = tf.Variable(0, dtype=tf.int64, trainable=False, name="restarts")
@@ -287,9 +294,19 @@ class C3Fitter(tf.Module):
         self.flat_loss.assign(flat)
         self.restarts.assign(0)
         self.nan_recoveries.assign(0)
+        self.rollbacks.assign(0)
         self.warmup_extra.assign(0)
         self.warmup_done.assign(False)
         self._initialise(seed, lr_scale=1.0)
+
+    def _reset_optimiser(self) -> None:
+        """Zero optimiser state: Adam's moments and count, SOAP's preconditioners."""
+        for v in self.adam_m + self.adam_v:
+            v.assign(tf.zeros_like(v))
+        for pre in self.soap:
+            if pre is not None:
+                pre.reset()
+        self.adam_count.assign(0.0)
 
     def _initialise(self, seed: int, lr_scale: float) -> None:
         """Fresh parameters from `seed`, zero optimiser state, both stages from step 0."""
@@ -298,12 +315,7 @@ class C3Fitter(tf.Module):
         for variable, initial in zip(self.params, fresh.trainable_variables, strict=True):
             variable.assign(initial)
         self.seed.assign(seed)
-        for v in self.adam_m + self.adam_v:
-            v.assign(tf.zeros_like(v))
-        for pre in self.soap:
-            if pre is not None:
-                pre.reset()
-        self.adam_count.assign(0.0)
+        self._reset_optimiser()
         self.noise_step.assign(0)
         self.ste_step.assign(0)
         self.ste_lr.assign(self.config.ste_learning_rate)
@@ -379,7 +391,7 @@ class C3Fitter(tf.Module):
             if pre is None:
                 v.assign(b2 * v + (1.0 - b2) * tf.square(g))
                 update = (m / correction1) / (tf.sqrt(v / correction2) + c.adam_eps)
-                p.assign_sub(learning_rate * update)
+                p.assign_sub(learning_rate * self.lr_factors[i] * update)
                 continue
             pre.accumulate(g)
             first = tf.equal(t, 1.0)
@@ -389,7 +401,7 @@ class C3Fitter(tf.Module):
             rotated = (pre.rotate(m) / correction1) / (tf.sqrt(v / correction2) + c.soap_eps)
             update = pre.rotate(rotated, back=True) + c.soap_weight_decay * p
             # The first step only sets up the preconditioner (as SOAP's reference code).
-            p.assign_sub(tf.where(first, 0.0, learning_rate) * update)
+            p.assign_sub(tf.where(first, 0.0, learning_rate * self.lr_factors[i]) * update)
 
     @staticmethod
     def _copy(destination, source) -> None:
@@ -511,7 +523,7 @@ class C3Fitter(tf.Module):
                     self._restart(problem)
                     continue
             if check and stage == "noise":
-                self._keep_best(before, int(step_var.numpy()), total)
+                self._keep_best(before, int(step_var.numpy()), total, stage)
             if checkpoint_fn is not None:
                 checkpoint_fn()
 
@@ -567,16 +579,42 @@ class C3Fitter(tf.Module):
 
     # Keep-best (Cool-chic 5, training/train.py).
 
-    def _keep_best(self, before: int, after: int, total: int) -> None:
+    def _keep_best(self, before: int, after: int, total: int, stage: str) -> None:
         """Every `keep_best_every` stage-1 steps (and at its last), keeps a copy of the
-        parameters if their hard-rounded RD loss is the lowest so far."""
+        parameters if their hard-rounded RD loss is the lowest so far; rolls a diverging
+        fit back to them (`fit.rollback_tolerance`)."""
         every = int(self.config.keep_best_every)
         if every <= 0 or not (after // every > before // every or after == total):
             return
         loss = self._hard_loss()
-        if np.isfinite(loss) and loss < float(self.kept_loss.numpy()):
+        kept = float(self.kept_loss.numpy())
+        if np.isfinite(loss) and loss < kept:
             self._copy(self.kept_params, self.params)
             self.kept_loss.assign(loss)
+            return
+        tolerance = float(self.config.rollback_tolerance)
+        if tolerance > 0 and np.isfinite(kept) and not loss <= kept * (1.0 + tolerance):
+            self._rollback(stage, after, loss, kept)
+
+    def _rollback(self, stage: str, step: int, loss: float, kept: float) -> None:
+        """Back to the kept parameters with fresh optimiser state (Adam's second moments,
+        inflated by the divergence's gradients, would otherwise freeze the next steps)
+        and half the learning rate."""
+        self._copy(self.params, self.kept_params)
+        self._reset_optimiser()
+        self.lr_scale.assign(self.lr_scale * 0.5)
+        self.rollbacks.assign_add(1)
+        logging.warning(
+            "%s stage: the RD loss rose to %.5g at step %d, %.0f %% above the kept %.5g "
+            "(diverging); back to the kept parameters, fresh optimiser state, half the "
+            "learning rate (scale now %.3g).",
+            stage,
+            loss,
+            step,
+            100.0 * (loss / kept - 1.0) if np.isfinite(loss) else np.inf,
+            kept,
+            float(self.lr_scale.numpy()),
+        )
 
     def _restore_kept(self) -> None:
         """At the end of stage 1: back to the kept parameters, if the last ones are worse."""
@@ -691,6 +729,7 @@ class C3Fitter(tf.Module):
             rdoq=self.rdoq_report,
             nan_recoveries=int(self.nan_recoveries.numpy()),
             restarts=int(self.restarts.numpy()),
+            rollbacks=int(self.rollbacks.numpy()),
             **{f.name: getattr(quantized, f.name) for f in dataclasses.fields(quantized)},
         )
 

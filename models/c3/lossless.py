@@ -22,6 +22,13 @@ Every clip passes the gradient straight through (`straight_through_clip`): a par
 pushed beyond its range in one step is pulled back by the next, where a hard clip would
 leave it there for good (a scale stuck at the smallest one costs thousands of bits).
 
+Causal pixel context (`PixelContext`, optional): a small MLP sees the synthesis's 9
+outputs at a pixel and the already coded pixels around it (Cool-chic 5's priority-ordered
+causal neighbours, `models.c3.context.PRIORITY_OFFSETS`) and adds a correction to the 9
+outputs. The latents carry what is smooth at large scale; the neighbours carry the fine
+texture that latents cannot afford (the way CALIC or JPEG-LS predict from neighbours).
+The decoder then decodes the pixels in wavefronts, as the latents (`coding.c3.lossless`).
+
 The coder (`coding.c3.lossless`) computes the same quantities in fixed point from the
 decoder's integer synthesis; this module is the float model that is fitted.
 """
@@ -32,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.c3 import rate
+from models.c3.context import PRIORITY_OFFSETS
 from models.c3.synthesis import straight_through_clip
 
 NUM_OUTPUTS = 9
@@ -46,6 +54,98 @@ COUPLING_BITS = 6
 COUPLING_SCALE = 2.0**-COUPLING_BITS
 MAX_BITS_PER_VALUE = 16.0  # of the flat reference (`flat_bits_per_pixel`)
 UNCAPPED_BITS = 1e9
+# The neighbours' prediction errors enter the pixel context divided by 16 (about +-1 for
+# typical errors, so that weights of about 1 matter: at 1 / 256 the context learnt
+# slowly): x / 16 is exact at the fixed-point activation scale 2^-12 (256 x), and
+# 255 m / 16 is m's activation integer times 255, shifted by 4 bits.
+PIXEL_INPUT_SCALE = 1.0 / 16.0
+# The pixel context sees the pixel's means and ln-scales, not its coupling outputs:
+# those are 64 times larger than what they mean (`COUPLING_SCALE`), and as inputs they
+# made the fit unstable (pixel bits up 25 % within 200 steps at lr 1e-2, 256x256 crop).
+CONTEXT_OUTPUTS = 6
+
+
+def prediction_errors(outputs: tf.Tensor, pixels: tf.Tensor) -> tf.Tensor:
+    """(x - 255 m) / 16 per channel (H, W, 3): how far each 8-bit value x is from the
+    synthesis's mean m (clipped to [0, 1], as `distribution` clips it)."""
+    means = straight_through_clip(outputs[..., 0:3])
+    return (pixels - 255.0 * means) * PIXEL_INPUT_SCALE
+
+
+def pixel_offsets(neighbours: int) -> list[tuple[int, int]]:
+    """(dy, dx) of the first `neighbours` causal pixels, in Cool-chic 5's priority order."""
+    if not 1 <= neighbours <= len(PRIORITY_OFFSETS):
+        raise ValueError(f"pixel neighbours must be in [1, {len(PRIORITY_OFFSETS)}].")
+    return list(PRIORITY_OFFSETS[:neighbours])
+
+
+def shifted_pixels(pixels: tf.Tensor, offsets: list[tuple[int, int]]) -> tf.Tensor:
+    """(H, W, 3 len(offsets)): for each offset, the pixels at (y + dy, x + dx), zero
+    outside the image; channels offset by offset (R, G, B of the first, then ...)."""
+    r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    h, w = pixels.shape[0], pixels.shape[1]
+    padded = tf.pad(pixels, [[r, r], [r, r], [0, 0]])
+    parts = [padded[r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in offsets]
+    return tf.concat(parts, axis=-1)
+
+
+class PixelContext(tf.keras.layers.Layer):
+    """Corrects the synthesis's 9 outputs at each pixel from its causal neighbours.
+
+    inputs = [the neighbours' prediction errors (`prediction_errors`, 3 per neighbour:
+    where the latents' prediction missed around the pixel), the pixel's means and
+    ln-scales (6 outputs)];
+    correction = MLP(inputs) + L inputs (ReLU hidden layers; the MLP's output layer and
+    the linear path L initialised to zero, so that a fit starts from the latents-only
+    model); the distribution is then
+    `distribution(outputs + correction, pixels)`. Only causal pixels are read, so the
+    decoder can rebuild the inputs wavefront by wavefront (slope `wavefront_slope` of the
+    offsets).
+    """
+
+    def __init__(self, neighbours: int, hidden: tuple[int, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.offsets = pixel_offsets(neighbours)
+        if any(int(w) < 1 for w in hidden):
+            raise ValueError(f"pixel context widths must be positive, got {hidden}.")
+        self.hidden = tuple(int(w) for w in hidden)
+        self.layers_ = [tf.keras.layers.Dense(w, activation="relu") for w in self.hidden]
+        self.layers_.append(tf.keras.layers.Dense(NUM_OUTPUTS, kernel_initializer="zeros"))
+        # A linear path from the inputs to the correction (as Cool-chic 5's context model
+        # has): a linear predictor from the neighbours' errors, learnt fast.
+        self.linear = tf.keras.layers.Dense(NUM_OUTPUTS, kernel_initializer="zeros")
+
+    @property
+    def num_inputs(self) -> int:
+        return 3 * len(self.offsets) + CONTEXT_OUTPUTS
+
+    def build(self, input_shape=None):
+        width = self.num_inputs
+        for layer in self.layers_:
+            layer.build((None, width))
+            width = layer.units
+        self.linear.build((None, self.num_inputs))
+        super().build(input_shape)
+
+    def inputs(self, outputs: tf.Tensor, pixels: tf.Tensor) -> tf.Tensor:
+        """(H W, num_inputs): the MLP's inputs at every pixel."""
+        h, w = outputs.shape[0], outputs.shape[1]
+        neighbours = shifted_pixels(prediction_errors(outputs, pixels), self.offsets)
+        own = outputs[..., :CONTEXT_OUTPUTS]
+        return tf.reshape(tf.concat([neighbours, own], axis=-1), (h * w, self.num_inputs))
+
+    def call(self, outputs: tf.Tensor, pixels: tf.Tensor) -> tf.Tensor:
+        """The corrected outputs (H, W, 9), from the synthesis's and the 8-bit pixels."""
+        x = self.inputs(outputs, pixels)
+        h = x
+        for layer in self.layers_:
+            h = layer(h)
+        return outputs + tf.reshape(h + self.linear(x), tf.shape(outputs))
+
+    def macs_per_pixel(self) -> int:
+        widths = (self.num_inputs, *self.hidden, NUM_OUTPUTS)
+        mlp = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        return mlp + self.num_inputs * NUM_OUTPUTS
 
 
 def distribution(outputs: tf.Tensor, pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -73,6 +73,8 @@ class C3Model(tf.keras.Model):
         context_neighbours: int = 0,
         arm_residual: bool = False,
         output: str = "image",
+        pixel_neighbours: int = 0,
+        pixel_hidden: tuple[int, ...] = (16, 16),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -106,8 +108,12 @@ class C3Model(tf.keras.Model):
             context_neighbours=int(context_neighbours),
             arm_residual=bool(arm_residual),
             output=str(output),
+            pixel_neighbours=int(pixel_neighbours),
+            pixel_hidden=tuple(int(w) for w in pixel_hidden),
         )
         self.lossless = output == "lossless"
+        if pixel_neighbours and not self.lossless:
+            raise ValueError("pixel_neighbours (a causal pixel context) is for lossless C3.")
         self.latent_grids = LatentGrids(
             height, width, num_grids, q_step, gain_factor, num_hyperlatents, latent_gain
         )
@@ -139,6 +145,10 @@ class C3Model(tf.keras.Model):
             context_neighbours,
             arm_residual,
         )
+        self.pixel_context = None
+        if pixel_neighbours:
+            self.pixel_context = lossless_pixels.PixelContext(pixel_neighbours, pixel_hidden)
+            self.pixel_context.build()
         self.synthesis.build((None, None, num_grids))
         self.context_model.build()
 
@@ -177,9 +187,12 @@ class C3Model(tf.keras.Model):
 
     @property
     def network_layers(self) -> list[tf.keras.layers.Layer]:
-        """The layers whose parameters are quantised and sent: synthesis, ARM, then the
-        learned upsampling if there is one (bilinear has no parameters)."""
-        layers = [self.synthesis, self.context_model]
+        """The layers whose parameters are quantised and sent: synthesis, the pixel
+        context if any (lossless C3), ARM, then the learned upsampling if there is one
+        (bilinear has no parameters)."""
+        layers = [self.synthesis]
+        layers += [self.pixel_context] if self.pixel_context is not None else []
+        layers += [self.context_model]
         return layers + ([self.upsampling] if self.upsampling.trainable_variables else [])
 
     @property
@@ -227,6 +240,8 @@ class C3Model(tf.keras.Model):
         out = {"bits_per_grid": bits_per_grid, "bits": tf.reduce_sum(bits_per_grid)}
         if self.lossless:
             pixels = tf.round(target * 255.0)
+            if self.pixel_context is not None:
+                reconstruction = self.pixel_context(reconstruction, pixels)
             out["pixel_bits"] = tf.reduce_sum(lossless_pixels.pixel_bits(reconstruction, pixels))
             reconstruction = tf.clip_by_value(reconstruction[..., :3], 0.0, 1.0)
         out["reconstruction"] = reconstruction
@@ -288,6 +303,8 @@ class C3Model(tf.keras.Model):
         num_latents = self.latent_grids.num_latents
         arm = math.ceil(self.context_model.macs_per_latent() * num_latents / self.num_pixels)
         synthesis = self.synthesis.macs_per_pixel()
+        if self.pixel_context is not None:  # counted with the synthesis: per pixel
+            synthesis += self.pixel_context.macs_per_pixel()
         upsampling = self.upsampling.macs_per_pixel(self._arch["num_grids"])
         inter_grid = self.context_model.inter_grid
         inter = inter_grid.macs_per_pixel(self.height, self.width) if inter_grid else 0
