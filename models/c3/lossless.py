@@ -65,6 +65,17 @@ PIXEL_INPUT_SCALE = 1.0 / 16.0
 CONTEXT_OUTPUTS = 6
 
 
+def context_outputs(outputs: tf.Tensor) -> tf.Tensor:
+    """The pixel's own inputs to the pixel context: its means clipped to [0, 1] and its
+    ln-scale outputs clipped to where they act (ln b = s + 1 in LN_SCALE_RANGE). Not the
+    raw outputs: with every clip passing the gradient straight through, an output whose
+    clip holds it (the scale of a value predicted exactly, pushed ever lower) drifts far
+    beyond its range, and as an input it blew fits up after several hundred steps."""
+    means = tf.clip_by_value(outputs[..., 0:3], 0.0, 1.0)
+    low, high = (v - LN_SCALE_SHIFT for v in LN_SCALE_RANGE)
+    return tf.concat([means, tf.clip_by_value(outputs[..., 3:6], low, high)], axis=-1)
+
+
 def prediction_errors(outputs: tf.Tensor, pixels: tf.Tensor) -> tf.Tensor:
     """(x - 255 m) / 16 per channel (H, W, 3): how far each 8-bit value x is from the
     synthesis's mean m (clipped to [0, 1], as `distribution` clips it)."""
@@ -131,7 +142,7 @@ class PixelContext(tf.keras.layers.Layer):
         """(H W, num_inputs): the MLP's inputs at every pixel."""
         h, w = outputs.shape[0], outputs.shape[1]
         neighbours = shifted_pixels(prediction_errors(outputs, pixels), self.offsets)
-        own = outputs[..., :CONTEXT_OUTPUTS]
+        own = context_outputs(outputs)
         return tf.reshape(tf.concat([neighbours, own], axis=-1), (h * w, self.num_inputs))
 
     def call(self, outputs: tf.Tensor, pixels: tf.Tensor) -> tf.Tensor:
