@@ -75,9 +75,12 @@ PRESETS = {
 def preset_of(fields: dict) -> int:
     """The number of the preset with these fields (`C3Architecture.shape_fields()`),
     or 0 if there is none. Fields added to the architecture after a preset was released
-    take, in that preset, the value that files had before them (lossless: False)."""
+    take, in that preset, the value that files had before them (lossless: False; the
+    pixel context, lossless only: none)."""
     fields = dict(fields)
     if fields.pop("lossless", False):
+        return 0
+    if fields.pop("pixel_neighbours", 0) or fields.pop("pixel_hidden", ()):
         return 0
     for number, preset in PRESETS.items():
         if preset == fields:
