@@ -189,7 +189,7 @@ def test_a_diverging_fit_is_rolled_back_to_the_kept_parameters(caplog):
     model = registry.build_model(config.model, height=16, width=16)
     fitter = C3Fitter(model, config.fit)
     fitter.reset(crop("dark")[:16, :16], 1e-3)
-    fitter._keep_best(0, 10, 20, "noise")  # keeps the initial parameters
+    fitter._keep_best(0, 10, 20)  # keeps the initial parameters
     kept = [v.numpy() for v in fitter.params]
     fitter.adam_count.assign(5.0)
     for v in fitter.adam_v:
@@ -199,12 +199,12 @@ def test_a_diverging_fit_is_rolled_back_to_the_kept_parameters(caplog):
         v.assign(v + 1.0)
     # A loss within the tolerance: nothing happens.
     fitter._hard_loss = lambda: 1.2 * kept_loss
-    fitter._keep_best(10, 20, 40, "noise")
+    fitter._keep_best(10, 20, 40)
     assert int(fitter.rollbacks.numpy()) == 0 and float(fitter.lr_scale.numpy()) == 1.0
     # Diverged: rolled back.
     fitter._hard_loss = lambda: 3.0 * kept_loss
     with caplog.at_level(logging.WARNING):
-        fitter._keep_best(20, 30, 40, "noise")
+        fitter._keep_best(20, 30, 40)
     assert int(fitter.rollbacks.numpy()) == 1 and float(fitter.lr_scale.numpy()) == 0.5
     for v, k in zip(fitter.params, kept, strict=True):
         np.testing.assert_array_equal(v.numpy(), k)

@@ -143,7 +143,7 @@ class PixelCoder:
         self.index_of = np.zeros(self.canvas.size, np.int32)
         self.index_of[self.positions] = np.arange(h * w, dtype=np.int32)
         self.tables = lt.tables()
-        self._decode_fns = {}
+        self._decode_fn = None  # built on first use
 
     @property
     def num_wavefronts(self) -> int:
@@ -210,7 +210,8 @@ class PixelCoder:
             def body(step, handles, bad):
                 padded = waves[step]
                 n = counts[step]
-                out = tf.gather(outputs, tf.gather(index_of, padded))
+                indices = tf.gather(index_of, padded)  # the pixels' raster indices
+                out = tf.gather(outputs, indices)
                 corrected = model.corrected_outputs(out, self._neighbours(canvas, padded))
                 columns = [tf.zeros([width], tf.float64)] * 3
                 handles = list(handles)
@@ -227,9 +228,7 @@ class PixelCoder:
                 values = tf.stack(columns, 1)[:n]
                 errors = prediction_errors(out[:n], values)
                 update = canvas.scatter_nd_update(padded[:n, None], errors)
-                update_image = image.scatter_nd_update(
-                    tf.gather(index_of, padded[:n])[:, None], values
-                )
+                update_image = image.scatter_nd_update(indices[:n, None], values)
                 with tf.control_dependencies([update, update_image]):  # the next reads it
                     handles = tuple(tf.identity(h) for h in handles)
                     return tf.identity(step + 1), handles, tf.identity(bad)
@@ -247,13 +246,13 @@ class PixelCoder:
 
     def decode(self, outputs, strings: list[bytes], parameters, what: str) -> np.ndarray:
         """The 8-bit image (H, W, 3); BitstreamError if the strings are damaged."""
-        if "fn" not in self._decode_fns:
-            self._decode_fns["fn"] = self._build_decoder()
+        if self._decode_fn is None:
+            self._decode_fn = self._build_decoder()
         h, w = self.arch.height, self.arch.width
         outputs = tf.reshape(tf.cast(outputs, tf.float64), (h * w, -1))
         parameters = [tf.constant(p, tf.float64) for p in parameters]
         try:
-            image, bad = self._decode_fns["fn"](tf.constant(strings), outputs, parameters)
+            image, bad = self._decode_fn(tf.constant(strings), outputs, parameters)
         except tf.errors.OpError as e:
             raise BitstreamError(f"{what}: pixels cannot be decoded ({e.message}).") from None
         if bool(bad.numpy()):

@@ -28,7 +28,7 @@ from models.c3 import upsampling
 from models.c3.context import PRIORITY_OFFSETS, context_offsets
 from models.c3.intergrid import feature_inputs, nearest_from_level, stacked_inputs
 from models.c3.latents import all_grid_shapes, grid_levels
-from models.c3.lossless import CONTEXT_OUTPUTS, LN_SCALE_RANGE, LN_SCALE_SHIFT
+from models.c3.lossless import CONTEXT_OUTPUTS, context_outputs
 from models.c3.lossless import NUM_OUTPUTS as NUM_LOSSLESS_OUTPUTS
 from models.c3.synthesis import edge_pad
 
@@ -823,15 +823,7 @@ class IntegerC3:
         Returns:
           (n, 9) the corrected outputs, clamped to the activation range.
         """
-        one = 2.0**fp.ACTIVATION_BITS
-        low, high = (v - LN_SCALE_SHIFT for v in LN_SCALE_RANGE)  # as `context_outputs`
-        own = tf.concat(
-            [
-                tf.clip_by_value(outputs[:, 0:3], 0.0, one),
-                tf.clip_by_value(outputs[:, 3:6], low * one, high * one),
-            ],
-            axis=1,
-        )
+        own = context_outputs(outputs, 2.0**fp.ACTIVATION_BITS)
         x = tf.concat([errors, own], axis=1)
         correction = fp.mlp(x, self.pixel_layers, tf.nn.relu) + self.pixel_linear.dense(x)
         limit = float(fp.ACTIVATION_LIMIT)

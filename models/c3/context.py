@@ -69,18 +69,19 @@ def window_offsets(kernel_size: int) -> list[tuple[int, int]]:
 
 
 def gather_window(grid: tf.Tensor, offsets: list[tuple[int, int]]) -> tf.Tensor:
-    """Values of `grid` (h, w) at each position plus each offset, zero outside.
+    """Values of `grid` (h, w, ...) at each position plus each offset, zero outside.
 
-    Returns a tensor of shape (h, w, len(offsets)).
+    Returns a tensor of shape (h, w, len(offsets), ...): (h, w, len(offsets)) for a grid.
     """
     top = max(0, -min(dy for dy, _ in offsets))
     bottom = max(0, max(dy for dy, _ in offsets))
     left = max(0, -min(dx for _, dx in offsets))
     right = max(0, max(dx for _, dx in offsets))
     h, w = tf.shape(grid)[0], tf.shape(grid)[1]
-    padded = tf.pad(grid, [[top, bottom], [left, right]])
+    channels = [[0, 0]] * (len(grid.shape) - 2)
+    padded = tf.pad(grid, [[top, bottom], [left, right], *channels])
     columns = [padded[top + dy : top + dy + h, left + dx : left + dx + w] for dy, dx in offsets]
-    return tf.stack(columns, axis=-1)
+    return tf.stack(columns, axis=2)
 
 
 def flatten_grids(grids: list[tf.Tensor]) -> tf.Tensor:

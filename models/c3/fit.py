@@ -186,9 +186,13 @@ class C3Fitter(tf.Module):
         self.is_network = [id(p) in network for p in self.params]
         # Lossless C3's pixel context learns at its own rate (`fit.pixel_context_lr_factor`
         # times the others'): at the full rate its fits blew up (see configs/c3_lossless.py).
-        pixel = model.pixel_context.trainable_variables if model.pixel_context else []
+        pixel = (
+            {id(v) for v in model.pixel_context.trainable_variables}
+            if model.pixel_context
+            else set()
+        )
         factor = float(config.pixel_context_lr_factor)
-        self.lr_factors = [factor if any(p is v for v in pixel) else 1.0 for p in self.params]
+        self.lr_factors = [factor if id(p) in pixel else 1.0 for p in self.params]
         self.soap = [
             Preconditioner(p.shape, config.soap_shampoo_beta, name=f"soap_{i}")
             if config.optimizer == "soap" and id(p) in network and len(p.shape) >= 2
@@ -523,7 +527,7 @@ class C3Fitter(tf.Module):
                     self._restart(problem)
                     continue
             if check and stage == "noise":
-                self._keep_best(before, int(step_var.numpy()), total, stage)
+                self._keep_best(before, int(step_var.numpy()), total)
             if checkpoint_fn is not None:
                 checkpoint_fn()
 
@@ -579,7 +583,7 @@ class C3Fitter(tf.Module):
 
     # Keep-best (Cool-chic 5, training/train.py).
 
-    def _keep_best(self, before: int, after: int, total: int, stage: str) -> None:
+    def _keep_best(self, before: int, after: int, total: int) -> None:
         """Every `keep_best_every` stage-1 steps (and at its last), keeps a copy of the
         parameters if their hard-rounded RD loss is the lowest so far; rolls a diverging
         fit back to them (`fit.rollback_tolerance`)."""
@@ -594,9 +598,9 @@ class C3Fitter(tf.Module):
             return
         tolerance = float(self.config.rollback_tolerance)
         if tolerance > 0 and np.isfinite(kept) and not loss <= kept * (1.0 + tolerance):
-            self._rollback(stage, after, loss, kept)
+            self._rollback(after, loss, kept)
 
-    def _rollback(self, stage: str, step: int, loss: float, kept: float) -> None:
+    def _rollback(self, step: int, loss: float, kept: float) -> None:
         """Back to the kept parameters with fresh optimiser state (Adam's second moments,
         inflated by the divergence's gradients, would otherwise freeze the next steps)
         and half the learning rate."""
@@ -605,10 +609,9 @@ class C3Fitter(tf.Module):
         self.lr_scale.assign(self.lr_scale * 0.5)
         self.rollbacks.assign_add(1)
         logging.warning(
-            "%s stage: the RD loss rose to %.5g at step %d, %.0f %% above the kept %.5g "
+            "noise stage: the RD loss rose to %.5g at step %d, %.0f %% above the kept %.5g "
             "(diverging); back to the kept parameters, fresh optimiser state, half the "
             "learning rate (scale now %.3g).",
-            stage,
             loss,
             step,
             100.0 * (loss / kept - 1.0) if np.isfinite(loss) else np.inf,

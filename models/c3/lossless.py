@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.c3 import rate
-from models.c3.context import PRIORITY_OFFSETS
+from models.c3.context import PRIORITY_OFFSETS, gather_window
 from models.c3.synthesis import straight_through_clip
 
 NUM_OUTPUTS = 9
@@ -65,14 +65,15 @@ PIXEL_INPUT_SCALE = 1.0 / 16.0
 CONTEXT_OUTPUTS = 6
 
 
-def context_outputs(outputs: tf.Tensor) -> tf.Tensor:
+def context_outputs(outputs: tf.Tensor, one: float = 1.0) -> tf.Tensor:
     """The pixel's own inputs to the pixel context: its means clipped to [0, 1] and its
-    ln-scale outputs clipped to where they act (ln b = s + 1 in LN_SCALE_RANGE). Not the
-    raw outputs: with every clip passing the gradient straight through, an output whose
+    ln-scale outputs clipped to where they act (ln b = s + 1 in LN_SCALE_RANGE), for
+    outputs at the scale `one` (1 here; 2^12 in the fixed-point decoder). Not the raw
+    outputs: with every clip passing the gradient straight through, an output whose
     clip holds it (the scale of a value predicted exactly, pushed ever lower) drifts far
     beyond its range, and as an input it blew fits up after several hundred steps."""
-    means = tf.clip_by_value(outputs[..., 0:3], 0.0, 1.0)
-    low, high = (v - LN_SCALE_SHIFT for v in LN_SCALE_RANGE)
+    means = tf.clip_by_value(outputs[..., 0:3], 0.0, one)
+    low, high = (one * (v - LN_SCALE_SHIFT) for v in LN_SCALE_RANGE)
     return tf.concat([means, tf.clip_by_value(outputs[..., 3:6], low, high)], axis=-1)
 
 
@@ -93,11 +94,8 @@ def pixel_offsets(neighbours: int) -> list[tuple[int, int]]:
 def shifted_pixels(pixels: tf.Tensor, offsets: list[tuple[int, int]]) -> tf.Tensor:
     """(H, W, 3 len(offsets)): for each offset, the pixels at (y + dy, x + dx), zero
     outside the image; channels offset by offset (R, G, B of the first, then ...)."""
-    r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
     h, w = pixels.shape[0], pixels.shape[1]
-    padded = tf.pad(pixels, [[r, r], [r, r], [0, 0]])
-    parts = [padded[r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in offsets]
-    return tf.concat(parts, axis=-1)
+    return tf.reshape(gather_window(pixels, offsets), (h, w, 3 * len(offsets)))
 
 
 class PixelContext(tf.keras.layers.Layer):
