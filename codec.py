@@ -8,8 +8,9 @@ python codec.py encode -i img.png -o img.lz --workdir RUN   # a trained amortise
 python codec.py decode -i img.lz -o out.png --workdir RUN
 
 With --workdir, the codec is the trained model of that run directory (train.py with
-configs/bls2017.py, mbt2018_mean.py, jpegl.py, two_layer_syn.py or two_layer_syn2.py);
-its files decode only with the same run directory. Otherwise encoding fits the model
+configs/bls2017.py, mbt2018_mean.py, jpegl.py, two_layer_syn.py or two_layer_syn2.py;
+or RC's lossless codec, configs/rc_hevc.py or rc_c3.py); its files decode only with the
+same run directory. Otherwise encoding fits the model
 to the image (that is C3's encoder), writes the file and decodes it before reporting
 the measured bpp and the PSNR of the decoded image. Decoding needs only the file.
 """
@@ -20,7 +21,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from common.cli import run_main
-from common.errors import ConfigError
+from common.errors import CodecError, ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
 _INPUT = flags.DEFINE_string("input", None, "Input image (encode) or bitstream (decode).")
@@ -57,10 +58,22 @@ def encode_trained() -> None:
     image = read_image(source)
     run = _trained_codec()
     encoded = run.codec.compress(image)
+    pixels = image.shape[0] * image.shape[1]
+    if getattr(run.codec, "lossless", False):  # RC: decoded and checked before writing
+        if not (run.codec.decode(encoded.data) == image).all():
+            raise CodecError(f"{target}: the file does not decode to the image (a bug).")
+        atomic_write_bytes(target, encoded.data)
+        print(
+            f"{target}: {len(encoded.data)} bytes, lossless, "
+            f"{8 * len(encoded.data) / (3 * pixels):.4f} bpsp (lossy layer "
+            f"{run.codec.layer.quality_name} {encoded.quality:g}: {encoded.bytes_lossy} bytes, "
+            f"PSNR {encoded.lossy_psnr:.2f} dB; residual {encoded.bytes_residual} bytes; tau "
+            f"{encoded.tau}), encoded in {encoded.seconds:.2f} s with {run.codec.name}."
+        )
+        return
     atomic_write_bytes(target, encoded.data)
     if _RECONSTRUCTION.value:
         write_png(_RECONSTRUCTION.value, encoded.reconstruction)
-    pixels = image.shape[0] * image.shape[1]
     estimate = sum(encoded.bits_estimated.values()) / pixels
     print(
         f"{target}: {len(encoded.data)} bytes, {8 * len(encoded.data) / pixels:.4f} bpp "

@@ -35,6 +35,8 @@ CODEC_IDS = {
     "two_layer_syn": 5,
     "two_layer_syn2": 6,
     "c3_lossless": 7,
+    "rc_hevc": 8,
+    "rc_c3": 9,
 }
 MAX_SECTIONS = 16
 _MAX_VARINT_BYTES = 5

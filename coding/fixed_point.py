@@ -181,6 +181,39 @@ def layer_parameters(
     return weights.astype(np.float64), accumulator_bias
 
 
+MAX_WEIGHT_BITS = 16  # the finest step of a trained network's quantised weights
+
+
+def finest_weight_bits(kernel: np.ndarray, bias: np.ndarray, what: str) -> int:
+    """The finest power-of-two step (2^-k, k <= MAX_WEIGHT_BITS) that keeps a trained
+    layer within the format's limits and exact; `kernel` has its fan-in axes first."""
+    for bits in range(MAX_WEIGHT_BITS, -1, -1):
+        weights = np.round(kernel * 2.0**bits)
+        ints = np.round(bias * 2.0**bits)
+        if max(np.abs(weights).max(initial=0), np.abs(ints).max(initial=0)) > WEIGHT_LIMIT:
+            continue
+        try:
+            check_layer_bounds(weights, ints * 2.0**ACTIVATION_BITS, what)
+        except ValueError:
+            continue
+        return bits
+    raise ValueError(f"{what}: weights too large for the fixed-point format.")
+
+
+def quantise_layer(kernel, bias, what: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(integer kernel, accumulator bias, k) of a trained float layer at its finest
+    step 2^-k (`finest_weight_bits`), both as float64 (`layer_parameters`). The rounding
+    is exact arithmetic on the float32 checkpoint, so every machine gets the same integers.
+    """
+    kernel = np.asarray(kernel, np.float64)
+    bias = np.asarray(bias, np.float64)
+    bits = finest_weight_bits(kernel, bias, what)
+    weights, acc_bias = layer_parameters(
+        np.round(kernel * 2.0**bits), np.round(bias * 2.0**bits), bits, bits, what
+    )
+    return weights, acc_bias, bits
+
+
 class FixedPointLayer:
     """One layer (dense or conv kernel) of `layer_parameters`, evaluated in fixed point.
 

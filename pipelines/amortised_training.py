@@ -174,9 +174,11 @@ class TrainingLog:
 
 class ValidationHistory:
     """validation.json (one record per validated step, kept across resumes) and the
-    validation scalars in TensorBoard."""
+    validation scalars in TensorBoard. Subclasses measure other models (`measure`)."""
 
-    def __init__(self, workdir: str, images: list[NamedImage], lmbda: float):
+    scalars = ("loss", "bpp", "psnr", "mse")
+
+    def __init__(self, workdir: str, images: list, lmbda: float = 0.0):
         self._images, self._lmbda = images, lmbda
         self._path = os.path.join(workdir, "validation.json")
         self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "val"))
@@ -188,19 +190,20 @@ class ValidationHistory:
     def __bool__(self) -> bool:
         return bool(self._images)
 
+    def measure(self, model) -> dict:
+        return validate(model, self._images, self._lmbda)
+
+    def describe(self, record: dict) -> str:
+        return f"{record['bpp']:.4f} bpp (estimate), PSNR {record['psnr']:.2f} dB"
+
     def run(self, model, step: int) -> None:
-        record = {"step": step, **validate(model, self._images, self._lmbda)}
+        record = {"step": step, **self.measure(model)}
         self.records = [h for h in self.records if h["step"] != step] + [record]
         atomic_write_json(self._path, self.records)
         with self._writer.as_default(step=step):
-            for k in ("loss", "bpp", "psnr", "mse"):
+            for k in self.scalars:
                 tf.summary.scalar(k, record[k])
-        logging.info(
-            "validation at step %d: %.4f bpp (estimate), PSNR %.2f dB",
-            step,
-            record["bpp"],
-            record["psnr"],
-        )
+        logging.info("validation at step %d: %s", step, self.describe(record))
 
 
 def _restore(manager, optimizer) -> None:
@@ -226,6 +229,31 @@ def _checked_step(train_step, batch, step: int, manager) -> dict:
     return terms
 
 
+def run_steps(train_step, iterator, model, optimizer, manager, log, validation, t) -> int:
+    """The loop from the restored step to `t.num_steps`: each step checked
+    (`_checked_step`), logged every `log_every`, checkpointed every `checkpoint_every` and
+    on SIGTERM (then `Preempted`), validated every `validate_every` (`validation.run(model,
+    step)`, when there is a validation set). Returns the last step."""
+    step = int(optimizer.iterations)
+    while step < t.num_steps:
+        log.add(_checked_step(train_step, next(iterator), step + 1, manager))
+        step += 1
+        last = step == t.num_steps
+        if step % t.log_every == 0 or last:
+            log.write(step)
+        if step % t.checkpoint_every == 0 or last:
+            manager.save(checkpoint_number=step)
+        if validation and (step % t.validate_every == 0 or last):
+            validation.run(model, step)
+            log.restart_clock()
+        if preemption.requested():
+            manager.save(checkpoint_number=step)
+            log.flush()
+            raise preemption.Preempted(f"stopped at step {step}; checkpoint saved, rerun resumes.")
+    log.flush()
+    return step
+
+
 @register_pipeline("amortised")
 def train(config, workdir: str) -> dict:
     """Trains (or resumes) the model of `config` in `workdir`; returns the summary."""
@@ -243,24 +271,7 @@ def train(config, workdir: str) -> dict:
     _restore(manager, optimizer)
     train_step = make_train_step(model, optimizer, config)
     log = TrainingLog(workdir, t)
-    step = int(optimizer.iterations)
-    iterator = iter(dataset)
-    while step < t.num_steps:
-        log.add(_checked_step(train_step, next(iterator), step + 1, manager))
-        step += 1
-        last = step == t.num_steps
-        if step % t.log_every == 0 or last:
-            log.write(step)
-        if step % t.checkpoint_every == 0 or last:
-            manager.save(checkpoint_number=step)
-        if validation and (step % t.validate_every == 0 or last):
-            validation.run(model, step)
-            log.restart_clock()
-        if preemption.requested():
-            manager.save(checkpoint_number=step)
-            log.flush()
-            raise preemption.Preempted(f"stopped at step {step}; checkpoint saved, rerun resumes.")
-    log.flush()
+    step = run_steps(train_step, iter(dataset), model, optimizer, manager, log, validation, t)
     summary = {
         "model": config.model.name,
         "lmbda": config.model.lmbda,

@@ -191,8 +191,7 @@ def _code_one(run: TrainedRun, item: NamedImage, out_dir: str, warm_up: bool) ->
         codec.decompress(data, path)  # untimed
     decoded = codec.decompress(data, path)
     container_bytes = len(data) - sum(len(s) for s in container.parse(data, path).sections)
-    estimated = sum(encoded.bits_estimated.values())
-    return results.row_from_file(
+    measured = dict(
         image=item.name,
         model=codec.name,
         original=original,
@@ -200,6 +199,27 @@ def _code_one(run: TrainedRun, item: NamedImage, out_dir: str, warm_up: bool) ->
         decoded=decoded.image,
         encode_seconds=encoded.seconds,
         decode_seconds=decoded.seconds,
+    )
+    if getattr(codec, "lossless", False):  # RC
+        return results.row_from_file(
+            **measured,
+            lossless=True,
+            bpp_header=8 * container_bytes / pixels,
+            bpp_lossy=8 * encoded.bytes_lossy / pixels,
+            bpp_residual=8 * encoded.bytes_residual / pixels,
+            lossy_quality=encoded.quality,
+            lossy_psnr=encoded.lossy_psnr,
+            lossy_tries=encoded.tries,
+            tau=list(encoded.tau),
+            steps=run.steps,
+            macs_per_pixel=codec.model.macs_per_pixel(),
+            bitstream=os.path.relpath(path, out_dir),
+            config_hash=config_hash(run.config),
+            checkpoint=run.checkpoint,
+        )
+    estimated = sum(encoded.bits_estimated.values())
+    return results.row_from_file(
+        **measured,
         lmbda=run.config.model.lmbda,
         bpp_estimated=estimated / pixels,
         bpp_latents=estimated / pixels,

@@ -23,13 +23,16 @@ from common.rundir import read_run_config
 from models import registry
 
 CHECKPOINT_DIR = "checkpoints"
+TRAINED_FAMILIES = ("amortised", "residual")
 TABLES_DIR = "codec"
 
 
 def build_model(model_config):
-    """The amortised model of `config.model`, with its variables created."""
+    """The trained model of `config.model` (amortised codec or RC's residual network),
+    with its variables created."""
     model = registry.build_model(model_config)
-    model(tf.zeros([1, model.total_stride, model.total_stride, 3]))
+    if registry.family(model_config.name) == "amortised":
+        model(tf.zeros([1, model.total_stride, model.total_stride, 3]))
     return model
 
 
@@ -82,11 +85,12 @@ class TrainedRun:
 
 
 def is_trained_run(workdir: str) -> bool:
-    """Whether `workdir` is the run directory of an amortised model (trained or not)."""
+    """Whether `workdir` is the run directory of a trained model (amortised codec or RC's
+    residual network; trained or not)."""
     if not os.path.isfile(os.path.join(workdir, "config.json")):
         return False
     name = read_run_config(workdir).model.name
-    return registry.is_registered(name) and registry.family(name) == "amortised"
+    return registry.is_registered(name) and registry.family(name) in TRAINED_FAMILIES
 
 
 def load_trained_run(workdir: str) -> TrainedRun:
@@ -96,10 +100,14 @@ def load_trained_run(workdir: str) -> TrainedRun:
         raise CodecError(f"--workdir {workdir!r} is not a folder.")
     config = read_run_config(workdir)
     name = config.model.name
-    if not registry.is_registered(name) or registry.family(name) != "amortised":
-        raise CodecError(f"{workdir}: {name!r} is not an amortised model.")
+    if not registry.is_registered(name) or registry.family(name) not in TRAINED_FAMILIES:
+        raise CodecError(f"{workdir}: {name!r} is not a trained model (amortised or RC).")
     model, checkpoint = restore_model(workdir, config.model)
+    description = f"{name} ({os.path.abspath(workdir)}, {os.path.basename(checkpoint)})"
+    if registry.family(name) == "residual":
+        from coding.rc.codec import RcCodec
+
+        return TrainedRun(workdir, config, checkpoint, RcCodec(model, config, description))
     models = entropy_models(model)
     load_or_store_tables(models, workdir, checkpoint)
-    description = f"{name} ({os.path.abspath(workdir)}, {os.path.basename(checkpoint)})"
     return TrainedRun(workdir, config, checkpoint, AmortisedCodec(name, model, models, description))

@@ -27,28 +27,6 @@ import tensorflow as tf
 from coding import fixed_point
 from models.amortised import hyperprior
 
-MAX_WEIGHT_BITS = 16
-
-
-def _weight_bits(kernel: np.ndarray, bias: np.ndarray) -> int:
-    """The finest power-of-two step (2^-k, k <= 16) that keeps the layer in range and exact.
-
-    `kernel` is (k, k, in, out): fan-in axes first.
-    """
-    for bits in range(MAX_WEIGHT_BITS, -1, -1):
-        weights = np.round(kernel * 2.0**bits)
-        ints = np.round(bias * 2.0**bits)
-        if max(np.abs(weights).max(initial=0), np.abs(ints).max(initial=0)) > (
-            fixed_point.WEIGHT_LIMIT
-        ):
-            continue
-        try:
-            fixed_point.check_layer_bounds(weights, ints * 2.0**fixed_point.ACTIVATION_BITS, "")
-        except ValueError:
-            continue
-        return bits
-    raise ValueError("hyper-synthesis weights too large for the fixed-point format.")
-
 
 def scale_index_boundaries() -> np.ndarray:
     """Log-scale boundaries (integers at 2^-12) between consecutive scale indexes."""
@@ -75,14 +53,8 @@ class FixedPointHyperSynthesis:
                 raise TypeError(f"hyper-synthesis layer {i} is not a transposed convolution.")
             # Keras keeps transposed kernels as (k, k, out, in); fan-in axes go first.
             kernel = np.transpose(layer.kernel.numpy().astype(np.float64), (0, 1, 3, 2))
-            bias = layer.bias.numpy().astype(np.float64)
-            bits = _weight_bits(kernel, bias)
-            weights, acc_bias = fixed_point.layer_parameters(
-                np.round(kernel * 2.0**bits),
-                np.round(bias * 2.0**bits),
-                bits,
-                bits,
-                f"hyper-synthesis layer {i}",
+            weights, acc_bias, bits = fixed_point.quantise_layer(
+                kernel, layer.bias.numpy(), f"hyper-synthesis layer {i}"
             )
             weights = np.transpose(weights, (0, 1, 3, 2))
             self.layers.append(

@@ -43,7 +43,7 @@ from models.c3.context import wavefront_slope
 _ONE = 2.0**fp.ACTIVATION_BITS
 
 
-def channel_rows(outputs: tf.Tensor, pixels: tf.Tensor, channel: int):
+def channel_rows(outputs: tf.Tensor, pixels: tf.Tensor, channel: int, means=None):
     """(rows, rounded mu), int32 (n,) each, of one channel's values.
 
     Args:
@@ -51,9 +51,13 @@ def channel_rows(outputs: tf.Tensor, pixels: tf.Tensor, channel: int):
       pixels: float64 (n, 3), the 8-bit values; only the channels before `channel` are
         read (the decoder has those).
       channel: 0, 1 or 2 (R, G, B).
+      means: float64 (n, 3), the means 255 m in 8-bit units at the activation scale,
+        in [0, 255 x 2^12], if not those of outputs[:, 0:3] (RC's, relative to x_l:
+        `coding.rc.codec`).
     """
     act = fp.ACTIVATION_BITS
-    means = 255.0 * tf.clip_by_value(outputs[:, 0:3], 0.0, _ONE)
+    if means is None:
+        means = synthesis_means(outputs)
     # a = out / 2^6 (`COUPLING_SCALE`): out clipped to +-4 x 2^6 O, products exact.
     bits = model_lossless.COUPLING_BITS
     limit = model_lossless.COUPLING_LIMIT * _ONE * 2.0**bits
@@ -72,6 +76,11 @@ def channel_rows(outputs: tf.Tensor, pixels: tf.Tensor, channel: int):
     return laplace_rows(mu, 2.0 * ln_b, 255.0)
 
 
+def synthesis_means(outputs: tf.Tensor) -> tf.Tensor:
+    """255 m of lossless C3's outputs (n, 9): 8-bit units at the activation scale."""
+    return 255.0 * tf.clip_by_value(outputs[:, 0:3], 0.0, _ONE)
+
+
 def prediction_errors(outputs: tf.Tensor, pixels: tf.Tensor) -> tf.Tensor:
     """`models.c3.lossless.prediction_errors` in fixed point: (x - 255 m) / 16 at the
     activation scale, 256 x - round(255 m / 16) for m the clipped mean's integer; (n, 3)
@@ -81,33 +90,35 @@ def prediction_errors(outputs: tf.Tensor, pixels: tf.Tensor) -> tf.Tensor:
     return pixels * (_ONE * model_lossless.PIXEL_INPUT_SCALE) - fp.round_shift(255.0 * means, shift)
 
 
-def encode(outputs: tf.Tensor, image: np.ndarray) -> list[bytes]:
+def encode(outputs: tf.Tensor, image: np.ndarray, means=None) -> list[bytes]:
     """The three channel strings of an 8-bit image (H, W, 3) given the synthesis's
-    outputs (H, W, 9)."""
+    outputs (H, W, 9) (and the means, (H, W, 3), if not theirs: `channel_rows`)."""
     tables = lt.tables()
     n = image.shape[0] * image.shape[1]
     outputs = tf.reshape(tf.cast(outputs, tf.float64), (n, -1))
     pixels = image.reshape(n, 3).astype(np.int64)
     pixel_tensor = tf.constant(pixels, tf.float64)
     strings = []
+    means = None if means is None else tf.reshape(tf.cast(means, tf.float64), (n, 3))
     for c in range(3):
-        rows, rounded = (t.numpy() for t in channel_rows(outputs, pixel_tensor, c))
+        rows, rounded = (t.numpy() for t in channel_rows(outputs, pixel_tensor, c, means))
         values = pixels[:, c] - rounded + tables.half_widths[rows]
         strings.append(tables.coder.encode(rows, values))
     return strings
 
 
-def decode(outputs: tf.Tensor, strings: list[bytes], shape: tuple[int, int], what: str):
-    """The 8-bit image (H, W, 3) of the channel strings; BitstreamError if a value falls
-    outside 0..255 (a damaged file)."""
+def decode(outputs: tf.Tensor, strings: list[bytes], shape: tuple[int, int], what: str, means=None):
+    """The 8-bit image (H, W, 3) of the channel strings (`encode`'s arguments);
+    BitstreamError if a value falls outside 0..255 (a damaged file)."""
     tables = lt.tables()
     h, w = shape
     n = h * w
     outputs = tf.reshape(tf.cast(outputs, tf.float64), (n, -1))
     pixels = np.zeros((n, 3), np.int64)
+    means = None if means is None else tf.reshape(tf.cast(means, tf.float64), (n, 3))
     for c, name in enumerate("RGB"):
         rows, rounded = (
-            t.numpy() for t in channel_rows(outputs, tf.constant(pixels, tf.float64), c)
+            t.numpy() for t in channel_rows(outputs, tf.constant(pixels, tf.float64), c, means)
         )
         values = tables.coder.decode(strings[c], rows, f"{what} ({name} pixels)")
         channel = values - tables.half_widths[rows] + rounded
