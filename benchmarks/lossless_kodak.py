@@ -3,6 +3,7 @@
   python benchmarks/lossless_kodak.py --kodak DIR [--jobs 2]
       [--codecs png,webp_lossless,jpeg2000_lossless,jxl_lossless_e7,jxl_lossless_e9]
       [--c3-images kodim23,kodim01] [--c3-full] [--c3-steps 2000] [--seed 0]
+      [--rc-workdir RUN ...]
       [--out benchmarks/results/lossless_kodak]
 
 1. The 24 images with the classical lossless codecs (`bench.classical`; each file decoded
@@ -13,6 +14,12 @@
    crops, like for like. Each C3 row is a file decoded and compared with the crop.
    With --c3-full, the same on the whole 768x512 images instead (about 6x the fit time
    of a crop; the networks' bits spread over 6x the pixels).
+
+3. With --rc-workdir RUN (repeatable): RC with the trained residual network of that run
+   (train.py with configs/rc_hevc.py or rc_c3.py) codes the 24 images (`eval.py
+   --workdir RUN`: each file written, decoded and compared with the original; rows in
+   OUT/<model>/results/). The run's training budget (steps, seconds per step, pairs) is
+   copied into the summary.
 
 `summary.json`: each codec's mean bpsp (file bits / (3 H W), mean over images), its
 distance from WebP lossless (the issue's bar) and from JPEG XL lossless at effort 9 (the
@@ -94,6 +101,38 @@ def crops(args, names: list[str]) -> dict:
     return table
 
 
+def rc_runs(args) -> tuple[dict, list]:
+    """Part 3: each RC run on the Kodak images; (summary entries, lossless results)."""
+    import json
+
+    import numpy as np
+
+    from common.rundir import read_run_config
+    from pipelines.evaluate import evaluate_trained
+
+    entries, found = {}, []
+    for workdir in args.rc_workdir:
+        name = read_run_config(workdir).model.name
+        out = os.path.join(args.out, name)
+        rows = evaluate_trained(workdir, args.kodak, out)
+        with open(os.path.join(workdir, "train_summary.json")) as f:
+            trained = json.load(f)
+        keep = ("steps", "seconds_per_step", "batch_size", "patch_size", "training_pairs",
+                "validation", "decoder_macs_per_pixel", "checkpoint")  # fmt: skip
+        qualities = [row["lossy_quality"] for row in rows]
+        entries[name] = {
+            "workdir": os.path.abspath(workdir),
+            "training": {k: trained.get(k) for k in keep},
+            "bpp_lossy": float(np.mean([row["bpp_lossy"] for row in rows])),
+            "bpp_residual": float(np.mean([row["bpp_residual"] for row in rows])),
+            "lossy_psnr": float(np.mean([row["lossy_psnr"] for row in rows])),
+            "lossy_quality_chosen": {f"{q:g}": qualities.count(q) for q in sorted(set(qualities))},
+        }
+        found.append(read_lossless(os.path.join(out, "results.json")))
+        print(f"{name}: {found[-1].bpsp:.4f} bpsp", flush=True)
+    return entries, found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kodak", required=True)
@@ -103,6 +142,7 @@ def main() -> None:
     parser.add_argument("--c3-full", action="store_true", help="whole images, not crops")
     parser.add_argument("--c3-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rc-workdir", action="append", default=[], help="a trained RC run")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/lossless_kodak"))
     args = parser.parse_args()
     paths = image_files(args.kodak)
@@ -111,12 +151,16 @@ def main() -> None:
     classical.run(names, paths, args.out, args.jobs, root=args.kodak)
     seconds = time.perf_counter() - start
     found = {n: read_lossless(os.path.join(args.out, f"{n}.json")) for n in names}
+    rc, rc_found = rc_runs(args)
+    found.update({r.name: r for r in rc_found})
     report = {
         **provenance(ROOT),
         "images": len(paths),
         "seconds": seconds,
         "codecs": distances({n: r.bpsp for n, r in found.items()}),
     }
+    if rc:
+        report["rc"] = rc
     for name, result in found.items():
         report["codecs"][name].update(
             encode_seconds=result.encoding_time, decode_seconds=result.decoding_time
