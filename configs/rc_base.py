@@ -37,6 +37,9 @@ def get_base_config(name: str) -> config_dict.ConfigDict:
     config.lossy = config_dict.ConfigDict()
     config.lossy.qualities = ()
     config.lossy.train_qualities = ()
+    # Training images are cut to their central part of at most this side before the lossy
+    # layer (0: whole images): x265 veryslow spends about a minute on a 2048x2048 photo.
+    config.lossy.train_max_side = 512
     config.lossy.c3 = config_dict.ConfigDict()  # rc_c3: the C3 config of the layer
 
     config.train.num_steps = 100_000

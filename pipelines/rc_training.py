@@ -37,32 +37,49 @@ def _cached_name(path: str, root: str) -> str:
     return os.path.splitext(relative.replace(os.sep, "__"))[0] + ".png"
 
 
+def central_crop(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The central max_side x max_side (at most) part of an image; 0: the whole image."""
+    if not max_side:
+        return image
+    h, w = image.shape[:2]
+    top, left = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
+    return image[top : top + max_side, left : left + max_side]
+
+
 def lossy_pairs(config, workdir: str, paths: list[str], root: str = "") -> list[tuple[str, str]]:
     """(image path, x_l path) for every image and training quality; the x_l PNGs are made
-    by the lossy layer once and kept in RUN/lossy/ (a rerun reuses them)."""
+    by the lossy layer once and kept in RUN/lossy/ (a rerun reuses them). Images larger
+    than `lossy.train_max_side` are cut to their central part first (kept in
+    RUN/lossy/original/): x265 veryslow takes about a minute per 2048x2048 photo."""
     layer = lossy_layer(config.model.name, config.lossy)
     layer.check()
+    max_side = int(config.lossy.train_max_side)
+    originals = os.path.join(workdir, LOSSY_DIR, "original")
     jobs = []
     for quality in config.lossy.train_qualities:
         directory = os.path.join(workdir, LOSSY_DIR, f"{layer.quality_name}{quality:g}")
         for path in paths:
-            jobs.append((path, os.path.join(directory, _cached_name(path, root)), quality))
-    todo = [j for j in jobs if not os.path.isfile(j[1])]
+            name = _cached_name(path, root)
+            source = os.path.join(originals, name) if max_side else path
+            jobs.append((path, source, os.path.join(directory, name), quality))
+    todo = [j for j in jobs if not os.path.isfile(j[2])]
     if todo:
         logging.info("Making %d lossy reconstructions (%s) in %s.", len(todo), layer.name,
                      os.path.join(workdir, LOSSY_DIR))  # fmt: skip
 
     def make(job):
-        path, target, quality = job
-        image = read_image(path)
+        path, source, target, quality = job
+        image = central_crop(read_image(path), max_side)
+        if source != path and not os.path.isfile(source):
+            write_png(source, image)
         x_l = layer.decode(layer.encode(image, quality), image.shape[:2], path)
         write_png(target, x_l)
 
     # x265 is a process of its own (threads serve it); a C3 fit runs here, one at a time.
-    workers = os.cpu_count() or 1 if layer.name == "hevc" else 1
+    workers = (os.cpu_count() or 1) if layer.name == "hevc" else 1
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(make, todo))
-    return [(path, target) for path, target, _ in jobs]
+    return [(source, target) for _, source, target, _ in jobs]
 
 
 def read_pair(path, lossy) -> np.ndarray:
