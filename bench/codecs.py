@@ -12,55 +12,25 @@ at its best on PSNR (../reference notes, docs/bench.md):
 - AVIF: `avifenc -s 6 --min Q --max Q -y 444` / `avifdec` (libavif's tools: 12 % fewer
   bits than Pillow's AVIF plugin at the same speed, measured on 4 Kodak images).
 - JPEG XL: `cjxl -d D -e 7`, decoded by `djxl`.
-- HEVC intra (our stand-in for BPG, which is x265 intra inside): we convert RGB to
-  full-range BT.601 Y'CbCr ourselves, hand x265 raw planes (`--keyint 1 --preset
-  veryslow --tune psnr --no-info`), decode with ffmpeg to raw planes and convert back
-  with the same matrix. Letting ffmpeg's scaler convert (limited range) or keeping x265's
-  psycho-visual tuning and settings SEI would cost quality and bits that are not HEVC's.
+- HEVC intra (our stand-in for BPG, which is x265 intra inside): `coding.hevc` (x265 on
+  our own full-range BT.601 Y'CbCr planes, decoded by ffmpeg), shared with RC's lossy
+  layer. The command-line tools are found and run by `coding.tools`.
 """
 
 import dataclasses
 import functools
 import io
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, features
 
+from coding import hevc
 from coding.interface import Codec
+from coding.tools import require_tool, run_tool, tool_version
 from common.errors import CodecError
-
-# Debian packages that provide each command-line tool.
-TOOL_PACKAGES = {
-    "avifenc": "libavif-bin",
-    "avifdec": "libavif-bin",
-    "cjxl": "libjxl-tools",
-    "djxl": "libjxl-tools",
-    "x265": "x265",
-    "ffmpeg": "ffmpeg",
-}
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        package = TOOL_PACKAGES.get(name, name)
-        raise CodecError(
-            f"{name} not found: install the Debian package {package} (apt-get install {package})."
-        )
-    return path
-
-
-def _run(args: list[str], what: str) -> bytes:
-    out = subprocess.run(args, capture_output=True, timeout=600)
-    if out.returncode != 0:
-        message = out.stderr.decode(errors="replace").strip().splitlines()
-        raise CodecError(f"{what} failed: {message[-1] if message else out.returncode}")
-    return out.stdout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +114,7 @@ def _tool_encode(image: np.ndarray, suffix: str, command) -> bytes:
         source, target = os.path.join(tmp, "in.png"), os.path.join(tmp, "out" + suffix)
         Image.fromarray(image).save(source)
         args = command(source, target)
-        _run(args, os.path.basename(args[0]))
+        run_tool(args, os.path.basename(args[0]))
         with open(target, "rb") as f:
             return f.read()
 
@@ -155,7 +125,7 @@ def _tool_decode(data: bytes, suffix: str, tool: str) -> np.ndarray:
         source, target = os.path.join(tmp, "in" + suffix), os.path.join(tmp, "out.png")
         with open(source, "wb") as f:
             f.write(data)
-        _run([require_tool(tool), source, target], tool)
+        run_tool([require_tool(tool), source, target], tool)
         with Image.open(target) as decoded:
             return np.asarray(decoded.convert("RGB"))
 
@@ -181,148 +151,20 @@ def _jxl_encode(image: np.ndarray, distance: float) -> bytes:
     return _tool_encode(image, ".jxl", command)
 
 
-def _tool_version(args: list[str], pattern: str) -> str:
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    for line in (out.stdout + out.stderr).splitlines():
-        if pattern in line:
-            return line.strip()
-    return "unknown version"
-
-
-# HEVC intra with x265 on our own full-range BT.601 Y'CbCr planes.
-
-_KR, _KB = 0.299, 0.114
-
-
-def rgb_to_ycbcr(image: np.ndarray) -> np.ndarray:
-    """Full-range BT.601 (JPEG / BPG) Y'CbCr, float, planes last."""
-    rgb = image.astype(np.float64)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = _KR * r + (1 - _KR - _KB) * g + _KB * b
-    cb = (b - y) / (2 * (1 - _KB)) + 128
-    cr = (r - y) / (2 * (1 - _KR)) + 128
-    return np.stack([y, cb, cr], axis=-1)
-
-
-def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
-    y, cb, cr = ycbcr[..., 0], ycbcr[..., 1] - 128, ycbcr[..., 2] - 128
-    r = y + 2 * (1 - _KR) * cr
-    b = y + 2 * (1 - _KB) * cb
-    g = (y - _KR * r - _KB * b) / (1 - _KR - _KB)
-    rgb = np.stack([r, g, b], axis=-1)
-    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
-
-
-# x265 (64x64 coding tree units with the veryslow preset) cannot code a picture smaller
-# than one unit: smaller images are padded by edge replication and cropped after decoding.
-_MIN_HEVC_SIDE = 64
-
-
-def _hevc_size(h: int, w: int) -> tuple[int, int]:
-    """The coded picture size: even (4:2:0 chroma) and at least one coding tree unit."""
-    return max(_MIN_HEVC_SIDE, h + h % 2), max(_MIN_HEVC_SIDE, w + w % 2)
-
-
-def _planes(image: np.ndarray, chroma_420: bool) -> tuple[bytes, tuple[int, int]]:
-    """Raw 8-bit planes (Y, Cb, Cr) of the padded image (`_hevc_size`), and its size."""
-    h, w = image.shape[:2]
-    ph, pw = _hevc_size(h, w)
-    padded = np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    ycbcr = rgb_to_ycbcr(padded)
-    planes = [ycbcr[..., 0]]
-    for c in (1, 2):
-        plane = ycbcr[..., c]
-        if chroma_420:  # 2x2 mean: chroma sited between the luma samples
-            plane = plane.reshape(plane.shape[0] // 2, 2, plane.shape[1] // 2, 2).mean((1, 3))
-        planes.append(plane)
-    data = b"".join(np.clip(np.round(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
-    return data, padded.shape[:2]
-
-
-def _upsample_chroma(plane: np.ndarray) -> np.ndarray:
-    """2x bilinear upsampling with half-pixel centres (the inverse siting of `_planes`)."""
-    h, w = plane.shape
-    image = Image.fromarray(plane.astype(np.float32), mode="F")
-    return np.asarray(image.resize((2 * w, 2 * h), Image.Resampling.BILINEAR), np.float64)
-
-
-def _hevc_encode(image: np.ndarray, qp: float, chroma_420: bool) -> bytes:
-    raw, (h, w) = _planes(image, chroma_420)
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = os.path.join(tmp, "in.yuv"), os.path.join(tmp, "out.hevc")
-        with open(source, "wb") as f:
-            f.write(raw)
-        args = [
-            require_tool("x265"),
-            "--input", source,
-            "--input-res", f"{w}x{h}",
-            "--input-csp", "i420" if chroma_420 else "i444",
-            "--input-depth", "8",
-            "--fps", "1",
-            "--frames", "1",
-            "--keyint", "1",
-            "--preset", "veryslow",
-            "--tune", "psnr",
-            "--qp", str(int(qp)),
-            "--no-info",
-            "--log-level", "error",
-            "--output", target,
-        ]  # fmt: skip
-        _run(args, "x265")
-        with open(target, "rb") as f:
-            return f.read()
-
-
-def _hevc_decode(data: bytes, size, chroma_420: bool) -> np.ndarray:
-    if size is None:
-        raise CodecError("an HEVC stream of ours decodes with the original's (height, width).")
-    h, w = size
-    ph, pw = _hevc_size(h, w)
-    with tempfile.TemporaryDirectory() as tmp:
-        source = os.path.join(tmp, "in.hevc")
-        with open(source, "wb") as f:
-            f.write(data)
-        pix_fmt = "yuv420p" if chroma_420 else "yuv444p"
-        raw = _run(
-            [require_tool("ffmpeg"), "-loglevel", "error", "-i", source, "-f", "rawvideo",
-             "-pix_fmt", pix_fmt, "-"],
-            "ffmpeg",
-        )  # fmt: skip
-    luma = np.frombuffer(raw[: ph * pw], np.uint8).reshape(ph, pw).astype(np.float64)
-    ch, cw = (ph // 2, pw // 2) if chroma_420 else (ph, pw)
-    chroma = []
-    for i in range(2):
-        start = ph * pw + i * ch * cw
-        plane = np.frombuffer(raw[start : start + ch * cw], np.uint8).reshape(ch, cw)
-        chroma.append(_upsample_chroma(plane) if chroma_420 else plane.astype(np.float64))
-    if len(raw) != ph * pw + 2 * ch * cw:
-        raise CodecError(f"ffmpeg returned {len(raw)} bytes for a {pw}x{ph} {pix_fmt} frame.")
-    return ycbcr_to_rgb(np.stack([luma, *chroma], axis=-1))[:h, :w]
-
-
-def _hevc_check() -> None:
-    require_tool("x265")
-    require_tool("ffmpeg")
-
-
 def _hevc_codec(name: str, chroma_420: bool) -> ClassicalCodec:
     def version():
-        x265 = _tool_version([require_tool("x265"), "--version"], "HEVC encoder version")
-        ffmpeg = _tool_version([require_tool("ffmpeg"), "-version"], "ffmpeg version")
+        x265 = tool_version([require_tool("x265"), "--version"], "HEVC encoder version")
+        ffmpeg = tool_version([require_tool("ffmpeg"), "-version"], "ffmpeg version")
         return f"x265 {x265.split('version ')[-1]}; {ffmpeg.split(' Copyright')[0]}"
 
     return ClassicalCodec(
         name=name,
         qualities=(47, 44, 41, 38, 35, 32, 29, 26, 23, 20, 17),
-        encode=functools.partial(_hevc_encode_q, chroma_420=chroma_420),
-        decode=functools.partial(_hevc_decode, chroma_420=chroma_420),
+        encode=functools.partial(hevc.encode, chroma_420=chroma_420),
+        decode=functools.partial(hevc.decode, chroma_420=chroma_420),
         version=version,
-        check=_hevc_check,
+        check=hevc.check,
     )
-
-
-def _hevc_encode_q(image, qp, chroma_420):
-    return _hevc_encode(image, qp, chroma_420)
 
 
 CODECS = {
@@ -355,7 +197,7 @@ CODECS = {
         (56, 50, 44, 38, 32, 26, 20, 14, 8, 4),  # quantizer (lower = better)
         _avif_encode,
         lambda data, size: _tool_decode(data, ".avif", "avifdec"),
-        lambda: "avifenc " + _tool_version([require_tool("avifenc"), "--version"], "Version"),
+        lambda: "avifenc " + tool_version([require_tool("avifenc"), "--version"], "Version"),
         lambda: (require_tool("avifenc"), require_tool("avifdec")) and None,
     ),
     "jxl": ClassicalCodec(
@@ -363,7 +205,7 @@ CODECS = {
         (12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.75, 0.5, 0.3),
         _jxl_encode,
         lambda data, size: _tool_decode(data, ".jxl", "djxl"),
-        lambda: _tool_version([require_tool("cjxl"), "--version"], "cjxl"),
+        lambda: tool_version([require_tool("cjxl"), "--version"], "cjxl"),
         lambda: (require_tool("cjxl"), require_tool("djxl")) and None,
     ),
     "hevc444": _hevc_codec("hevc444", chroma_420=False),
@@ -393,7 +235,7 @@ def _jxl_lossless(effort: int) -> ClassicalCodec:
         f"jxl_lossless_e{effort}",
         functools.partial(_jxl_lossless_encode, effort=effort),
         lambda data, size: _tool_decode(data, ".jxl", "djxl"),
-        lambda: _tool_version([require_tool("cjxl"), "--version"], "cjxl"),
+        lambda: tool_version([require_tool("cjxl"), "--version"], "cjxl"),
         lambda: (require_tool("cjxl"), require_tool("djxl")) and None,
     )
 

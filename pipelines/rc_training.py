@@ -12,6 +12,7 @@ of the lossy layer's x_l: what the network is given.
 """
 
 import concurrent.futures
+import copy
 import os
 
 import numpy as np
@@ -37,6 +38,19 @@ def _cached_name(path: str, root: str) -> str:
     return os.path.splitext(relative.replace(os.sep, "__"))[0] + ".png"
 
 
+def make_lossy_layer(config):
+    """The lossy layer of an RC config, able to encode (rc_c3: fits `config.lossy.c3`)."""
+
+    def fit_c3(image: np.ndarray, lmbda: float) -> bytes:
+        from pipelines.per_image import C3Codec
+
+        c3_config = copy.deepcopy(config.lossy.c3)
+        c3_config.model.lmbda = lmbda
+        return C3Codec(c3_config).fit_and_encode(image, what="lossy layer").encoded.data
+
+    return lossy_layer(config.model.name, fit_c3)
+
+
 def central_crop(image: np.ndarray, max_side: int) -> np.ndarray:
     """The central max_side x max_side (at most) part of an image; 0: the whole image."""
     if not max_side:
@@ -51,7 +65,7 @@ def lossy_pairs(config, workdir: str, paths: list[str], root: str = "") -> list[
     by the lossy layer once and kept in RUN/lossy/ (a rerun reuses them). Images larger
     than `lossy.train_max_side` are cut to their central part first (kept in
     RUN/lossy/original/): x265 veryslow takes about a minute per 2048x2048 photo."""
-    layer = lossy_layer(config.model.name, config.lossy)
+    layer = make_lossy_layer(config)
     layer.check()
     max_side = int(config.lossy.train_max_side)
     originals = os.path.join(workdir, LOSSY_DIR, "original")

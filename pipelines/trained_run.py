@@ -106,8 +106,10 @@ def load_trained_run(workdir: str) -> TrainedRun:
     description = f"{name} ({os.path.abspath(workdir)}, {os.path.basename(checkpoint)})"
     if registry.family(name) == "residual":
         from coding.rc.codec import RcCodec
+        from pipelines.rc_training import make_lossy_layer
 
-        return TrainedRun(workdir, config, checkpoint, RcCodec(model, config, description))
+        codec = RcCodec(model, config, description, layer=make_lossy_layer(config))
+        return TrainedRun(workdir, config, checkpoint, codec)
     models = entropy_models(model)
     load_or_store_tables(models, workdir, checkpoint)
     return TrainedRun(workdir, config, checkpoint, AmortisedCodec(name, model, models, description))

@@ -8,6 +8,7 @@ from PIL import Image
 
 from bench import bdrate, classical, codecs, plot
 from bench.curves import Curve, CurveError, read_curve
+from coding import hevc, tools
 from common import results
 from tests.helpers import smooth_image
 
@@ -59,7 +60,7 @@ def test_curves_from_json_and_csv_and_the_cli(tmp_path, capsys):
 
 def test_ycbcr_round_trip_is_lossless_enough():
     image = smooth_image(32, 48)
-    back = codecs.ycbcr_to_rgb(codecs.rgb_to_ycbcr(image))
+    back = hevc.ycbcr_to_rgb(hevc.rgb_to_ycbcr(image))
     assert np.abs(back.astype(int) - image).max() <= 1
 
 
@@ -79,7 +80,7 @@ def test_each_codec_round_trips_a_small_image(name, height, width, tmp_path, cod
 
 
 def test_missing_tool_names_the_package(monkeypatch):
-    monkeypatch.setattr(codecs.shutil, "which", lambda _: None)
+    monkeypatch.setattr(tools.shutil, "which", lambda _: None)
     with pytest.raises(codecs.CodecError, match="apt-get install libjxl-tools"):
         codecs.CODECS["jxl"].check()
 

@@ -12,11 +12,12 @@ import tensorflow as tf
 from coding import fixed_point as fp
 from coding.container import Container, parse
 from coding.rc import codec as rc_codec
-from common.errors import BitstreamError
+from common.errors import BitstreamError, CodecError
 from configs import rc_c3, rc_hevc
 from models import registry
 from models.c3 import lossless as model_lossless
 from models.rc import residual
+from pipelines.rc_training import make_lossy_layer
 from tests.helpers import ROOT, run_in_process, smooth_image, tiny_fit_config
 
 ONE = 2.0**fp.ACTIVATION_BITS
@@ -243,7 +244,10 @@ def test_rc_c3_codes_with_a_c3_lossy_layer():
     c3 = config.lossy.c3
     c3.fit.update(tiny_fit_config(40, 5).to_dict())
     image = noisy_image(32, 48, seed=4)
-    codec = rc_codec.RcCodec(golden_model(), config)
+    layer = make_lossy_layer(config)
+    codec = rc_codec.RcCodec(golden_model(), config, layer=layer)
     encoded = codec.compress(image)
     assert parse(parse(encoded.data).sections[0]).codec == "c3"
+    with pytest.raises(CodecError, match="decodes only"):  # no C3 encoder handed in
+        rc_codec.RcCodec(golden_model(), config).compress(image)
     np.testing.assert_array_equal(codec.decode(encoded.data), image)

@@ -176,12 +176,14 @@ class RcCodec(Codec):
     lossless = True
 
     def __init__(self, model: residual.ResidualModel, config, description: str = "",
-                 jit: bool = False):  # fmt: skip
+                 jit: bool = False, layer=None):  # fmt: skip
+        """`layer`: the lossy layer (`coding.rc.lossy`), by default the model's without
+        a C3 encoder (`pipelines.rc_training.make_lossy_layer` adds it)."""
         self.name = config.model.name
         self.description = description or f"{self.name}: lossy layer + residual coder"
         self.config = config
         self.model = model
-        self.layer = lossy_layer(self.name, config.lossy)
+        self.layer = layer or lossy_layer(self.name)
         self.network = FixedPointResidual(model, jit)
 
     def header(self, h: int, w: int, quality: float, tau, crc: int) -> bytes:

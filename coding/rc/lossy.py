@@ -11,12 +11,16 @@ Two layers, chosen by the model name (`configs/rc_hevc.py`, `configs/rc_c3.py`):
     layer = lossy_layer("rc_hevc", config.lossy)
     data = layer.encode(image, quality)         # bytes of the lossy file
     x_l = layer.decode(data, (h, w), what)      # uint8 (h, w, 3); BitstreamError if bad
-"""
 
-import copy
+The C3 layer's encoder is a fit (`pipelines.per_image`), a layer above this one: the
+pipelines hand it in (`pipelines.rc_training.make_lossy_layer`); without it the layer
+decodes only.
+"""
 
 import numpy as np
 
+from coding import container, hevc
+from coding.c3 import codec as c3_codec
 from common.errors import BitstreamError, CodecError
 
 
@@ -26,23 +30,18 @@ class HevcLayer:
     name = "hevc"
     quality_name = "qp"
 
-    def __init__(self):
-        from bench.codecs import CODECS
-
-        self.codec = CODECS["hevc444"]
-
     def check(self) -> None:
         """CodecError naming the missing tool (x265, ffmpeg)."""
-        self.codec.check()
+        hevc.check()
 
     def encode(self, image: np.ndarray, quality: float) -> bytes:
         if not 0 <= quality <= 51 or quality != int(quality):
             raise ValueError(f"an HEVC QP is an integer in 0..51, got {quality}.")
-        return self.codec.encode(image, int(quality))
+        return hevc.encode(image, int(quality), chroma_420=False)
 
     def decode(self, data: bytes, shape: tuple[int, int], what: str) -> np.ndarray:
         try:
-            image = self.codec.decode(data, tuple(shape))
+            image = hevc.decode(data, tuple(shape), chroma_420=False)
         except CodecError as e:
             raise BitstreamError(f"{what}: the HEVC layer does not decode ({e}).") from None
         if image.shape[:2] != tuple(shape):
@@ -51,28 +50,23 @@ class HevcLayer:
 
 
 class C3Layer:
-    """A lossy C3 file (the C3 config of `config.lossy.c3`) at a lambda."""
+    """A lossy C3 file at a lambda; `encoder(image, lmbda) -> bytes` fits and codes it."""
 
     name = "c3"
     quality_name = "lmbda"
 
-    def __init__(self, c3_config):
-        self.c3_config = c3_config
+    def __init__(self, encoder=None):
+        self.encoder = encoder
 
     def check(self) -> None:
         pass
 
     def encode(self, image: np.ndarray, quality: float) -> bytes:
-        from pipelines.per_image import C3Codec
-
-        config = copy.deepcopy(self.c3_config)
-        config.model.lmbda = float(quality)
-        return C3Codec(config).fit_and_encode(image, what="lossy layer").encoded.data
+        if self.encoder is None:
+            raise CodecError("this RC codec decodes only: it was built without a C3 encoder.")
+        return self.encoder(image, float(quality))
 
     def decode(self, data: bytes, shape: tuple[int, int], what: str) -> np.ndarray:
-        from coding import container
-        from coding.c3 import codec as c3_codec
-
         if container.parse(data, f"{what} (lossy layer)").codec != "c3":
             raise BitstreamError(f"{what}: the lossy layer is not a lossy C3 file.")
         image = c3_codec.decode(data, what=f"{what} (lossy layer)").image
@@ -81,10 +75,10 @@ class C3Layer:
         return image
 
 
-def lossy_layer(model_name: str, lossy_config):
+def lossy_layer(model_name: str, c3_encoder=None):
     """The lossy layer of an RC model (`models.rc.residual.RC_MODELS`)."""
     if model_name == "rc_hevc":
         return HevcLayer()
     if model_name == "rc_c3":
-        return C3Layer(lossy_config.c3)
+        return C3Layer(c3_encoder)
     raise ValueError(f"{model_name!r} is not an RC model.")
