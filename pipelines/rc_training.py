@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from coding.rc.lossy import lossy_layer
-from common import device
+from common import device, preemption
 from common.crops import folder_images
 from common.errors import DatasetError
 from common.files import atomic_write_json
@@ -82,6 +82,8 @@ def lossy_pairs(config, workdir: str, paths: list[str], root: str = "") -> list[
                      os.path.join(workdir, LOSSY_DIR))  # fmt: skip
 
     def make(job):
+        if preemption.requested():  # SIGTERM: stop between pictures (all kept are whole)
+            raise preemption.Preempted("stopped while making training pairs; rerun resumes.")
         path, source, target, quality = job
         image = central_crop(read_image(path), max_side)
         if source != path and not os.path.isfile(source):
