@@ -3,7 +3,7 @@
   python benchmarks/lossless_kodak.py --kodak DIR [--jobs 2]
       [--codecs png,webp_lossless,jpeg2000_lossless,jxl_lossless_e7,jxl_lossless_e9]
       [--c3-images kodim23,kodim01] [--c3-full] [--c3-steps 2000] [--seed 0]
-      [--rc-workdir RUN ...]
+      [--rc-workdir RUN ...] [--rc-qualities 12,16,20]
       [--out benchmarks/results/lossless_kodak]
 
 1. The 24 images with the classical lossless codecs (`bench.classical`; each file decoded
@@ -18,7 +18,8 @@
 3. With --rc-workdir RUN (repeatable): RC with the trained residual network of that run
    (train.py with configs/rc_hevc.py or rc_c3.py) codes the 24 images (`eval.py
    --workdir RUN`: each file written, decoded and compared with the original; rows in
-   OUT/<model>/results/). The run's training budget (steps, seconds per step, pairs) is
+   OUT/<model>/results/; --rc-qualities: the lossy qualities searched, if not the run
+   config's). The run's training budget (steps, seconds per step, pairs) is
    copied into the summary.
 
 `summary.json`: each codec's mean bpsp (file bits / (3 H W), mean over images), its
@@ -114,7 +115,8 @@ def rc_runs(args) -> tuple[dict, list]:
     for workdir in args.rc_workdir:
         name = read_run_config(workdir).model.name
         out = os.path.join(args.out, name)
-        rows = evaluate_trained(workdir, args.kodak, out)
+        qualities = [float(q) for q in args.rc_qualities.split(",")] if args.rc_qualities else None
+        rows = evaluate_trained(workdir, args.kodak, out, lossy_qualities=qualities)
         with open(os.path.join(workdir, "train_summary.json")) as f:
             trained = json.load(f)
         keep = ("steps", "seconds_per_step", "batch_size", "patch_size", "training_pairs",
@@ -143,6 +145,7 @@ def main() -> None:
     parser.add_argument("--c3-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rc-workdir", action="append", default=[], help="a trained RC run")
+    parser.add_argument("--rc-qualities", default="", help="e.g. 12,16,20 (HEVC QPs)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/lossless_kodak"))
     args = parser.parse_args()
     paths = image_files(args.kodak)

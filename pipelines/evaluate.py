@@ -149,13 +149,16 @@ def _write_results(out_dir: str, rows, name: str, description: str) -> list[dict
     return written
 
 
-def evaluate_trained(workdir: str, dataset: str, out_dir: str, name: str | None = None) -> list:
+def evaluate_trained(
+    workdir: str, dataset: str, out_dir: str, name: str | None = None, lossy_qualities=None
+) -> list:
     """Codes every image of the folder `dataset` with the trained run `workdir`.
 
     For each image: encode to out_dir/bitstreams/<image>.lz, decode that file, measure.
     Encode time covers analysis, hyper-synthesis and range coding; decode time is warm
     (one untimed decode first, as a deployed decoder would be). `decoded_matches_encoder`
-    says whether the file decoded to the encoder's quantised forward pass.
+    says whether the file decoded to the encoder's quantised forward pass. An RC run
+    searches `lossy_qualities` if given (else its config's).
     """
     from ml_collections import config_dict
 
@@ -165,7 +168,7 @@ def evaluate_trained(workdir: str, dataset: str, out_dir: str, name: str | None 
 
     def rows():
         for i, item in enumerate(images):
-            yield _code_one(run, item, out_dir, warm_up=i == 0)
+            yield _code_one(run, item, out_dir, i == 0, lossy_qualities)
 
     return _write_results(
         out_dir,
@@ -176,13 +179,14 @@ def evaluate_trained(workdir: str, dataset: str, out_dir: str, name: str | None 
     )
 
 
-def _code_one(run: TrainedRun, item: NamedImage, out_dir: str, warm_up: bool) -> dict:
+def _code_one(run: TrainedRun, item: NamedImage, out_dir: str, warm_up: bool, qualities=None):
     """Encodes one image to out_dir/bitstreams/<image>.lz, decodes the file, measures."""
     codec = run.codec
     original = item.load()
     height, width = original.shape[:2]
     pixels = height * width
-    encoded = codec.compress(original)
+    lossless = getattr(codec, "lossless", False)  # RC
+    encoded = codec.compress(original, qualities) if lossless else codec.compress(original)
     path = os.path.join(out_dir, "bitstreams", f"{item.name}.lz")
     atomic_write_bytes(path, encoded.data)
     with open(path, "rb") as f:
@@ -200,7 +204,7 @@ def _code_one(run: TrainedRun, item: NamedImage, out_dir: str, warm_up: bool) ->
         encode_seconds=encoded.seconds,
         decode_seconds=decoded.seconds,
     )
-    if getattr(codec, "lossless", False):  # RC
+    if lossless:
         return results.row_from_file(
             **measured,
             lossless=True,
