@@ -25,7 +25,7 @@ from common.crops import folder_images
 from common.errors import DatasetError
 from common.files import atomic_write_json
 from common.images import read_image, write_png
-from common.metrics import psnr_from_mse
+from common.metrics import psnr_from_mse, psnr_from_mse_tensor
 from pipelines import amortised_training as loop
 from pipelines.registry import register_pipeline
 from pipelines.trained_run import build_model
@@ -143,7 +143,7 @@ def make_train_step(model, optimizer, config):
         return {
             "loss": loss,
             "bpp": 3.0 * loss,
-            "psnr": 10.0 * tf.math.log(255.0**2 / mse) / tf.math.log(10.0),
+            "psnr": psnr_from_mse_tensor(mse),
         }
 
     return train_step

@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import struct
 import time
-import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +36,7 @@ import tensorflow as tf
 from coding import container
 from coding import fixed_point as fp
 from coding.c3 import lossless as pixel_coder
+from coding.c3.codec import pixels_crc
 from coding.container import Reader
 from coding.interface import Codec
 from coding.rc.lossy import lossy_layer
@@ -49,10 +49,6 @@ MAX_SIDE = 1 << 15
 TAU_RANGE = 16  # tau offsets in [-16, 16] sixteenths of ln: scales x e^(+-1)
 TAU_UNIT = 1.0 / 16.0  # the coding tables' ln-scale grid (`coding.laplace_tables`)
 _ONE = 2.0**fp.ACTIVATION_BITS
-
-
-def pixels_crc(image: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(image, np.uint8).tobytes())
 
 
 class FixedPointResidual:
