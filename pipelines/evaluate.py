@@ -21,7 +21,7 @@ from common.datasets import NamedImage, list_images
 from common.errors import BitstreamError, EvaluationError
 from common.files import atomic_write_bytes
 from common.images import image_files, image_name, read_image
-from common.rundir import read_run_config
+from common.rundir import git_revision, read_run_config
 from pipelines.trained_run import TrainedRun, load_trained_run
 
 # What only the encoder knows: copied from its results row into the evaluation's.
@@ -140,12 +140,17 @@ def evaluate_all(items: list[Item], out_dir: str, name: str, jit: bool = True) -
 
 
 def _write_results(out_dir: str, rows, name: str, description: str) -> list[dict]:
-    """Writes each row as it comes (out_dir/results/<image>.json), then the aggregate."""
+    """Writes each row as it comes (out_dir/results/<image>.json), then the aggregate;
+    both record the commit of the code that measured them (as the bench's rows do)."""
+    commit = git_revision()
     written = []
     for row in rows:
+        row = {**row, "commit": commit}
         results.write_result(results.result_path(out_dir, row["image"]), row)
         written.append(row)
-    results.write_aggregate(os.path.join(out_dir, "results.json"), written, name, description)
+    results.write_aggregate(
+        os.path.join(out_dir, "results.json"), written, name, description, commit=commit
+    )
     return written
 
 
