@@ -6,13 +6,19 @@ python codec.py encode -i img.png -o img.c3 --config configs/c3_kodak.py
 python codec.py decode -i img.c3 -o out.png [--nojit]
 python codec.py encode -i img.png -o img.lz --workdir RUN   # a trained amortised model
 python codec.py decode -i img.lz -o out.png --workdir RUN
+python codec.py encode -i img.png -o img.lz --workdir QARV_RUN --lmbda 256   # any rate
+python codec.py decode -i img.lz -o coarse.png --workdir RUN --layers 3      # a prefix
 
 With --workdir, the codec is the trained model of that run directory (train.py with
 configs/bls2017.py, mbt2018_mean.py, jpegl.py, two_layer_syn.py or two_layer_syn2.py;
-or RC's lossless codec, configs/rc_hevc.py or rc_c3.py); its files decode only with the
-same run directory. Otherwise encoding fits the model
-to the image (that is C3's encoder), writes the file and decodes it before reporting
-the measured bpp and the PSNR of the decoded image. Decoding needs only the file.
+RC's lossless codec, configs/rc_hevc.py or rc_c3.py; a hierarchical VAE,
+configs/qres_vae*.py or qarv*.py); its files decode only with the same run directory.
+A hierarchical VAE's file decodes progressively: --layers K decodes the first K latent
+layers (the rest at their prior means); QARV codes at any --lmbda of its range.
+
+Otherwise encoding fits the model to the image (that is C3's encoder), writes the file
+and decodes it before reporting the measured bpp and the PSNR of the decoded image.
+Decoding needs only the file.
 """
 
 import os
@@ -30,6 +36,12 @@ _RECONSTRUCTION = flags.DEFINE_string(
     "reconstruction", None, "encode: also write the decoded image as this PNG."
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of a trained amortised model.")
+_LMBDA = flags.DEFINE_float(
+    "lmbda", None, "encode --workdir: the rate of a variable-rate model (QARV), in its range."
+)
+_LAYERS = flags.DEFINE_integer(
+    "layers", None, "decode --workdir: decode only the first K latent layers (QRes-VAE, QARV)."
+)
 _JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA (same output).")
 flags.DEFINE_alias("i", "input")
 flags.DEFINE_alias("o", "output")
@@ -57,7 +69,12 @@ def encode_trained() -> None:
     source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
     image = read_image(source)
     run = _trained_codec()
-    encoded = run.codec.compress(image)
+    variable_rate = hasattr(run.codec, "check_lmbda")  # a hierarchical VAE
+    if _LMBDA.value is not None and not variable_rate:
+        raise ConfigError(f"--lmbda is for hierarchical VAEs, not {run.codec.name}.")
+    encoded = (
+        run.codec.compress(image, _LMBDA.value) if variable_rate else run.codec.compress(image)
+    )
     pixels = image.shape[0] * image.shape[1]
     if getattr(run.codec, "lossless", False):  # RC: decoded and checked before writing
         if not (run.codec.decode(encoded.data) == image).all():
@@ -74,7 +91,8 @@ def encode_trained() -> None:
     atomic_write_bytes(target, encoded.data)
     if _RECONSTRUCTION.value:
         write_png(_RECONSTRUCTION.value, encoded.reconstruction)
-    estimate = sum(encoded.bits_estimated.values()) / pixels
+    bits = encoded.bits_estimated
+    estimate = sum(bits.values() if isinstance(bits, dict) else bits) / pixels
     print(
         f"{target}: {len(encoded.data)} bytes, {8 * len(encoded.data) / pixels:.4f} bpp "
         f"(estimate {estimate:.4f} bpp), PSNR {metrics.psnr(encoded.reconstruction, image):.3f} "
@@ -138,11 +156,23 @@ def decode() -> None:
                 f"{source} is a {codec_name} file: pass --workdir RUN, "
                 "the run directory of the model that encoded it."
             )
-        decoded = _trained_codec().codec.decompress(data, source)
+        codec = _trained_codec().codec
+        if _LAYERS.value is not None:
+            if not hasattr(codec, "num_layers"):
+                raise ConfigError(f"--layers is for hierarchical VAEs, not {codec.name}.")
+            decoded = codec.decompress(data, source, layers=_LAYERS.value)
+        else:
+            decoded = codec.decompress(data, source)
         write_png(target, decoded.image)
         h, w = decoded.image.shape[:2]
+        layers = ""
+        if hasattr(codec, "num_layers") and decoded.layers < codec.num_layers:
+            layers = (
+                f" ({decoded.layers} of {codec.num_layers} latent layers: "
+                f"{8 * decoded.prefix_bytes / (h * w):.4f} bpp of the prefix)"
+            )
         print(
-            f"{target}: {w}x{h}, {8 * len(data) / (h * w):.4f} bpp, decoded in "
+            f"{target}: {w}x{h}, {8 * len(data) / (h * w):.4f} bpp{layers}, decoded in "
             f"{decoded.seconds:.3f} s."
         )
         return

@@ -34,6 +34,12 @@ _COLLECT = flags.DEFINE_string(
     "collect", None, "Experiment directory (ROOT/XID): merge its work units' results."
 )
 _JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA (same output).")
+_LMBDAS = flags.DEFINE_list(
+    "lmbdas", None, "--workdir of a variable-rate model (QARV): code at each of these lambdas."
+)
+_PROGRESSIVE = flags.DEFINE_bool(
+    "progressive", True, "--workdir of a hierarchical VAE: also decode every prefix of layers."
+)
 
 
 def collect() -> None:
@@ -60,7 +66,14 @@ def evaluate_trained() -> None:
     if not _DATASET.value:
         raise ConfigError("--workdir of a trained model needs --dataset DIR (images to code).")
     out = _OUT.value or os.path.join(_WORKDIR.value, "eval", dataset_name(_DATASET.value))
-    rows = evaluate.evaluate_trained(_WORKDIR.value, _DATASET.value, out, _NAME.value)
+    try:
+        lmbdas = [float(v) for v in _LMBDAS.value] if _LMBDAS.value else None
+    except ValueError:
+        raise ConfigError(f"--lmbdas {','.join(_LMBDAS.value)}: numbers, please.") from None
+    rows = evaluate.evaluate_trained(
+        _WORKDIR.value, _DATASET.value, out, _NAME.value, lmbdas=lmbdas,
+        progressive=_PROGRESSIVE.value,
+    )  # fmt: skip
     _log_rows(rows)
     print(f"{len(rows)} images coded and decoded; results in {os.path.join(out, 'results.json')}")
 

@@ -37,6 +37,8 @@ CODEC_IDS = {
     "c3_lossless": 7,
     "rc_hevc": 8,
     "rc_c3": 9,
+    "qres_vae": 10,
+    "qarv": 11,
 }
 MAX_SECTIONS = 16
 _MAX_VARINT_BYTES = 5
@@ -89,6 +91,13 @@ class Reader:
             if not byte & 0x80:
                 return value
         raise BitstreamError(f"{self.what}: {field} is not a valid varint.")
+
+    def image_size(self, max_side: int = 1 << 15) -> tuple[int, int]:
+        """(height, width) as two varints, each in 1 .. max_side."""
+        height, width = self.varint("image height"), self.varint("image width")
+        if not (0 < height <= max_side and 0 < width <= max_side):
+            raise BitstreamError(f"{self.what}: invalid image size {height}x{width}.")
+        return height, width
 
     def remaining(self) -> int:
         return len(self.data) - self.position

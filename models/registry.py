@@ -18,7 +18,12 @@ from collections.abc import Callable
 from common.errors import ConfigError
 
 # Modules whose import registers each family's models.
-FAMILY_MODULES = ("models.c3.model", "models.amortised.build", "models.rc.residual")
+FAMILY_MODULES = (
+    "models.c3.model",
+    "models.amortised.build",
+    "models.rc.residual",
+    "models.vae.hvae",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,9 +45,49 @@ def make_optimizer(train) -> tf.keras.optimizers.Optimizer:
     return tf.keras.optimizers.Adam(learning_rate(train), global_clipnorm=train.clip_norm or None)
 
 
-def checkpoint_manager(workdir: str, model, optimizer, keep: int = 2):
-    """Checkpoints of weights, optimizer moments and step in RUN/checkpoints."""
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+class WeightAverage(tf.Module):
+    """An exponential moving average of the trainable weights (Polyak averaging), as
+    QRes-VAE and QARV train with, checkpointed with the run.
+
+    decay_t = min(momentum, (1 + t) / (10 + t)) after step t: the average follows the
+    weights closely at first (TensorFlow's `num_updates` warm-up) instead of holding on to
+    the random initialisation for thousands of steps. The final checkpoint holds the
+    average (`finalize`)."""
+
+    def __init__(self, variables, momentum: float):
+        super().__init__(name="weight_average")
+        if not 0.0 < momentum < 1.0:
+            raise ValueError(f"train.ema_momentum must be in (0, 1), not {momentum}.")
+        self.momentum = float(momentum)
+        self._variables = list(variables)
+        self.averages = [
+            tf.Variable(v, trainable=False, name=f"average_{i}")
+            for i, v in enumerate(self._variables)
+        ]
+
+    def update(self, step) -> None:
+        step = tf.cast(step, tf.float32)
+        decay = tf.minimum(self.momentum, (1.0 + step) / (10.0 + step))
+        for average, variable in zip(self.averages, self._variables, strict=True):
+            average.assign(decay * average + (1.0 - decay) * variable)
+
+    def finalize(self) -> None:
+        """Writes the average into the model's weights."""
+        for average, variable in zip(self.averages, self._variables, strict=True):
+            variable.assign(average)
+
+
+def weight_average(model, train) -> WeightAverage | None:
+    """The moving average of `train.ema_momentum` (None when 0 or absent)."""
+    momentum = float(train.get("ema_momentum", 0.0))
+    return WeightAverage(model.trainable_variables, momentum) if momentum > 0 else None
+
+
+def checkpoint_manager(workdir: str, model, optimizer, keep: int = 2, average=None):
+    """Checkpoints of weights, optimizer moments, step (and the weight average, if any)
+    in RUN/checkpoints."""
+    extra = {"average": average} if average is not None else {}
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **extra)
     return tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_DIR), keep)
 
 
@@ -97,8 +137,9 @@ def validate(model, images: list[NamedImage], lmbda: float) -> dict:
     return means
 
 
-def make_train_step(model, optimizer, config):
-    """One compiled step: loss = bpp + lambda * MSE with the lambda warm-up, then Adam."""
+def make_train_step(model, optimizer, config, average=None):
+    """One compiled step: the model's loss (bpp + lambda * MSE for the amortised codecs)
+    with the lambda warm-up, then Adam, then the weight average's update (if any)."""
     t = config.train
     variables = model.trainable_variables
 
@@ -117,6 +158,8 @@ def make_train_step(model, optimizer, config):
         optimizer.apply_gradients(
             zip(tape.gradient(terms["loss"], variables), variables, strict=True)
         )
+        if average is not None:
+            average.update(optimizer.iterations)
         terms["lmbda"] = lmbda
         return terms
 
@@ -255,23 +298,33 @@ def run_steps(train_step, iterator, model, optimizer, manager, log, validation, 
 
 
 @register_pipeline("amortised")
-def train(config, workdir: str) -> dict:
-    """Trains (or resumes) the model of `config` in `workdir`; returns the summary."""
+def train(config, workdir: str, validation_history=ValidationHistory) -> dict:
+    """Trains (or resumes) the model of `config` in `workdir`; returns the summary.
+    `validation_history` measures the validation images (a `ValidationHistory` class)."""
     from common.crops import training_crops
 
     t = config.train
     device.log_once()
     tf.keras.utils.set_random_seed(config.seed)
     dataset = training_crops(config.data, t.batch_size, config.seed)
-    validation = ValidationHistory(workdir, _validation_images(config.val), config.model.lmbda)
+    validation = validation_history(workdir, _validation_images(config.val), config.model.lmbda)
     model = build_model(config.model)
     optimizer = make_optimizer(t)
     optimizer.build(model.trainable_variables)  # slots exist before restoring and tracing
-    manager = checkpoint_manager(workdir, model, optimizer, t.keep_checkpoints)
+    average = weight_average(model, t)
+    manager = checkpoint_manager(workdir, model, optimizer, t.keep_checkpoints, average)
     _restore(manager, optimizer)
-    train_step = make_train_step(model, optimizer, config)
+    train_step = make_train_step(model, optimizer, config, average)
     log = TrainingLog(workdir, t)
     step = run_steps(train_step, iter(dataset), model, optimizer, manager, log, validation, t)
+    if average is not None and step == t.num_steps:
+        # The last checkpoint holds the average (saved again at this step: a rerun
+        # resumes from it and writes the same average again).
+        average.finalize()
+        manager.save(checkpoint_number=step)
+        logging.info("The checkpoint of step %d holds the moving average of the weights.", step)
+        if validation:
+            validation.run(model, step)
     summary = {
         "model": config.model.name,
         "lmbda": config.model.lmbda,

@@ -139,23 +139,52 @@ def evaluate_all(items: list[Item], out_dir: str, name: str, jit: bool = True) -
     )
 
 
-def _write_results(out_dir: str, rows, name: str, description: str) -> list[dict]:
-    """Writes each row as it comes (out_dir/results/<image>.json), then the aggregate;
-    both record the commit of the code that measured them (as the bench's rows do)."""
+def _write_results(
+    out_dir: str, rows, name: str, description: str, per_lmbda: bool = False
+) -> list[dict]:
+    """Writes each row as it comes (out_dir/results/<image>.json, or <image>@<lambda>.json
+    for several rates of one model), then the aggregate; both record the commit of the
+    code that measured them (as the bench's rows do)."""
     commit = git_revision()
     written = []
     for row in rows:
         row = {**row, "commit": commit}
-        results.write_result(results.result_path(out_dir, row["image"]), row)
+        key = f"{row['image']}@{row['lmbda']:g}" if per_lmbda else row["image"]
+        results.write_result(results.result_path(out_dir, key), row)
         written.append(row)
+    extra = {"commit": commit}
+    if any("progressive" in row for row in written):
+        extra["progressive"] = progressive_means(written)
     results.write_aggregate(
-        os.path.join(out_dir, "results.json"), written, name, description, commit=commit
+        os.path.join(out_dir, "results.json"), written, name, description, **extra
     )
     return written
 
 
+def progressive_means(rows: list[dict]) -> dict:
+    """Per lambda, the mean over images of each prefix's bpp and PSNR (and the PSNR of
+    the mean MSE): the progressive RD curve of a hierarchical VAE."""
+    curves = {}
+    for lmbda in sorted({row["lmbda"] for row in rows}):
+        points = [row["progressive"] for row in rows if row["lmbda"] == lmbda]
+        layers = [p["layers"] for p in points[0]]
+        curves[f"{lmbda:g}"] = {
+            "layers": layers,
+            "bpp": [float(np.mean([p[k]["bpp"] for p in points])) for k in range(len(layers))],
+            "psnr": [float(np.mean([p[k]["psnr"] for p in points])) for k in range(len(layers))],
+            "num_images": len(points),
+        }
+    return curves
+
+
 def evaluate_trained(
-    workdir: str, dataset: str, out_dir: str, name: str | None = None, lossy_qualities=None
+    workdir: str,
+    dataset: str,
+    out_dir: str,
+    name: str | None = None,
+    lossy_qualities=None,
+    lmbdas=None,
+    progressive: bool = True,
 ) -> list:
     """Codes every image of the folder `dataset` with the trained run `workdir`.
 
@@ -163,17 +192,27 @@ def evaluate_trained(
     Encode time covers analysis, hyper-synthesis and range coding; decode time is warm
     (one untimed decode first, as a deployed decoder would be). `decoded_matches_encoder`
     says whether the file decoded to the encoder's quantised forward pass. An RC run
-    searches `lossy_qualities` if given (else its config's).
+    searches `lossy_qualities` if given (else its config's). A hierarchical VAE codes at
+    each of `lmbdas` (QARV, variable rate; else its own lambda) and, with `progressive`,
+    also decodes every prefix of each file (rows' "progressive": bpp of the prefix, PSNR).
     """
     from ml_collections import config_dict
 
     run = load_trained_run(workdir)
     images = list_images(config_dict.ConfigDict({"name": "folder", "root": dataset}))
     name = name or run.codec.name
+    hvae = hasattr(run.codec, "num_layers")
+    if lmbdas and not (hvae and run.codec.model.variable_rate):
+        raise EvaluationError(f"--lmbdas needs a variable-rate model (QARV), not {name}.")
+    rates = list(lmbdas) if lmbdas else [None]
 
     def rows():
         for i, item in enumerate(images):
-            yield _code_one(run, item, out_dir, i == 0, lossy_qualities)
+            for j, lmbda in enumerate(rates):
+                if hvae:
+                    yield _code_hvae(run, item, out_dir, i == j == 0, lmbda, progressive)
+                else:
+                    yield _code_one(run, item, out_dir, i == 0, lossy_qualities)
 
     return _write_results(
         out_dir,
@@ -181,6 +220,70 @@ def evaluate_trained(
         name,
         f"{name} ({os.path.abspath(workdir)}): files written and decoded; bpp from file sizes, "
         "PSNR of the decoded images.",
+        per_lmbda=len(rates) > 1,
+    )
+
+
+def _write_and_decode(codec, data: bytes, path: str, warm_up: bool):
+    """Writes the file, reads it back and decodes it (after an untimed decode when
+    `warm_up`, as a deployed decoder would be warm): (the file's bytes, decoded)."""
+    atomic_write_bytes(path, data)
+    with open(path, "rb") as f:
+        data = f.read()
+    if warm_up:
+        codec.decompress(data, path)
+    return data, codec.decompress(data, path)
+
+
+def _code_hvae(run, item: NamedImage, out_dir: str, warm_up: bool, lmbda, progressive: bool):
+    """Codes one image with a hierarchical VAE at `lmbda` (None: the model's), decodes the
+    file (and each prefix of its layers), measures."""
+    from common.metrics import psnr
+
+    codec = run.codec
+    original = item.load()
+    height, width = original.shape[:2]
+    pixels = height * width
+    encoded = codec.compress(original, lmbda)
+    stem = item.name if lmbda is None else f"{item.name}@{encoded.lmbda:g}"
+    path = os.path.join(out_dir, "bitstreams", f"{stem}.lz")
+    data, decoded = _write_and_decode(codec, encoded.data, path, warm_up)
+    estimated = sum(encoded.bits_estimated)
+    extra = {}
+    if progressive:
+        curve = []
+        for layers in range(1, codec.num_layers + 1):
+            prefix = codec.decompress(data, path, layers=layers)
+            curve.append(
+                {
+                    "layers": layers,
+                    "bpp": 8 * prefix.prefix_bytes / pixels,
+                    "psnr": psnr(prefix.image, original),
+                    "decode_seconds": prefix.seconds,
+                }
+            )
+        extra["progressive"] = curve
+    return results.row_from_file(
+        image=item.name,
+        model=codec.name,
+        original=original,
+        data=data,
+        decoded=decoded.image,
+        encode_seconds=encoded.seconds,
+        decode_seconds=decoded.seconds,
+        lmbda=encoded.lmbda,
+        bpp_estimated=estimated / pixels,
+        bpp_latents=estimated / pixels,
+        bpp_networks=0.0,
+        bpp_header=8 * (len(data) - sum(encoded.section_bytes)) / pixels,
+        steps=run.steps,
+        macs_per_pixel=sum(codec.model.decoder_macs(height, width).values()) / pixels,
+        bitstream=os.path.relpath(path, out_dir),
+        config_hash=config_hash(run.config),
+        bpp_parts_estimated={f"z{k}": b / pixels for k, b in enumerate(encoded.bits_estimated)},
+        decoded_matches_encoder=bool(np.array_equal(decoded.image, encoded.reconstruction)),
+        checkpoint=run.checkpoint,
+        **extra,
     )
 
 
@@ -193,12 +296,7 @@ def _code_one(run: TrainedRun, item: NamedImage, out_dir: str, warm_up: bool, qu
     lossless = getattr(codec, "lossless", False)  # RC
     encoded = codec.compress(original, qualities) if lossless else codec.compress(original)
     path = os.path.join(out_dir, "bitstreams", f"{item.name}.lz")
-    atomic_write_bytes(path, encoded.data)
-    with open(path, "rb") as f:
-        data = f.read()
-    if warm_up:
-        codec.decompress(data, path)  # untimed
-    decoded = codec.decompress(data, path)
+    data, decoded = _write_and_decode(codec, encoded.data, path, warm_up)
     container_bytes = len(data) - sum(len(s) for s in container.parse(data, path).sections)
     measured = dict(
         image=item.name,

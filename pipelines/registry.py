@@ -16,7 +16,12 @@ from collections.abc import Callable
 from common.errors import ConfigError
 from models import registry as model_registry
 
-PIPELINE_MODULES = ("pipelines.per_image", "pipelines.amortised_training", "pipelines.rc_training")
+PIPELINE_MODULES = (
+    "pipelines.per_image",
+    "pipelines.amortised_training",
+    "pipelines.rc_training",
+    "pipelines.hvae_training",
+)
 
 _PIPELINES: dict[str, Callable] = {}
 

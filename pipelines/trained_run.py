@@ -23,13 +23,13 @@ from common.rundir import read_run_config
 from models import registry
 
 CHECKPOINT_DIR = "checkpoints"
-TRAINED_FAMILIES = ("amortised", "residual")
+TRAINED_FAMILIES = ("amortised", "residual", "hvae")
 TABLES_DIR = "codec"
 
 
 def build_model(model_config):
-    """The trained model of `config.model` (amortised codec or RC's residual network),
-    with its variables created."""
+    """The trained model of `config.model` (amortised codec, RC's residual network or a
+    hierarchical VAE), with its variables created."""
     model = registry.build_model(model_config)
     if registry.family(model_config.name) == "amortised":
         model(tf.zeros([1, model.total_stride, model.total_stride, 3]))
@@ -75,7 +75,7 @@ class TrainedRun:
     workdir: str
     config: config_dict.ConfigDict
     checkpoint: str  # path prefix of the checkpoint the codec uses
-    codec: AmortisedCodec
+    codec: AmortisedCodec  # or RcCodec, HvaeCodec
 
     @property
     def steps(self) -> int | None:
@@ -85,8 +85,8 @@ class TrainedRun:
 
 
 def is_trained_run(workdir: str) -> bool:
-    """Whether `workdir` is the run directory of a trained model (amortised codec or RC's
-    residual network; trained or not)."""
+    """Whether `workdir` is the run directory of a trained model (amortised codec, RC's
+    residual network or a hierarchical VAE; trained or not)."""
     if not os.path.isfile(os.path.join(workdir, "config.json")):
         return False
     name = read_run_config(workdir).model.name
@@ -101,7 +101,9 @@ def load_trained_run(workdir: str) -> TrainedRun:
     config = read_run_config(workdir)
     name = config.model.name
     if not registry.is_registered(name) or registry.family(name) not in TRAINED_FAMILIES:
-        raise CodecError(f"{workdir}: {name!r} is not a trained model (amortised or RC).")
+        raise CodecError(
+            f"{workdir}: {name!r} is not a trained model (amortised, RC or hierarchical VAE)."
+        )
     model, checkpoint = restore_model(workdir, config.model)
     description = f"{name} ({os.path.abspath(workdir)}, {os.path.basename(checkpoint)})"
     if registry.family(name) == "residual":
@@ -109,6 +111,14 @@ def load_trained_run(workdir: str) -> TrainedRun:
         from pipelines.rc_training import make_lossy_layer
 
         codec = RcCodec(model, config, description, layer=make_lossy_layer(config))
+        return TrainedRun(workdir, config, checkpoint, codec)
+    if registry.family(name) == "hvae":
+        from coding.vae.codec import HvaeCodec
+        from models.vae.hvae import latent_entropy_model
+
+        tables = {"latent": latent_entropy_model(compression=True)}
+        load_or_store_tables(tables, workdir, checkpoint)
+        codec = HvaeCodec(model, tables["latent"], description)
         return TrainedRun(workdir, config, checkpoint, codec)
     models = entropy_models(model)
     load_or_store_tables(models, workdir, checkpoint)

@@ -68,7 +68,7 @@ def _to_uint8(x_hat: tf.Tensor, height: int, width: int) -> np.ndarray:
     return tf.cast(tf.round(x_hat * 255.0), tf.uint8).numpy()
 
 
-class _LatentCoder:
+class LatentCoder:
     """The symbols of one tfc entropy model, coded with `coding.range_coding`.
 
     For the factorized model (`indexed=False`) symbol = round(x - offset_c) - cdf_offset_c
@@ -145,7 +145,7 @@ class AmortisedCodec(Codec):
         self.stride = model.total_stride
         self.hyper_synthesis = FixedPointHyperSynthesis(model.hyper_synthesis) if hyper else None
         self.coders = {
-            name: _LatentCoder(em, indexed=(name == "y" and hyper))
+            name: LatentCoder(em, indexed=(name == "y" and hyper))
             for name, em in self.entropy_models.items()
         }
         self.fingerprint = self._fingerprint()
@@ -227,9 +227,7 @@ class AmortisedCodec(Codec):
         if parsed.codec != self.name:
             raise BitstreamError(f"{what}: a {parsed.codec} file, but the model is {self.name}.")
         reader = Reader(parsed.header, what)
-        height, width = reader.varint("image height"), reader.varint("image width")
-        if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
-            raise BitstreamError(f"{what}: invalid image size {height}x{width}.")
+        height, width = reader.image_size(MAX_SIDE)
         if reader.take(FINGERPRINT_BYTES, "model fingerprint") != self.fingerprint:
             raise BitstreamError(
                 f"{what}: written by another {self.name} model (fingerprint mismatch); "
