@@ -59,21 +59,24 @@ class WeightAverage(tf.Module):
         if not 0.0 < momentum < 1.0:
             raise ValueError(f"train.ema_momentum must be in (0, 1), not {momentum}.")
         self.momentum = float(momentum)
-        self._variables = list(variables)
+        # The model's variables are checkpointed with the model: not tracked here again.
+        self._self_setattr_tracking = False
+        self._targets = list(variables)
+        self._self_setattr_tracking = True
         self.averages = [
             tf.Variable(v, trainable=False, name=f"average_{i}")
-            for i, v in enumerate(self._variables)
+            for i, v in enumerate(self._targets)
         ]
 
     def update(self, step) -> None:
         step = tf.cast(step, tf.float32)
         decay = tf.minimum(self.momentum, (1.0 + step) / (10.0 + step))
-        for average, variable in zip(self.averages, self._variables, strict=True):
+        for average, variable in zip(self.averages, self._targets, strict=True):
             average.assign(decay * average + (1.0 - decay) * variable)
 
     def finalize(self) -> None:
         """Writes the average into the model's weights."""
-        for average, variable in zip(self.averages, self._variables, strict=True):
+        for average, variable in zip(self.averages, self._targets, strict=True):
             variable.assign(average)
 
 

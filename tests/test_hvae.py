@@ -423,3 +423,20 @@ def test_the_published_configs_build_with_their_layer_counts_and_sizes():
     assert [e["model.lmbda"] for e in load_sweep("configs/qres_vae.py")] == [
         16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0
     ]  # fmt: skip
+
+
+def test_the_weight_average_warms_up_is_checkpointed_and_finalizes(tmp_path):
+    from pipelines.amortised_training import WeightAverage
+
+    weight = tf.Variable(0.0)
+    average = WeightAverage([weight], 0.999)
+    weight.assign(10.0)
+    average.update(0)  # decay min(0.999, 1 / 10): follows the weights at first
+    assert float(average.averages[0]) == pytest.approx(9.0)
+    path = tf.train.Checkpoint(average=average).save(str(tmp_path / "ckpt"))
+    names = [name for name, _ in tf.train.list_variables(path)]
+    assert sum("average/" in name for name in names) == 1  # the average, not the weight
+    other = WeightAverage([weight], 0.999)
+    tf.train.Checkpoint(average=other).restore(path).assert_existing_objects_matched()
+    other.finalize()
+    assert float(weight) == pytest.approx(9.0)

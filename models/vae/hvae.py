@@ -19,6 +19,13 @@ TPAMI 2023), built from `config.model` (configs/qres_vae*.py, configs/qarv*.py).
     loss = rate in nats per sub-pixel + lambda * MSE of the output against 2x - 1 (the
     papers' convention: lambda in [16, 2048], not the zoo's bpp + lambda MSE_255).
 
+Where ours differs from lossy-vae: the decoder runs in fixed point when coding
+(`coding.vae.fixed`: the papers decode in float, so their files are not portable); the
+scale index rounds up to the table as theirs, but the table is tfc's (64 scales 0.11 ..
+20, `latent_entropy_model`); TensorFlow's crops and optimiser, so trained numbers are not
+theirs. The layer counts of qres34m (34.5M parameters) and qarv_base (92.0M, published
+93.4M) follow their configs.
+
 Layer k's prior sees only z_<k: the decoder never reads the encoder except through the
 posterior mean, so the decoder can decode the layers' strings one after the other, and a
 prefix of them is an image (progressive decoding: the remaining z at their prior means).
