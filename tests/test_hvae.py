@@ -58,7 +58,8 @@ def golden_model():
 
 def perturbed_model(name: str, seed: int = 0):
     """A tiny model whose zero-initialised parts (prior heads, layer scales) are moved,
-    so that every block matters."""
+    so that every block matters. Seeded: the same weights in every run."""
+    tf.keras.utils.set_random_seed(seed)
     model = registry.build_model(tiny_config(name).model)
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:
