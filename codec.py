@@ -101,6 +101,8 @@ def encode_trained() -> None:
 
 
 def encode() -> None:
+    if _LAYERS.value is not None:
+        raise ConfigError("--layers is for decode: a file always holds every latent layer.")
     if _WORKDIR.value:
         if _CONFIG.value is not None:
             raise ConfigError("pass --config (per-image codec) or --workdir (trained), not both.")
@@ -143,6 +145,9 @@ def decode() -> None:
     from coding.c3 import codec as c3_codec
     from common.errors import BitstreamError
     from common.images import write_png
+
+    if _LMBDA.value is not None:
+        raise ConfigError("--lmbda is for encode: a file carries the lambda it was coded at.")
 
     source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
     if not os.path.isfile(source):

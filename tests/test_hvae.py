@@ -364,6 +364,11 @@ def test_qarv_trains_resumes_codes_any_rate_and_decodes_elsewhere(qarv_run, tmp_
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "1 of 3 latent layers" in out.stdout
+    out = run_in_process(
+        "codec.py", "decode", "-i", str(target), "-o", str(tmp_path / "x.png"),
+        f"--workdir={workdir}", "--lmbda=64",
+    )  # fmt: skip
+    assert out.returncode != 0 and "--lmbda is for encode" in out.stderr
     # The same file decoded here and in another process with one thread.
     from common.images import encode_png
     from pipelines.trained_run import load_trained_run
