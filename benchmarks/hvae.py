@@ -90,8 +90,8 @@ def speed(args) -> dict:
 
 
 def rd(args) -> dict:
+    from common.rundir import read_run_config
     from pipelines.evaluate import evaluate_trained
-    from pipelines.trained_run import load_trained_run
 
     lmbdas = [float(v) for v in args.lmbdas.split(",")] if args.lmbdas else None
     out_dir = args.eval_dir or os.path.join(args.workdir, "eval", "kodak_benchmark")
@@ -104,12 +104,12 @@ def rd(args) -> dict:
         with open(summary_path) as f:
             training = json.load(f)
         training.pop("loss_history", None)
-    run = load_trained_run(args.workdir)
+    config = read_run_config(args.workdir)  # the run itself was loaded by evaluate_trained
     return {
         "workdir": os.path.abspath(args.workdir),
-        "model": run.config.model.name,
-        "seed": run.config.seed,
-        "checkpoint": os.path.basename(run.checkpoint),
+        "model": config.model.name,
+        "seed": config.seed,
+        "checkpoint": os.path.basename(rows[0]["checkpoint"]),
         "training": training,
         "images": len({r["image"] for r in rows}),
         "results": aggregate["results"],

@@ -50,8 +50,9 @@ GELU_KNOT_BITS = 6  # GELU table knots every 2^-6
 GELU_RANGE = 8  # the table covers [-8, 8]; outside, GELU(x) = max(x, 0) to 1e-14
 EXACT_LIMIT = 2.0**53  # every integer below this is exact in float64
 
-_PI = decimal.Decimal("3.14159265358979323846264338327950288419716939937510")
-_CONTEXT = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
+DECIMAL_PI = decimal.Decimal("3.14159265358979323846264338327950288419716939937510")
+# Correctly rounded decimal arithmetic: constants the same on every machine.
+DECIMAL_CONTEXT = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
 
 
 def round_shift(x, bits: int):
@@ -71,25 +72,25 @@ def decimal_ln(value: float, bits: int) -> int:
     """round(ln(value) * 2^bits), correctly rounded on every platform."""
     if value <= 0:
         raise ValueError(f"ln of a non-positive number {value}.")
-    ln = _CONTEXT.ln(decimal.Decimal(float(value)))
+    ln = DECIMAL_CONTEXT.ln(decimal.Decimal(float(value)))
     return int((ln * (2**bits)).to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
 
 
 def _gelu_tanh(x: decimal.Decimal) -> decimal.Decimal:
     # x * sigmoid(2 z), z = sqrt(2/pi) (x + 0.044715 x^3): JAX's and C3's GELU.
-    z = _CONTEXT.sqrt(2 / _PI) * (x + decimal.Decimal("0.044715") * x**3)
-    return x / (1 + _CONTEXT.exp(-2 * z))
+    z = DECIMAL_CONTEXT.sqrt(2 / DECIMAL_PI) * (x + decimal.Decimal("0.044715") * x**3)
+    return x / (1 + DECIMAL_CONTEXT.exp(-2 * z))
 
 
 def _gelu_erf(x: decimal.Decimal) -> decimal.Decimal:
     # x * Phi(x) with erf from its Taylor series (converges for all x; |x| <= 8 here).
-    z = x / _CONTEXT.sqrt(decimal.Decimal(2))
+    z = x / DECIMAL_CONTEXT.sqrt(decimal.Decimal(2))
     term, total, n = z, z, 0
     while abs(term) > decimal.Decimal(10) ** -30:
         n += 1
         term = -term * z * z / n
         total += term / (2 * n + 1)
-    erf = 2 / _CONTEXT.sqrt(_PI) * total
+    erf = 2 / DECIMAL_CONTEXT.sqrt(DECIMAL_PI) * total
     return x / 2 * (1 + erf)
 
 
@@ -103,7 +104,7 @@ def gelu_residual_table(approximate: bool) -> np.ndarray:
     gelu = _gelu_tanh if approximate else _gelu_erf
     knots = 2**GELU_KNOT_BITS
     values = []
-    with decimal.localcontext(_CONTEXT):
+    with decimal.localcontext(DECIMAL_CONTEXT):
         for i in range(-GELU_RANGE * knots, GELU_RANGE * knots + 1):
             x = decimal.Decimal(i) / knots
             residual = gelu(x) - max(x, decimal.Decimal(0))

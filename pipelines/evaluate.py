@@ -242,13 +242,11 @@ def _code_hvae(run, item: NamedImage, out_dir: str, warm_up: bool, lmbda, progre
 
     codec = run.codec
     original = item.load()
-    height, width = original.shape[:2]
-    pixels = height * width
+    pixels = original.shape[0] * original.shape[1]
     encoded = codec.compress(original, lmbda)
     stem = item.name if lmbda is None else f"{item.name}@{encoded.lmbda:g}"
     path = os.path.join(out_dir, "bitstreams", f"{stem}.lz")
     data, decoded = _write_and_decode(codec, encoded.data, path, warm_up)
-    estimated = sum(encoded.bits_estimated)
     extra = {}
     if progressive:
         curve = []
@@ -263,7 +261,7 @@ def _code_hvae(run, item: NamedImage, out_dir: str, warm_up: bool, lmbda, progre
                 }
             )
         extra["progressive"] = curve
-    return results.row_from_file(
+    measured = dict(
         image=item.name,
         model=codec.name,
         original=original,
@@ -271,19 +269,11 @@ def _code_hvae(run, item: NamedImage, out_dir: str, warm_up: bool, lmbda, progre
         decoded=decoded.image,
         encode_seconds=encoded.seconds,
         decode_seconds=decoded.seconds,
-        lmbda=encoded.lmbda,
-        bpp_estimated=estimated / pixels,
-        bpp_latents=estimated / pixels,
-        bpp_networks=0.0,
-        bpp_header=8 * (len(data) - sum(encoded.section_bytes)) / pixels,
-        steps=run.steps,
-        macs_per_pixel=sum(codec.model.decoder_macs(height, width).values()) / pixels,
-        bitstream=os.path.relpath(path, out_dir),
-        config_hash=config_hash(run.config),
-        bpp_parts_estimated={f"z{k}": b / pixels for k, b in enumerate(encoded.bits_estimated)},
-        decoded_matches_encoder=bool(np.array_equal(decoded.image, encoded.reconstruction)),
-        checkpoint=run.checkpoint,
-        **extra,
+    )
+    bits = {f"z{k}": b for k, b in enumerate(encoded.bits_estimated)}
+    container_bytes = len(data) - sum(encoded.section_bytes)
+    return _lossy_row(
+        run, measured, encoded, encoded.lmbda, bits, container_bytes, path, out_dir, **extra
     )
 
 
@@ -324,19 +314,31 @@ def _code_one(run: TrainedRun, item: NamedImage, out_dir: str, warm_up: bool, qu
             config_hash=config_hash(run.config),
             checkpoint=run.checkpoint,
         )
-    estimated = sum(encoded.bits_estimated.values())
+    bits = encoded.bits_estimated
+    lmbda = run.config.model.lmbda
+    return _lossy_row(run, measured, encoded, lmbda, bits, container_bytes, path, out_dir)
+
+
+def _lossy_row(run, measured, encoded, lmbda, bits: dict, container_bytes, path, out_dir, **extra):
+    """The results row of a lossy file of a trained run (amortised codec or hierarchical
+    VAE): `measured` as `row_from_file` takes it, `bits` the estimate per part,
+    `extra` more fields (a hierarchical VAE's progressive curve)."""
+    height, width = measured["original"].shape[:2]
+    pixels = height * width
+    estimated = sum(bits.values())
     return results.row_from_file(
         **measured,
-        lmbda=run.config.model.lmbda,
+        **extra,
+        lmbda=lmbda,
         bpp_estimated=estimated / pixels,
         bpp_latents=estimated / pixels,
         bpp_networks=0.0,
         bpp_header=8 * container_bytes / pixels,
         steps=run.steps,
-        macs_per_pixel=sum(codec.model.decoder_macs(height, width).values()) / pixels,
+        macs_per_pixel=sum(run.codec.model.decoder_macs(height, width).values()) / pixels,
         bitstream=os.path.relpath(path, out_dir),
         config_hash=config_hash(run.config),
-        bpp_parts_estimated={k: v / pixels for k, v in encoded.bits_estimated.items()},
-        decoded_matches_encoder=bool(np.array_equal(decoded.image, encoded.reconstruction)),
+        bpp_parts_estimated={k: v / pixels for k, v in bits.items()},
+        decoded_matches_encoder=bool(np.array_equal(measured["decoded"], encoded.reconstruction)),
         checkpoint=run.checkpoint,
     )

@@ -38,8 +38,8 @@ from coding import fixed_point as fp
 from models.vae import blocks, hvae
 
 _ONE = 2**fp.ACTIVATION_BITS
-_CONTEXT = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
-_PI = decimal.Decimal("3.14159265358979323846264338327950288419716939937510")
+_CONTEXT = fp.DECIMAL_CONTEXT
+_PI = fp.DECIMAL_PI
 LN_EPSILON_FIXED = round(blocks.LN_EPSILON * _ONE * _ONE)  # eps at the variance's scale
 
 
