@@ -3,6 +3,9 @@
 python codec.py encode -i img.png -o img.c3 --config configs/c3_kodak.py
                 [--config.model.lmbda=1e-3] [--config.fit.num_noise_steps=...]
                 [--reconstruction decoded.png]
+python codec.py encode -i img.png -o img.c3 --config configs/c3_kodak.py --target_bpp 0.25
+                [--target_bytes 12288]   # rate control: the lambda that gives this size
+python codec.py encode -i img.png -o img.c3 --config configs/c3_adaptive.py --max_macs 1500
 python codec.py decode -i img.c3 -o out.png [--nojit]
 python codec.py encode -i img.png -o img.lz --workdir RUN   # a trained amortised model
 python codec.py decode -i img.lz -o out.png --workdir RUN
@@ -41,6 +44,18 @@ _LMBDA = flags.DEFINE_float(
 )
 _LAYERS = flags.DEFINE_integer(
     "layers", None, "decode --workdir: decode only the first K latent layers (QRes-VAE, QARV)."
+)
+_TARGET_BPP = flags.DEFINE_float(
+    "target_bpp", None, "encode --config: the file's size in bits per pixel (rate control)."
+)
+_TARGET_BYTES = flags.DEFINE_integer(
+    "target_bytes", None, "encode --config: the file's size in bytes (rate control)."
+)
+_MAX_MACS = flags.DEFINE_integer(
+    "max_macs",
+    None,
+    "encode --config: the decoder's bound in MACs per pixel (arch_search.max_macs): only "
+    "candidate architectures within it, or an error if the config's model exceeds it.",
 )
 _JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA (same output).")
 flags.DEFINE_alias("i", "input")
@@ -100,12 +115,30 @@ def encode_trained() -> None:
     )
 
 
+def _target_bytes(pixels: int) -> int | None:
+    """The rate-control target in bytes, or None (no --target_bpp / --target_bytes)."""
+    bpp, size = _TARGET_BPP.value, _TARGET_BYTES.value
+    if bpp is not None and size is not None:
+        raise ConfigError("pass --target_bpp or --target_bytes, not both.")
+    if bpp is not None:
+        if bpp <= 0:
+            raise ConfigError(f"--target_bpp must be positive, got {bpp}.")
+        return max(1, round(bpp * pixels / 8))
+    if size is not None and size <= 0:
+        raise ConfigError(f"--target_bytes must be positive, got {size}.")
+    return size
+
+
 def encode() -> None:
     if _LAYERS.value is not None:
         raise ConfigError("--layers is for decode: a file always holds every latent layer.")
     if _WORKDIR.value:
         if _CONFIG.value is not None:
             raise ConfigError("pass --config (per-image codec) or --workdir (trained), not both.")
+        if _TARGET_BPP.value is not None or _TARGET_BYTES.value is not None:
+            raise ConfigError("--target_bpp / --target_bytes are for C3 (--config).")
+        if _MAX_MACS.value is not None:
+            raise ConfigError("--max_macs is for C3 (--config).")
         return encode_trained()
     from common import metrics
     from common.files import atomic_write_bytes
@@ -118,16 +151,27 @@ def encode() -> None:
         raise ConfigError(f"--config is required to encode. {USAGE}")
     if registry.family(config.model.name) != "per_image":
         raise ConfigError(f"codec.py encode codes per-image models, not {config.model.name!r}.")
+    if _MAX_MACS.value is not None:
+        if _MAX_MACS.value <= 0:
+            raise ConfigError(f"--max_macs must be positive, got {_MAX_MACS.value}.")
+        config.arch_search.max_macs = _MAX_MACS.value
     source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
     image = read_image(source)
-    encoding = C3Codec(config, _JIT.value).fit_and_encode(
-        image, FitLog("", config.fit), what=target
-    )
+    pixels = image.shape[0] * image.shape[1]
+    target_bytes = _target_bytes(pixels)
+    codec = C3Codec(config, _JIT.value)
+    control = None
+    if target_bytes is not None:
+        from pipelines.rate_control import encode_to_target
+
+        control = encode_to_target(codec, image, target_bytes, what=target)
+        encoding = control.encoding
+    else:
+        encoding = codec.fit_and_encode(image, FitLog("", config.fit), what=target)
     encoded, decoded, fit = encoding.encoded, encoding.decoded, encoding.fit
     atomic_write_bytes(target, encoded.data)
     if _RECONSTRUCTION.value:
         write_png(_RECONSTRUCTION.value, decoded.image)
-    pixels = image.shape[0] * image.shape[1]
     estimate = (fit.bits_latents + fit.bits_networks + fit.bits_pixels) / pixels
     if encoded.bits_pixels:  # lossless: encode_and_verify checked the decoded pixels
         quality = f"lossless, {encoded.num_bits / (3 * pixels):.4f} bpsp"
@@ -138,6 +182,24 @@ def encode() -> None:
         f"(estimate {estimate:.4f} bpp + header {encoded.bits_header // 8} bytes), {quality}, "
         f"fitted in {encoding.fit_seconds:.1f} s, decoded in {decoded.seconds:.2f} s."
     )
+    if encoding.architecture is not None:
+        chosen = encoding.architecture["candidates"][encoding.architecture["chosen"]]
+        print(
+            f"architecture: candidate {chosen['index']} of "
+            f"{len(encoding.architecture['candidates'])} ({chosen['overrides']}), "
+            f"{encoding.macs_per_pixel['total']} MACs per pixel."
+        )
+    if control is not None:
+        tolerance = float(config.fit.rate_control_tolerance)
+        verdict = "within" if abs(control.relative_error) <= tolerance else "NOT within"
+        print(
+            f"rate control: target {control.target_bytes} bytes "
+            f"({8 * control.target_bytes / pixels:.4f} bpp), file {control.bytes} bytes "
+            f"({100 * control.relative_error:+.2f} %, {verdict} {100 * tolerance:g} %) at "
+            f"lambda {control.lmbda:.4g}; {len(control.trials)} fits "
+            f"({sum(t.kind == 'refine' for t in control.trials)} refinements), "
+            f"{control.iterations} iterations, {control.seconds:.1f} s."
+        )
 
 
 def decode() -> None:
@@ -148,6 +210,8 @@ def decode() -> None:
 
     if _LMBDA.value is not None:
         raise ConfigError("--lmbda is for encode: a file carries the lambda it was coded at.")
+    if _TARGET_BPP.value is not None or _TARGET_BYTES.value is not None:
+        raise ConfigError("--target_bpp / --target_bytes are for encode.")
 
     source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
     if not os.path.isfile(source):

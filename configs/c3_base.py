@@ -168,7 +168,40 @@ def get_base_config() -> config_dict.ConfigDict:
     # XLA: 3.8x slower at 256x256, 2.5 % faster at 768x512 on a 2-core CPU
     # (benchmarks/fit_speed.py); switch it on for GPUs.
     config.fit.jit_compile = False
+    # Batched fitting (models/c3/batched.py): "1e-4,2e-3,..." fits the image at every one
+    # of these lambdas in one compiled step (one file and results row per lambda, named
+    # <image>@<lambda>); "" fits at model.lmbda alone.
+    config.fit.lambdas = ""
+    # Rate control (codec.py encode --target_bpp / --target_bytes, pipelines/rate_control.py):
+    # a batched fit at these lambdas brackets the target, then up to `max_refinements`
+    # warm-started fits (each `refine_fraction` of the schedule at `refine_lr_factor` x
+    # the learning rate) move lambda along the log-log secant until the file is within
+    # `tolerance` of the target.
+    config.fit.rate_control_lambdas = "1e-4,6e-4,3.5e-3,2e-2"
+    config.fit.rate_control_refine_fraction = 0.25
+    config.fit.rate_control_refine_lr_factor = 0.3
+    config.fit.rate_control_max_refinements = 4
+    config.fit.rate_control_tolerance = 0.02
+    # Per-image architecture choice (pipelines/architecture.py, C3-Adaptive): each
+    # candidate is a dict of model overrides; all are fitted together for `steps` stage-1
+    # steps and the best by RD loss continues. () : off. max_macs bounds the decoder's
+    # MACs per pixel (also without candidates); 0: no bound. codec.py --max_macs sets it.
+    config.arch_search = config_dict.ConfigDict()
+    config.arch_search.candidates = ()
+    config.arch_search.steps = 200
+    config.arch_search.max_macs = 0
     return config
+
+
+def image_lambda_set_sweep(num_images: int, lambdas=LAMBDAS, per_unit: int = 7) -> list[dict]:
+    """One work unit per (image, set of `per_unit` lambdas), each set fitted by one
+    batched fit (`fit.lambdas`): images outer, sets inner."""
+    sets = [lambdas[k : k + per_unit] for k in range(0, len(lambdas), per_unit)]
+    return [
+        {"data.index": i, "fit.lambdas": ",".join(f"{lmbda:g}" for lmbda in lambda_set)}
+        for i in range(num_images)
+        for lambda_set in sets
+    ]
 
 
 def image_lambda_sweep(num_images: int, lambdas=LAMBDAS) -> list[dict]:

@@ -28,12 +28,14 @@ from coding.interface import Codec
 from common import device, preemption, results
 from common.config import config_hash
 from common.datasets import load_images
-from common.errors import FitError
+from common.errors import ConfigError, FitError
 from common.files import atomic_write_bytes
 from common.images import to_float, write_png
 from common.progress import Progress
 from models import registry
+from models.c3.batched import BatchedFit
 from models.c3.fit import C3Fitter, FitResult
+from pipelines import architecture
 from pipelines.registry import register_pipeline
 
 BITSTREAM_SUFFIX = ".c3"
@@ -46,9 +48,33 @@ def make_fitter(model, fit_config) -> C3Fitter:
     return C3Fitter(model, fit_config, weights.code_costs)
 
 
-def fitter_steps(fitter: C3Fitter) -> int:
-    """Steps done so far in both stages."""
+def fitter_steps(fitter: C3Fitter | list[C3Fitter]) -> int:
+    """Steps done so far in both stages (summed over the members of a batched fit)."""
+    if isinstance(fitter, list):
+        return sum(fitter_steps(f) for f in fitter)
     return int(fitter.noise_step.numpy()) + int(fitter.ste_step.numpy())
+
+
+def fit_lambdas(config) -> list[float]:
+    """The lambdas of a work unit: `fit.lambdas` ("1e-4,2e-3,...", fitted together by one
+    batched fit, `models.c3.batched`), else the one `model.lmbda`."""
+    text = str(config.fit.get("lambdas", "") or "").strip()
+    if not text:
+        return [float(config.model.lmbda)]
+    try:
+        lambdas = [float(x) for x in text.replace(" ", "").strip("()[]").split(",") if x]
+    except ValueError:
+        raise FitError(
+            f"fit.lambdas must be comma-separated numbers (e.g. 1e-4,2e-3), got {text!r}."
+        ) from None
+    if not lambdas or min(lambdas) <= 0 or len(set(lambdas)) != len(lambdas):
+        raise FitError(f"fit.lambdas must be distinct positive numbers, got {text!r}.")
+    return lambdas
+
+
+def lambda_name(name: str, lmbda: float) -> str:
+    """The name of an image's file and results row at one lambda of a batched fit."""
+    return f"{name}@{lmbda:g}"
 
 
 def encode_and_verify(fitter: C3Fitter, fit: FitResult, what: str, image=None):
@@ -81,6 +107,9 @@ class C3Encoding:
     encoded: c3_codec.EncodedC3
     decoded: c3_codec.DecodedC3
     macs_per_pixel: dict
+    batch_seconds: float | None = None  # a batched fit's whole wall time (fit_seconds: / N)
+    batch_lambdas: list | None = None  # the lambdas fitted together with this one
+    architecture: dict | None = None  # the per-image choice (`pipelines.architecture`)
 
 
 class FitCheckpoints:
@@ -92,21 +121,25 @@ class FitCheckpoints:
         self._manager = None
         self._last_saved = 0
 
-    def restore(self, fitter: C3Fitter) -> None:
-        checkpoint = tf.train.Checkpoint(fitter=fitter)
+    def restore(self, fitter: C3Fitter | list[C3Fitter]) -> None:
+        """Restores `fitter` (or the members of a batched fit, a list) if a checkpoint
+        exists."""
+        if isinstance(fitter, list):
+            checkpoint = tf.train.Checkpoint(members=fitter)
+        else:
+            checkpoint = tf.train.Checkpoint(fitter=fitter)
         self._manager = tf.train.CheckpointManager(checkpoint, self._directory, max_to_keep=1)
         if self._manager.latest_checkpoint:
             checkpoint.restore(self._manager.latest_checkpoint).expect_partial()
             logging.info(
-                "%s: resuming from %s (noise step %d, ste step %d).",
+                "%s: resuming from %s (%d steps done).",
                 self._name,
                 self._manager.latest_checkpoint,
-                int(fitter.noise_step.numpy()),
-                int(fitter.ste_step.numpy()),
+                fitter_steps(fitter),
             )
         self._last_saved = fitter_steps(fitter)
 
-    def after_chunk(self, fitter: C3Fitter) -> None:
+    def after_chunk(self, fitter: C3Fitter | list[C3Fitter]) -> None:
         """Called between compiled chunks of steps: saves when due or when stopping."""
         if preemption.requested():
             self._manager.save()
@@ -184,14 +217,19 @@ class C3Codec(Codec):
             f"{config.fit.max_ste_steps} steps"
         )
         self._fitters = {}
+        self._search = None  # the architecture choice's candidates, if any
         device.log_once()
 
     def fitter(self, height: int, width: int) -> C3Fitter:
-        key = (height, width)
-        if key not in self._fitters:
+        return self.fitters(height, width, 1)[0]
+
+    def fitters(self, height: int, width: int, count: int) -> list[C3Fitter]:
+        """`count` fitters for images of this size (built once, reused)."""
+        built = self._fitters.setdefault((height, width), [])
+        while len(built) < count:
             model = registry.build_model(self.config.model, height=height, width=width)
-            self._fitters[key] = make_fitter(model, self.config.fit)
-        return self._fitters[key]
+            built.append(make_fitter(model, self.config.fit))
+        return built[:count]
 
     def encode(self, image: np.ndarray) -> bytes:
         return self.fit_and_encode(image).encoded.data
@@ -206,9 +244,19 @@ class C3Codec(Codec):
         checkpoints: FitCheckpoints | None = None,
         what: str = "bitstream",
     ) -> C3Encoding:
-        """Fits a fresh model (from `config.seed`, or the checkpoint) and writes its file."""
-        fitter = self.fitter(*image.shape[:2])
-        fitter.reset(to_float(image), float(self.config.model.lmbda), self.config.seed)
+        """Fits a fresh model (from `config.seed`, or the checkpoint) and writes its file;
+        with `arch_search.candidates`, the model is the candidate chosen for this image
+        (`pipelines.architecture`)."""
+        lmbda, seed = float(self.config.model.lmbda), self.config.seed
+        chosen = None
+        if architecture.searching(self.config):
+            if self._search is None:
+                self._search = architecture.ArchitectureSearch(self.config, make_fitter)
+            fitter, chosen = self._search.choose(image, lmbda, seed)
+        else:
+            fitter = self.fitter(*image.shape[:2])
+            architecture.check_max_macs(self.config, fitter.model.macs_per_pixel()["total"])
+            fitter.reset(to_float(image), lmbda, seed)
         checkpoint_fn = None
         if checkpoints is not None:
             checkpoints.restore(fitter)
@@ -219,15 +267,71 @@ class C3Codec(Codec):
         if checkpoints is not None:
             checkpoints.save()
         encoded, decoded = encode_and_verify(fitter, fit, what, image)
-        return C3Encoding(fit, fit_seconds, encoded, decoded, fitter.model.macs_per_pixel())
+        macs = fitter.model.macs_per_pixel()
+        return C3Encoding(fit, fit_seconds, encoded, decoded, macs, architecture=chosen)
+
+    def fit_and_encode_lambdas(
+        self,
+        image: np.ndarray,
+        lambdas: list[float],
+        log_fns=None,
+        checkpoints: FitCheckpoints | None = None,
+        whats: list[str] | None = None,
+    ) -> list[C3Encoding]:
+        """Fits one model per lambda to `image` in one batched fit (`models.c3.batched`;
+        every member from `config.seed`) and writes their files. Each encoding's
+        `fit_seconds` is the batch's wall time divided by the number of lambdas (the time
+        per rate point); `batch_seconds` the whole."""
+        if architecture.searching(self.config):
+            raise ConfigError(
+                "arch_search (per-image architecture choice) and a batched fit of several "
+                "lambdas (fit.lambdas, rate control) do not combine yet; use one."
+            )
+        fitters = self.fitters(*image.shape[:2], len(lambdas))
+        architecture.check_max_macs(self.config, fitters[0].model.macs_per_pixel()["total"])
+        for fitter, lmbda in zip(fitters, lambdas, strict=True):
+            fitter.reset(to_float(image), float(lmbda), self.config.seed)
+        checkpoint_fn = None
+        if checkpoints is not None:
+            checkpoints.restore(fitters)
+            checkpoint_fn = functools.partial(checkpoints.after_chunk, fitters)
+        start = time.perf_counter()
+        fits = BatchedFit(fitters).fit(log_fns, checkpoint_fn)
+        seconds = time.perf_counter() - start
+        if checkpoints is not None:
+            checkpoints.save()
+        whats = whats or [f"lambda {lmbda:g}" for lmbda in lambdas]
+        encodings = []
+        for fitter, fit, what in zip(fitters, fits, whats, strict=True):
+            encoded, decoded = encode_and_verify(fitter, fit, what, image)
+            encodings.append(
+                C3Encoding(
+                    fit,
+                    seconds / len(lambdas),
+                    encoded,
+                    decoded,
+                    fitter.model.macs_per_pixel(),
+                    batch_seconds=seconds,
+                    batch_lambdas=list(lambdas),
+                )
+            )
+        return encodings
 
 
-def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream: str) -> dict:
-    """The results row of one C3 file, with the fit's estimates and diagnostics beside it."""
+def c3_row(
+    config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream: str, lmbda=None
+) -> dict:
+    """The results row of one C3 file, with the fit's estimates and diagnostics beside it
+    (`lmbda`: the fit's, if not `model.lmbda`)."""
     fit, encoded, decoded = encoding.fit, encoding.encoded, encoding.decoded
     pixels = image.shape[0] * image.shape[1]
     coded = encoded.bits_latents + encoded.bits_networks + encoded.bits_pixels
     estimated = fit.bits_latents + fit.bits_networks + fit.bits_pixels
+    batched = {}
+    if encoding.architecture is not None:
+        batched["architecture"] = encoding.architecture
+    if encoding.batch_lambdas is not None:  # fitted together with other lambdas
+        batched = dict(batch_lambdas=encoding.batch_lambdas, batch_seconds=encoding.batch_seconds)
     lossless = {}
     if encoded.bits_pixels:  # lossless C3
         lossless = dict(
@@ -243,7 +347,7 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         decoded=decoded.image,
         encode_seconds=encoding.fit_seconds + encoded.seconds,
         decode_seconds=decoded.seconds,
-        lmbda=float(config.model.lmbda),
+        lmbda=float(config.model.lmbda if lmbda is None else lmbda),
         bpp_estimated=estimated / pixels,
         bpp_latents=fit.bits_latents / pixels,
         bpp_networks=fit.bits_networks / pixels,
@@ -277,16 +381,18 @@ def c3_row(config, name: str, image: np.ndarray, encoding: C3Encoding, bitstream
         rollbacks=fit.rollbacks,
         clipped_latents=encoded.clipped_latents,
         **lossless,
+        **batched,
     )
 
 
 def _log_summary(row: dict, encoding: C3Encoding) -> None:
     quality = "lossless" if row.get("lossless") else f"PSNR {row['psnr']:.3f} dB"
     logging.info(
-        "%s: %s at %.4f bpp measured (%d bytes; estimate %.4f bpp: latents "
+        "%s (lambda %g): %s at %.4f bpp measured (%d bytes; estimate %.4f bpp: latents "
         "%.4f + networks %.4f; coded/estimated %.4f, header %d bytes), %d steps in %.1f s, "
         "decoded in %.2f s.",
         row["image"],
+        row["lmbda"],
         quality,
         row["bpp"],
         len(encoding.encoded.data),
@@ -301,23 +407,46 @@ def _log_summary(row: dict, encoding: C3Encoding) -> None:
     )
 
 
-def fit_one(config, name: str, image: np.ndarray, codec: C3Codec, workdir: str) -> dict:
-    """Fits one image, writes its file, decoded PNG and results JSON; returns the row."""
-    log = FitLog(name, config.fit, os.path.join(workdir, "tensorboard", name))
+def _write_outputs(workdir: str, config, name: str, file_name: str, image, encoding, lmbda):
+    """Writes one encoding's file, decoded PNG and results JSON; returns its row."""
+    bitstream = os.path.join("bitstreams", file_name + BITSTREAM_SUFFIX)
+    atomic_write_bytes(os.path.join(workdir, bitstream), encoding.encoded.data)
+    write_png(os.path.join(workdir, "reconstructions", f"{file_name}.png"), encoding.decoded.image)
+    row = c3_row(config, name, image, encoding, bitstream, lmbda)
+    results.write_result(results.result_path(workdir, file_name), row)
+    _log_summary(row, encoding)
+    return row
+
+
+def output_names(config, name: str) -> list[str]:
+    """The names of an image's files and results JSONs: the image's, or with a batched
+    fit (`fit.lambdas`) one `<image>@<lambda>` per lambda."""
+    if not str(config.fit.get("lambdas", "") or "").strip():
+        return [name]
+    return [lambda_name(name, lmbda) for lmbda in fit_lambdas(config)]
+
+
+def fit_one(config, name: str, image: np.ndarray, codec: C3Codec, workdir: str) -> list[dict]:
+    """Fits one image (at every lambda of `fit_lambdas`, together), writes the files,
+    decoded PNGs and results JSONs; returns the rows."""
+    lambdas, names = fit_lambdas(config), output_names(config, name)
+    logs = [FitLog(n, config.fit, os.path.join(workdir, "tensorboard", n)) for n in names]
     checkpoints = FitCheckpoints(
         os.path.join(workdir, "checkpoints", name), config.fit.checkpoint_every, name
     )
-    bitstream = os.path.join("bitstreams", name + BITSTREAM_SUFFIX)
+    whats = [os.path.join("bitstreams", n + BITSTREAM_SUFFIX) for n in names]
     try:
-        encoding = codec.fit_and_encode(image, log, checkpoints, what=bitstream)
+        if names == [name]:
+            encodings = [codec.fit_and_encode(image, logs[0], checkpoints, what=whats[0])]
+        else:
+            encodings = codec.fit_and_encode_lambdas(image, lambdas, logs, checkpoints, whats)
     finally:
-        log.flush()
-    atomic_write_bytes(os.path.join(workdir, bitstream), encoding.encoded.data)
-    write_png(os.path.join(workdir, "reconstructions", f"{name}.png"), encoding.decoded.image)
-    row = c3_row(config, name, image, encoding, bitstream)
-    results.write_result(results.result_path(workdir, name), row)
-    _log_summary(row, encoding)
-    return row
+        for log in logs:
+            log.flush()
+    return [
+        _write_outputs(workdir, config, name, file_name, image, encoding, lmbda)
+        for file_name, encoding, lmbda in zip(names, encodings, lambdas, strict=True)
+    ]
 
 
 @register_pipeline("per_image")
@@ -327,22 +456,23 @@ def run(config, workdir: str) -> list[dict]:
     codec = C3Codec(config)
     rows = []
     for i, item in enumerate(images):
-        path = results.result_path(workdir, item.name)
-        if os.path.exists(path):
-            logging.info("%s: already finished (%s), skipping.", item.name, path)
-            rows.extend(results.read_results(path))
+        paths = [results.result_path(workdir, n) for n in output_names(config, item.name)]
+        if all(os.path.exists(path) for path in paths):
+            logging.info("%s: already finished (%s), skipping.", item.name, paths[0])
+            for path in paths:
+                rows.extend(results.read_results(path))
             continue
         image = item.load()
         logging.info(
-            "Image %d/%d: %s (%dx%d), lambda %g.",
+            "Image %d/%d: %s (%dx%d), lambda %s.",
             i + 1,
             len(images),
             item.name,
             image.shape[1],
             image.shape[0],
-            config.model.lmbda,
+            ", ".join(f"{lmbda:g}" for lmbda in fit_lambdas(config)),
         )
-        rows.append(fit_one(config, item.name, image, codec, workdir))
+        rows.extend(fit_one(config, item.name, image, codec, workdir))
     results.write_aggregate(
         os.path.join(workdir, "results.json"),
         rows,

@@ -69,12 +69,8 @@ def test_quantisation_search_picks_the_best_pair(fitter, caplog):
     assert f"step pair {pairs} of {pairs}" in caplog.text
     # Recompute every pair's loss from the float networks that the search started from.
     fitter.reset(image, lmbda=2e-3, seed=1)
-    fitter._run_chunks(
-        "noise", fitter._noise_chunk, fitter.noise_step, fitter.config.num_noise_steps, None, None
-    )
-    fitter._run_chunks(
-        "ste", fitter._ste_chunk, fitter.ste_step, fitter.config.max_ste_steps, None, None
-    )
+    fitter._run_chunks("noise", fitter.config.num_noise_steps)
+    fitter._run_chunks("ste", fitter.config.max_ste_steps)
     fitter._copy(fitter._state, fitter.best_state)
     float_params = [v.numpy() for v in fitter.model.network_variables]
     losses = {}
@@ -201,7 +197,7 @@ def test_per_module_steps_lower_the_loss_and_decode(caplog):
     model = C3Model(32, 48)
     fitter = make_fitter(model, config)
     fitter.reset(to_float(smooth_image(seed=4)), lmbda=2e-3, seed=1)
-    fitter._run_chunks("noise", fitter._noise_chunk, fitter.noise_step, 60, None, None)
+    fitter._run_chunks("noise", 60)
     float_params = [v.numpy() for v in model.network_variables]
     shared = fitter.quantize_networks()
     assert shared.arm_steps is None

@@ -168,7 +168,7 @@ def test_keep_best_restores_the_best_stage_1_parameters(fitters):
     seen = []
     hard_loss = fitter._hard_loss
     fitter._hard_loss = lambda: seen.append(hard_loss()) or seen[-1]
-    fitter._run_chunks("noise", fitter._noise_chunk, fitter.noise_step, 120, None, None)
+    fitter._run_chunks("noise", 120)
     assert len(seen) == 3 and float(fitter.kept_loss.numpy()) == pytest.approx(min(seen))
     for v in fitter.model.latent_grids.trainable_variables:  # make the last state worse
         v.assign_add(tf.random.stateless_normal(v.shape, seed=[1, 2]))

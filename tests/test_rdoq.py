@@ -46,7 +46,7 @@ def fitted():
     config.weight_steps = config.bias_steps = tuple(2.0**-k for k in range(5, 12))
     fitter = make_fitter(_small_model(), config)
     fitter.reset(to_float(image), lmbda=LMBDA, seed=1)
-    fitter._run_chunks("noise", fitter._noise_chunk, fitter.noise_step, 60, None, None)
+    fitter._run_chunks("noise", 60)
     float_params = [v.numpy() for v in fitter.model.network_variables]
     plain = _quantize(fitter, float_params, rdoq=False)
     refined = _quantize(fitter, float_params, rdoq=True)

@@ -91,6 +91,28 @@ def describe_steps(steps: tuple) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Run:
+    """A fit plan's request: run `stage` ("noise" or "ste") until its step counter
+    reaches `total`; `check`: with the learning check, keep-best, log lines and
+    checkpoints (all off in the warm-up, whose candidates are not yet the fit)."""
+
+    stage: str
+    total: int
+    check: bool = True
+
+
+def drive(plan, carry_out: Callable[[Run], None]):
+    """Carries out a plan's requests one by one; returns what the plan returns."""
+    try:
+        request = next(plan)
+        while True:
+            carry_out(request)
+            request = plan.send(None)
+    except StopIteration as stop:
+        return stop.value
+
+
+@dataclasses.dataclass(frozen=True)
 class QuantizedNetworks:
     """The outcome of the network quantisation search: steps, rates and distortion of the
     model with its networks quantised and its latents rounded."""
@@ -227,6 +249,7 @@ class C3Fitter(tf.Module):
         # loss seen at the checks every `keep_best_every` steps, restored when it ends.
         self.kept_params = [self._copy_of(v, "kept") for v in self.params]
         self.kept_loss = tf.Variable(np.inf, trainable=False, name="kept_loss")
+        self._nan_retries = 0  # NaN recoveries in a row (`after_chunk`)
         jit = bool(config.jit_compile)
         self._noise_chunk = tf.function(self._noise_chunk_fn, jit_compile=jit)
         self._ste_chunk = tf.function(self._ste_chunk_fn, jit_compile=jit)
@@ -283,6 +306,20 @@ class C3Fitter(tf.Module):
 
     def reset(self, image: np.ndarray, lmbda: float, seed: int = 0) -> None:
         """Starts a new fit: fresh initialisation (from `seed`), new image and lambda."""
+        self._set_target(image, lmbda)
+        self.warmup_done.assign(False)
+        self._initialise(seed, lr_scale=1.0)
+
+    def warm_start(self, image: np.ndarray, lmbda: float) -> None:
+        """Starts a fit from the model's current parameters (rate control's refinement:
+        the model of a nearby lambda): new image and lambda, zero optimiser state, both
+        stages from step 0, no warm-up. Fit it with a config whose learning check is off
+        (`fit.stall_check_steps = 0`): a warm start has little left to learn."""
+        self._set_target(image, lmbda)
+        self.warmup_done.assign(True)
+        self._restart_schedules(lr_scale=1.0)
+
+    def _set_target(self, image: np.ndarray, lmbda: float) -> None:
         image = np.asarray(image, np.float32)
         if image.shape != tuple(self.target.shape):
             raise ValueError(f"Image shape {image.shape} != model's {self.target.shape}.")
@@ -300,8 +337,6 @@ class C3Fitter(tf.Module):
         self.nan_recoveries.assign(0)
         self.rollbacks.assign(0)
         self.warmup_extra.assign(0)
-        self.warmup_done.assign(False)
-        self._initialise(seed, lr_scale=1.0)
 
     def _reset_optimiser(self) -> None:
         """Zero optimiser state: Adam's moments and count, SOAP's preconditioners."""
@@ -319,6 +354,10 @@ class C3Fitter(tf.Module):
         for variable, initial in zip(self.params, fresh.trainable_variables, strict=True):
             variable.assign(initial)
         self.seed.assign(seed)
+        self._restart_schedules(lr_scale)
+
+    def _restart_schedules(self, lr_scale: float) -> None:
+        """Zero optimiser state, both stages from step 0, from the current parameters."""
         self._reset_optimiser()
         self.noise_step.assign(0)
         self.ste_step.assign(0)
@@ -416,45 +455,36 @@ class C3Fitter(tf.Module):
         pixel_bits = out["pixel_bits"] if self.model.lossless else 0.0
         return tf.stack([loss, out["mse"], out["bits"], pixel_bits])
 
-    def _noise_chunk_fn(self, num_steps):
+    def _noise_step_fn(self):
+        """One stage-1 step: (finite, metrics). A step whose loss or gradient is not
+        finite changes nothing (the chunk stops there and the fitter recovers)."""
         c = self.config
         total = c.num_noise_steps
-        self._copy(self.good_state, self._recoverable)
-        finite = tf.constant(True)
-        metrics = tf.zeros(4)
-        for _ in tf.range(num_steps):
-            step = self.noise_step
-            learning_rate = self.lr_scale * schedules.cosine_decay(
-                step, total, c.learning_rate, c.learning_rate_end
+        step = self.noise_step
+        learning_rate = self.lr_scale * schedules.cosine_decay(
+            step, total, c.learning_rate, c.learning_rate_end
+        )
+        temperature = schedules.linear(step, total - 1, c.temperature_start, c.temperature_end)
+        seed = tf.stack([self.seed, tf.cast(step, tf.int32)])
+        if c.noise == "gaussian":  # Cool-chic 5's proxy
+            std = schedules.linear(step, total, c.noise_std_start, c.noise_std_end)
+            loss, out, grads, norm, finite = self._loss_and_grads(
+                "gaussian", temperature, None, seed, noise_std=std
             )
-            temperature = schedules.linear(step, total - 1, c.temperature_start, c.temperature_end)
-            seed = tf.stack([self.seed, tf.cast(step, tf.int32)])
-            if c.noise == "gaussian":  # Cool-chic 5's proxy
-                std = schedules.linear(step, total, c.noise_std_start, c.noise_std_end)
-                loss, out, grads, norm, finite = self._loss_and_grads(
-                    "gaussian", temperature, None, seed, noise_std=std
-                )
-            else:
-                a = schedules.linear(step, total, c.kumaraswamy_start, c.kumaraswamy_end)
-                loss, out, grads, norm, finite = self._loss_and_grads("noise", temperature, a, seed)
-            if not finite:
-                break
+        else:
+            a = schedules.linear(step, total, c.kumaraswamy_start, c.kumaraswamy_end)
+            loss, out, grads, norm, finite = self._loss_and_grads("noise", temperature, a, seed)
+        if finite:
             self._adam_update(grads, norm, learning_rate)
             self.noise_step.assign_add(1)
-            metrics = self._metrics(loss, out)
-        return finite, metrics
+        return finite, self._metrics(loss, out)
 
-    def _ste_chunk_fn(self, num_steps):
+    def _ste_step_fn(self):
+        """One stage-2 step with its bookkeeping: (finite, metrics); a non-finite step
+        changes nothing."""
         c = self.config
-        self._copy(self.good_state, self._recoverable)
-        finite = tf.constant(True)
-        metrics = tf.zeros(4)
-        for _ in tf.range(num_steps):
-            if self.ste_done:
-                break
-            loss, out, grads, norm, finite = self._loss_and_grads("ste", c.ste_temperature)
-            if not finite:
-                break
+        loss, out, grads, norm, finite = self._loss_and_grads("ste", c.ste_temperature)
+        if finite:
             # The loss was measured at the current parameters: keep those if best.
             if loss < self.best_loss:
                 self._copy(self.best_state, self._state)
@@ -470,8 +500,30 @@ class C3Fitter(tf.Module):
                 self._copy(self._state, self.best_state)
                 if self.ste_lr < c.ste_min_learning_rate:
                     self.ste_done.assign(True)
-            metrics = self._metrics(loss, out)
+        return finite, self._metrics(loss, out)
+
+    def _chunk_fn(self, stage: str, num_steps):
+        """Up to `num_steps` steps of `stage`, after saving the state a NaN recovery
+        restores; stops at a non-finite step (and when stage 2 is done). Returns
+        (finite, metrics of the last finite step)."""
+        self._copy(self.good_state, self._recoverable)
+        step_fn = self._noise_step_fn if stage == "noise" else self._ste_step_fn
+        finite = tf.constant(True)
+        metrics = tf.zeros(4)
+        for _ in tf.range(num_steps):
+            if stage == "ste" and self.ste_done:
+                break
+            finite, step_metrics = step_fn()
+            if not finite:
+                break
+            metrics = step_metrics
         return finite, metrics
+
+    def _noise_chunk_fn(self, num_steps):
+        return self._chunk_fn("noise", num_steps)
+
+    def _ste_chunk_fn(self, num_steps):
+        return self._chunk_fn("ste", num_steps)
 
     def _evaluate_fn(self):
         out = self.model(self.target, "round")
@@ -482,53 +534,81 @@ class C3Fitter(tf.Module):
 
     # The fit.
 
-    def _run_chunks(
-        self, stage: str, chunk_fn, step_var, total: int, log_fn, checkpoint_fn, check=True
-    ) -> None:
-        retries = 0
-        while int(step_var.numpy()) < total and not (stage == "ste" and self.ste_done.numpy()):
-            before = int(step_var.numpy())
-            n = min(self.config.log_every, total - before)
-            finite, metrics = chunk_fn(tf.constant(n, tf.int64))
-            if not bool(finite.numpy()):
-                retries += 1
-                if retries > MAX_NAN_RETRIES:
-                    raise FitError(
-                        f"{stage} stage: loss or gradient still NaN/inf after "
-                        f"{MAX_NAN_RETRIES} recoveries at step {int(step_var.numpy())}."
-                    )
-                failed_at = int(step_var.numpy())
-                self._copy(self._recoverable, self.good_state)
-                self.lr_scale.assign(self.lr_scale * 0.5)
-                self.nan_recoveries.assign_add(1)
-                logging.warning(
-                    "%s stage: NaN/inf loss or gradient at step %d; restored the state "
-                    "of step %d and halved the learning rate (scale now %.3g).",
-                    stage,
-                    failed_at,
-                    int(step_var.numpy()),
-                    float(self.lr_scale.numpy()),
+    def _step(self, stage: str) -> int:
+        return int((self.noise_step if stage == "noise" else self.ste_step).numpy())
+
+    def stage_finished(self, request: "Run") -> bool:
+        """Whether `request` is carried out: its stage's step counter reached its total
+        (stage 2 also when its learning rate fell below the minimum)."""
+        if request.stage == "ste" and bool(self.ste_done.numpy()):
+            return True
+        return self._step(request.stage) >= request.total
+
+    def chunk_steps(self, request: "Run") -> int:
+        """The steps of the next compiled chunk for `request`."""
+        return min(int(self.config.log_every), request.total - self._step(request.stage))
+
+    def after_chunk(self, request: "Run", before: int, finite: bool, metrics, log_fn) -> bool:
+        """The host's part after a compiled chunk of `request` that started at step
+        `before`: NaN recovery (the chunk's starting state back, half the learning rate),
+        log line, learning check (a restart) and keep-best. Returns whether the chunk
+        counts (nothing was rewound), i.e. whether a checkpoint may be taken."""
+        stage = request.stage
+        if not finite:
+            self._nan_retries += 1
+            if self._nan_retries > MAX_NAN_RETRIES:
+                raise FitError(
+                    f"{stage} stage: loss or gradient still NaN/inf after "
+                    f"{MAX_NAN_RETRIES} recoveries at step {self._step(stage)}."
                 )
-                continue
-            retries = 0
-            loss, mse, bits, pixel_bits = (float(x) for x in metrics.numpy())
-            if log_fn is not None:
-                values = {
-                    "loss": loss,
-                    "psnr": psnr_from_mse(mse, peak=1.0),
-                    "bpp_latents": bits / self.model.num_pixels,
-                }
-                if self.model.lossless:  # its PSNR is the predicted mean's
-                    values["bpp_pixels"] = pixel_bits / self.model.num_pixels
-                log_fn(stage, int(step_var.numpy()), values)
-            if check and stage == "noise" and self._check_due(before, int(step_var.numpy()), total):
+            failed_at = self._step(stage)
+            self._copy(self._recoverable, self.good_state)
+            self.lr_scale.assign(self.lr_scale * 0.5)
+            self.nan_recoveries.assign_add(1)
+            logging.warning(
+                "%s stage: NaN/inf loss or gradient at step %d; restored the state "
+                "of step %d and halved the learning rate (scale now %.3g).",
+                stage,
+                failed_at,
+                self._step(stage),
+                float(self.lr_scale.numpy()),
+            )
+            return False
+        self._nan_retries = 0
+        loss, mse, bits, pixel_bits = (float(x) for x in metrics)
+        after = self._step(stage)
+        if log_fn is not None:
+            values = {
+                "loss": loss,
+                "psnr": psnr_from_mse(mse, peak=1.0),
+                "bpp_latents": bits / self.model.num_pixels,
+            }
+            if self.model.lossless:  # its PSNR is the predicted mean's
+                values["bpp_pixels"] = pixel_bits / self.model.num_pixels
+            log_fn(stage, after, values)
+        if request.check and stage == "noise":
+            if self._check_due(before, after, request.total):
                 problem = self._learning_problem()
                 if problem:
                     self._restart(problem)
-                    continue
-            if check and stage == "noise":
-                self._keep_best(before, int(step_var.numpy()), total)
-            if checkpoint_fn is not None:
+                    return False
+            self._keep_best(before, after, request.total)
+        return True
+
+    def _run_chunks(
+        self, stage: str, total: int, log_fn=None, checkpoint_fn=None, check: bool = True
+    ) -> None:
+        """Carries out `Run(stage, total, check)` alone, chunk by chunk."""
+        request = Run(stage, int(total), check)
+        chunk_fn = self._noise_chunk if stage == "noise" else self._ste_chunk
+        self._nan_retries = 0
+        while not self.stage_finished(request):
+            before = self._step(stage)
+            finite, metrics = chunk_fn(tf.constant(self.chunk_steps(request), tf.int64))
+            counted = self.after_chunk(
+                request, before, bool(finite.numpy()), metrics.numpy(), log_fn
+            )
+            if counted and checkpoint_fn is not None:
                 checkpoint_fn()
 
     # Fits that do not learn.
@@ -642,6 +722,10 @@ class C3Fitter(tf.Module):
             v.assign(value)
 
     def warm_up(self) -> list[dict]:
+        """Runs the warm-up alone (see `_warm_up_plan`); returns its records."""
+        return drive(self._warm_up_plan(), self._carry_out(None, None))
+
+    def _warm_up_plan(self):
         """Cool-chic 5's warm-up, before stage 1 of a fresh fit: `warmup_candidates`
         initialisations (seeds C seed, C seed + 1, ..., C seed + C - 1 for C candidates:
         disjoint for different fit seeds, so that fits with seeds 0, 1, 2 are three
@@ -649,7 +733,8 @@ class C3Fitter(tf.Module):
         steps; the `warmup_keep` best by hard-rounded RD loss take `warmup_steps` more;
         the best of those continues as the fit. The candidates' steps run the start of
         the stage-1 schedule; all of them count as iterations (`FitResult.iterations`).
-        Returns one record per candidate and round (seed, round, loss)."""
+        A plan (yields `Run`s, see `plan`); returns one record per candidate and round
+        (seed, round, loss)."""
         c = self.config
         n, keep = int(c.warmup_steps), int(c.warmup_keep)
         if c.warmup_candidates <= 1 or self.warmup_done.numpy() or self.noise_step.numpy() > 0:
@@ -667,14 +752,14 @@ class C3Fitter(tf.Module):
         records, candidates = [], []
         for k in range(int(c.warmup_candidates)):
             self._initialise(base_seed + k, lr_scale)
-            self._run_chunks("noise", self._noise_chunk, self.noise_step, n, None, None, False)
+            yield Run("noise", n, check=False)
             candidates.append((self._hard_loss(), base_seed + k, self._snapshot()))
             records.append({"seed": base_seed + k, "round": 1, "loss": candidates[-1][0]})
         finalists = []
         for _, seed, snapshot in sorted(candidates, key=lambda t: t[0])[:keep]:
             self._restore(snapshot)
             self.seed.assign(seed)
-            self._run_chunks("noise", self._noise_chunk, self.noise_step, 2 * n, None, None, False)
+            yield Run("noise", 2 * n, check=False)
             finalists.append((self._hard_loss(), seed, self._snapshot()))
             records.append({"seed": seed, "round": 2, "loss": finalists[-1][0]})
         loss, seed, snapshot = min(finalists, key=lambda t: t[0])
@@ -695,26 +780,43 @@ class C3Fitter(tf.Module):
         )
         return records
 
+    def _carry_out(self, log_fn, checkpoint_fn) -> Callable[["Run"], None]:
+        """What carries out a plan's requests for this fitter alone."""
+
+        def carry_out(r: Run) -> None:
+            if r.check:
+                self._run_chunks(r.stage, r.total, log_fn, checkpoint_fn)
+            else:
+                self._run_chunks(r.stage, r.total, check=False)
+
+        return carry_out
+
     def fit(
         self,
         log_fn: Callable[[str, int, dict], None] | None = None,
         checkpoint_fn: Callable[[], None] | None = None,
     ) -> FitResult:
         """Runs (or resumes) the warm-up, both stages and the network quantisation search."""
+        return drive(self.plan(), self._carry_out(log_fn, checkpoint_fn))
+
+    def plan(self):
+        """The fit as a plan: a generator that yields `Run` requests (run a stage's
+        compiled chunks until its step counter reaches a total) and does the host's work
+        in between (warm-up choices, keep-best, stage-2 restore, the network quantisation
+        search); it returns the `FitResult`. `fit` carries the requests out for this
+        fitter alone; `models.c3.batched.BatchedFit` for several fitters at once, one
+        compiled chunk running a step of every member. The seconds are wall-clock times
+        of the plan's phases (shared by the members of a batched fit)."""
         c = self.config
         start = time.perf_counter()
-        self.warm_up()
+        yield from self._warm_up_plan()
         seconds_warmup = time.perf_counter() - start
         start = time.perf_counter()
-        self._run_chunks(
-            "noise", self._noise_chunk, self.noise_step, c.num_noise_steps, log_fn, checkpoint_fn
-        )
+        yield Run("noise", int(c.num_noise_steps))
         self._restore_kept()
         seconds_noise = time.perf_counter() - start
         start = time.perf_counter()
-        self._run_chunks(
-            "ste", self._ste_chunk, self.ste_step, c.max_ste_steps, log_fn, checkpoint_fn
-        )
+        yield Run("ste", int(c.max_ste_steps))
         if np.isfinite(self.best_loss.numpy()):
             self._copy(self._state, self.best_state)
         seconds_ste = time.perf_counter() - start

@@ -1,0 +1,259 @@
+"""Rate control for C3: the file of an image at a target size.
+
+A per-image codec is steered by lambda, and the size a lambda gives depends on the
+image. `encode_to_target` finds a lambda whose *file* lands within `tolerance` (2 %) of a
+target number of bytes:
+
+1. Bracket: one batched fit (`models.c3.batched`) at the lambdas of
+   `fit.rate_control_lambdas` (C3's sweep range by default), each written to a real file.
+2. Refine: the lambda for the target interpolated in log(bytes) against log(lambda)
+   between the two bracket files around it (or extrapolated from the nearest two), then
+   a warm-started fit: the model of the nearest bracket file continues at the new lambda
+   for `fit.rate_control_refine_fraction` of the schedule (no warm-up, no learning
+   check), and its file is measured. Further refinements move lambda along the secant
+   through the two refined files nearest the target (on either side of it when there
+   are such), each warm started from the same bracket model (so the refined size is a
+   function of lambda alone), up to `fit.rate_control_max_refinements`.
+
+The file kept is the closest to the target (the first within the tolerance); the result
+records every trial (lambda, bytes, PSNR, iterations, seconds) and how close it got. No
+public per-image codec (C3's code, Cool-chic) hits a target size; classical codecs do it
+with their rate control loops, which this mirrors with fits for encoder passes.
+"""
+
+import copy
+import dataclasses
+import math
+import time
+
+import numpy as np
+from absl import logging
+
+from common import metrics
+from common.errors import ConfigError
+from common.images import to_float
+from models.c3.fit import FitResult
+from pipelines.per_image import C3Codec, C3Encoding, encode_and_verify, make_fitter
+
+# Lambda moves at most by this factor per refinement (a flat log-log secant would
+# otherwise send it out of range).
+MAX_LAMBDA_FACTOR = 8.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One fitted file of the search."""
+
+    kind: str  # "bracket" or "refine"
+    lmbda: float
+    bytes: int
+    psnr: float
+    iterations: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class RateControlResult:
+    """The file kept, its lambda, the target, and every trial."""
+
+    encoding: C3Encoding
+    lmbda: float
+    target_bytes: int
+    trials: list[Trial]
+    seconds: float
+
+    @property
+    def bytes(self) -> int:
+        return len(self.encoding.encoded.data)
+
+    @property
+    def relative_error(self) -> float:
+        """(file bytes - target) / target."""
+        return self.bytes / self.target_bytes - 1.0
+
+    @property
+    def iterations(self) -> int:
+        """Every training step taken, the bracket's members and refinements included."""
+        return sum(t.iterations for t in self.trials)
+
+
+def _lambdas(text: str) -> list[float]:
+    try:
+        values = sorted(float(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        values = []
+    if len(values) < 2 or values[0] <= 0:
+        raise ConfigError(
+            f"fit.rate_control_lambdas must be two or more positive numbers, got {text!r}."
+        )
+    return values
+
+
+def next_lambda(points: list[tuple[float, int]], target: float) -> float | None:
+    """The lambda predicted to give `target` bytes from measured (lambda, bytes) points,
+    or None if the search is stuck (the prediction was tried already).
+
+    With files on both sides of the target: the log-log secant (regula falsi) between the
+    nearest file above and the nearest below, or their geometric mean if the secant gives
+    a lambda already tried. Otherwise: extrapolation along the slope of the two files
+    nearest the target (slope -1 if those say that bytes grow with lambda), the step
+    bounded by MAX_LAMBDA_FACTOR."""
+    logt = math.log(target)
+    tried = [p[0] for p in points]
+
+    def is_new(lmbda: float) -> bool:
+        return all(abs(math.log(lmbda / t)) > 1e-3 for t in tried)
+
+    ranked = sorted(points, key=lambda p: abs(math.log(p[1]) - logt))
+    above = [p for p in ranked if p[1] >= target]
+    below = [p for p in ranked if p[1] < target]
+    if above and below:
+        (la, ba), (lb, bb) = above[0], below[0]
+        candidates = [math.sqrt(la * lb)]
+        if ba != bb:
+            fraction = (logt - math.log(ba)) / (math.log(bb) - math.log(ba))
+            candidates.insert(0, la * (lb / la) ** fraction)
+        return next((c for c in candidates if is_new(c)), None)
+    (l0, b0), (l1, b1) = ranked[0], ranked[1]
+    slope = -1.0
+    if l0 != l1 and b0 != b1:
+        fitted = (math.log(b1) - math.log(b0)) / (math.log(l1) - math.log(l0))
+        if fitted < 0:
+            slope = fitted
+    limit = math.log(MAX_LAMBDA_FACTOR)
+    step = float(np.clip((logt - math.log(b0)) / slope, -limit, limit))
+    for _ in range(4):  # further along the same direction if that lambda was tried
+        lmbda = l0 * math.exp(step)
+        if is_new(lmbda):
+            return lmbda
+        step *= 2.0
+    return None
+
+
+def _refine_config(fit_config, start: FitResult):
+    """The warm-started refinement's fit config: a fraction of the schedule, no warm-up,
+    no learning check (a warm start's loss starts low), and the network quantisation
+    steps of the model it starts from: a change of step moves the network bits by
+    hundreds of bytes at once, which lambda alone cannot undo."""
+    config = copy.deepcopy(fit_config)
+    arm = start.arm_steps or (start.weight_step, start.bias_step)
+    config.weight_steps = tuple(sorted({start.weight_step, arm[0]}))
+    config.bias_steps = tuple(sorted({start.bias_step, arm[1]}))
+    if start.upsampling_step is not None:
+        config.upsampling_steps = (start.upsampling_step,)
+    fraction = float(fit_config.rate_control_refine_fraction)
+    config.num_noise_steps = max(1, round(fraction * fit_config.num_noise_steps))
+    config.max_ste_steps = round(fraction * fit_config.max_ste_steps)
+    config.warmup_candidates = 0
+    config.stall_check_steps = 0
+    config.learning_rate = fit_config.learning_rate * float(
+        fit_config.rate_control_refine_lr_factor
+    )
+    return config
+
+
+def encode_to_target(
+    codec: C3Codec, image: np.ndarray, target_bytes: int, what: str = "bitstream"
+) -> RateControlResult:
+    """The file of `image` nearest `target_bytes` (see the module docstring)."""
+    config = codec.config.fit
+    tolerance = float(config.rate_control_tolerance)
+    if target_bytes <= 0:
+        raise ConfigError(f"the target size must be positive, got {target_bytes} bytes.")
+    if not 0 < tolerance < 1 or int(config.rate_control_max_refinements) < 0:
+        raise ConfigError(
+            "fit.rate_control_tolerance must be in (0, 1) and "
+            "fit.rate_control_max_refinements >= 0."
+        )
+    start = time.perf_counter()
+    lambdas = _lambdas(config.rate_control_lambdas)
+    encodings = codec.fit_and_encode_lambdas(image, lambdas, whats=[what] * len(lambdas))
+    trials, kept = [], []
+    for lmbda, encoding in zip(lambdas, encodings, strict=True):
+        trials.append(_trial("bracket", lmbda, encoding, image))
+        kept.append((lmbda, encoding))
+    logging.info(
+        "Rate control: target %d bytes; bracket %s.",
+        target_bytes,
+        ", ".join(f"lambda {t.lmbda:g}: {t.bytes} B" for t in trials),
+    )
+
+    def error(item) -> float:
+        return abs(len(item[1].encoded.data) / target_bytes - 1.0)
+
+    fitters = codec.fitters(*image.shape[:2], len(lambdas))
+    budget = int(config.rate_control_max_refinements)
+    for start_index in _starts(trials, target_bytes):
+        if budget <= 0 or min(error(item) for item in kept) <= tolerance:
+            break
+        # Every refinement from this bracket model starts from the same state and keeps
+        # its network steps, so that its file size is a function of lambda alone.
+        refiner = make_fitter(
+            fitters[start_index].model, _refine_config(config, kept[start_index][1].fit)
+        )
+        start_state = [v.numpy() for v in refiner.params]
+        refined: list[tuple[float, int]] = []
+        while budget > 0 and min(error(item) for item in kept) > tolerance:
+            points = (
+                refined
+                if len(refined) >= 2
+                else refined + [(t.lmbda, t.bytes) for t in trials[: len(lambdas)]]
+            )
+            lmbda = next_lambda(points, target_bytes)
+            if lmbda is None or _stalled(refined, target_bytes):
+                break  # this start cannot reach the target: the next one
+            budget -= 1
+            for variable, value in zip(refiner.params, start_state, strict=True):
+                variable.assign(value)
+            refiner.warm_start(to_float(image), lmbda)
+            fit_start = time.perf_counter()
+            fit = refiner.fit()
+            fit_seconds = time.perf_counter() - fit_start
+            encoded, decoded = encode_and_verify(refiner, fit, what, image)
+            macs = refiner.model.macs_per_pixel()
+            encoding = C3Encoding(fit, fit_seconds, encoded, decoded, macs)
+            trials.append(_trial("refine", lmbda, encoding, image))
+            kept.append((lmbda, encoding))
+            refined.append((lmbda, trials[-1].bytes))
+            logging.info(
+                "Rate control: refinement from lambda %g at lambda %.4g: %d bytes (%+.2f %% "
+                "of the target).",
+                lambdas[start_index],
+                lmbda,
+                trials[-1].bytes,
+                100.0 * (trials[-1].bytes / target_bytes - 1.0),
+            )
+    within = [item for item in kept if error(item) <= tolerance]
+    lmbda, encoding = within[0] if within else min(kept, key=error)
+    return RateControlResult(encoding, lmbda, target_bytes, trials, time.perf_counter() - start)
+
+
+def _starts(bracket: list[Trial], target: int) -> list[int]:
+    """The bracket files to refine from, in order: the nearest to the target (in log
+    bytes), then the nearest on the target's other side, if any."""
+    order = sorted(range(len(bracket)), key=lambda i: abs(math.log(bracket[i].bytes / target)))
+    first = order[0]
+    side = bracket[first].bytes >= target
+    other = [i for i in order if (bracket[i].bytes >= target) != side]
+    return [first] + other[:1]
+
+
+def _stalled(refined: list[tuple[float, int]], target: int) -> bool:
+    """Whether the last two refinements from one start moved the file by less than 1 %
+    of the target while lambda moved: that start's sizes have hit their floor or
+    ceiling (its network steps are fixed)."""
+    if len(refined) < 2:
+        return False
+    return abs(refined[-1][1] - refined[-2][1]) < 0.01 * target
+
+
+def _trial(kind: str, lmbda: float, encoding: C3Encoding, image: np.ndarray) -> Trial:
+    return Trial(
+        kind=kind,
+        lmbda=float(lmbda),
+        bytes=len(encoding.encoded.data),
+        psnr=float(metrics.psnr(encoding.decoded.image, image)),
+        iterations=int(encoding.fit.iterations),
+    )
