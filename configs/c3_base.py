@@ -180,7 +180,7 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit.rate_control_lambdas = "1e-4,6e-4,3.5e-3,2e-2"
     config.fit.rate_control_refine_fraction = 0.25
     config.fit.rate_control_refine_lr_factor = 0.3
-    config.fit.rate_control_max_refinements = 4
+    config.fit.rate_control_max_refinements = 8
     config.fit.rate_control_tolerance = 0.02
     # Per-image architecture choice (pipelines/architecture.py, C3-Adaptive): each
     # candidate is a dict of model overrides; all are fitted together for `steps` stage-1

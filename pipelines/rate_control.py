@@ -33,7 +33,7 @@ from common import metrics
 from common.errors import ConfigError
 from common.images import to_float
 from models.c3.fit import FitResult
-from pipelines.per_image import C3Codec, C3Encoding, encode_and_verify, make_fitter
+from pipelines.per_image import C3Codec, C3Encoding, FitLog, encode_and_verify, make_fitter
 
 # Lambda moves at most by this factor per refinement (a flat log-log secant would
 # otherwise send it out of range).
@@ -169,7 +169,8 @@ def encode_to_target(
         )
     start = time.perf_counter()
     lambdas = _lambdas(config.rate_control_lambdas)
-    encodings = codec.fit_and_encode_lambdas(image, lambdas, whats=[what] * len(lambdas))
+    logs = [FitLog(f"lambda {lmbda:g}", config) for lmbda in lambdas]
+    encodings = codec.fit_and_encode_lambdas(image, lambdas, logs, whats=[what] * len(lambdas))
     trials, kept = [], []
     for lmbda, encoding in zip(lambdas, encodings, strict=True):
         trials.append(_trial("bracket", lmbda, encoding, image))

@@ -19,6 +19,8 @@ CONFIGS = {
     "configs/c3_plus.py": 24 * 14,
     "configs/c3_quickstart.py": 2,
     "configs/c3_lossless.py": 24,
+    "configs/c3_kodak_batched.py": 24 * 2,
+    "configs/c3_adaptive.py": 24 * 14,
 }
 
 
@@ -55,6 +57,18 @@ def test_kodak_sweep_is_images_times_c3_lambdas():
     assert sweep[0] == {"data.index": 0, "model.lmbda": 1e-4}
     assert sweep[13] == {"data.index": 0, "model.lmbda": 2e-2}
     assert sweep[14]["data.index"] == 1
+
+
+def test_batched_kodak_sweep_covers_the_same_image_lambda_pairs():
+    from pipelines.per_image import fit_lambdas
+
+    pairs = set()
+    for entry in load_sweep("configs/c3_kodak_batched.py"):
+        config = load_module("configs/c3_kodak_batched.py").get_config()
+        apply_sweep_entry(config, entry)
+        pairs |= {(config.data.index, lmbda) for lmbda in fit_lambdas(config)}
+    kodak = {(e["data.index"], e["model.lmbda"]) for e in load_sweep("configs/c3_kodak.py")}
+    assert pairs == kodak
 
 
 def test_hid_out_of_range_and_missing_sweep(tmp_path):
