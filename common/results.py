@@ -235,6 +235,12 @@ def write_aggregate(
     return summary
 
 
+def lambda_name(image: str, lmbda: float) -> str:
+    """The name of an image's file and results row at one of several lambdas of one
+    run (a batched C3 fit, a variable-rate model): `<image>@<lambda>`."""
+    return f"{image}@{lmbda:g}"
+
+
 def result_path(directory: str, image: str) -> str:
     return os.path.join(directory, "results", f"{image}.json")
 

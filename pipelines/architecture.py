@@ -63,9 +63,9 @@ def check_max_macs(config, macs: int) -> None:
 
 def brief_score(fitter: C3Fitter) -> float:
     """Hard-rounded RD loss plus lambda x the networks' estimated bits per pixel."""
-    steps = fitter.config
-    weight = sorted(steps.weight_steps)[len(steps.weight_steps) // 2]
-    bias = sorted(steps.bias_steps)[len(steps.bias_steps) // 2]
+    config = fitter.config
+    weight = sorted(config.weight_steps)[len(config.weight_steps) // 2]
+    bias = sorted(config.bias_steps)[len(config.bias_steps) // 2]
     integers = fitter.model.network_integers(weight, bias)
     network_bits = sum(rate.parameter_bits(q) for q in integers)
     lmbda = float(fitter.lmbda.numpy())
@@ -76,7 +76,7 @@ class ArchitectureSearch:
     """The candidates of one config for one image size (their fitters built once).
 
     search = ArchitectureSearch(config, make_fitter)
-    fitter, record = search.choose(height, width, image, lmbda, seed)
+    fitter, record = search.choose(image, lmbda, seed)
     result = fitter.fit()          # continues the chosen candidate
     """
 
@@ -84,6 +84,7 @@ class ArchitectureSearch:
         self.config = config
         self._make_fitter = make_fitter
         self._fitters = {}
+        self._batches = {}  # (height, width, allowed candidates): traced once, reused
 
     def _candidates(self, height: int, width: int) -> list[tuple[int, dict, C3Fitter]]:
         key = (height, width)
@@ -118,9 +119,10 @@ class ArchitectureSearch:
         for _, fitter in candidates:
             fitter.reset(to_float(image), lmbda, seed)
         if steps > 0:
-            BatchedFit([f for _, f in candidates]).carry_out(
-                [Run("noise", steps, check=False)] * len(candidates)
-            )
+            key = (*image.shape[:2], tuple(k for k, _ in candidates))
+            if key not in self._batches:
+                self._batches[key] = BatchedFit([f for _, f in candidates])
+            self._batches[key].carry_out([Run("noise", steps, check=False)] * len(candidates))
         for k, fitter in candidates:
             score = brief_score(fitter)
             if not np.isfinite(score):

@@ -149,7 +149,7 @@ def _write_results(
     written = []
     for row in rows:
         row = {**row, "commit": commit}
-        key = f"{row['image']}@{row['lmbda']:g}" if per_lmbda else row["image"]
+        key = results.lambda_name(row["image"], row["lmbda"]) if per_lmbda else row["image"]
         results.write_result(results.result_path(out_dir, key), row)
         written.append(row)
     extra = {"commit": commit}
@@ -244,7 +244,7 @@ def _code_hvae(run, item: NamedImage, out_dir: str, warm_up: bool, lmbda, progre
     original = item.load()
     pixels = original.shape[0] * original.shape[1]
     encoded = codec.compress(original, lmbda)
-    stem = item.name if lmbda is None else f"{item.name}@{encoded.lmbda:g}"
+    stem = item.name if lmbda is None else results.lambda_name(item.name, encoded.lmbda)
     path = os.path.join(out_dir, "bitstreams", f"{stem}.lz")
     data, decoded = _write_and_decode(codec, encoded.data, path, warm_up)
     extra = {}

@@ -55,26 +55,31 @@ def fitter_steps(fitter: C3Fitter | list[C3Fitter]) -> int:
     return int(fitter.noise_step.numpy()) + int(fitter.ste_step.numpy())
 
 
-def fit_lambdas(config) -> list[float]:
-    """The lambdas of a work unit: `fit.lambdas` ("1e-4,2e-3,...", fitted together by one
-    batched fit, `models.c3.batched`), else the one `model.lmbda`."""
-    text = str(config.fit.get("lambdas", "") or "").strip()
-    if not text:
-        return [float(config.model.lmbda)]
+def parse_lambdas(text: str, field: str, error=FitError) -> list[float]:
+    """Comma-separated distinct positive lambdas ("1e-4,2e-3,..."), as `fit.lambdas`
+    and `fit.rate_control_lambdas` hold them; `error` (naming `field`) otherwise."""
     try:
         lambdas = [float(x) for x in text.replace(" ", "").strip("()[]").split(",") if x]
     except ValueError:
-        raise FitError(
-            f"fit.lambdas must be comma-separated numbers (e.g. 1e-4,2e-3), got {text!r}."
+        raise error(
+            f"{field} must be comma-separated numbers (e.g. 1e-4,2e-3), got {text!r}."
         ) from None
     if not lambdas or min(lambdas) <= 0 or len(set(lambdas)) != len(lambdas):
-        raise FitError(f"fit.lambdas must be distinct positive numbers, got {text!r}.")
+        raise error(f"{field} must be distinct positive numbers, got {text!r}.")
     return lambdas
 
 
-def lambda_name(name: str, lmbda: float) -> str:
-    """The name of an image's file and results row at one lambda of a batched fit."""
-    return f"{name}@{lmbda:g}"
+def batched_lambdas(config) -> bool:
+    """Whether the config fits several lambdas together (`fit.lambdas` is set)."""
+    return bool(str(config.fit.get("lambdas", "") or "").strip())
+
+
+def fit_lambdas(config) -> list[float]:
+    """The lambdas of a work unit: `fit.lambdas` ("1e-4,2e-3,...", fitted together by one
+    batched fit, `models.c3.batched`), else the one `model.lmbda`."""
+    if not batched_lambdas(config):
+        return [float(config.model.lmbda)]
+    return parse_lambdas(str(config.fit.lambdas), "fit.lambdas")
 
 
 def encode_and_verify(fitter: C3Fitter, fit: FitResult, what: str, image=None):
@@ -96,6 +101,13 @@ def encode_and_verify(fitter: C3Fitter, fit: FitResult, what: str, image=None):
     if not same and not encoded.clipped_latents:
         raise FitError(f"{what}: the decoder's latents differ from the encoder's (a bug).")
     return encoded, decoded
+
+
+def encoding_of(fitter: C3Fitter, fit: FitResult, fit_seconds: float, what: str, image, **fields):
+    """The `C3Encoding` of a fitted model: its file written and verified
+    (`encode_and_verify`), its decoder's MACs; `fields` the optional ones."""
+    encoded, decoded = encode_and_verify(fitter, fit, what, image)
+    return C3Encoding(fit, fit_seconds, encoded, decoded, fitter.model.macs_per_pixel(), **fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +229,7 @@ class C3Codec(Codec):
             f"{config.fit.max_ste_steps} steps"
         )
         self._fitters = {}
+        self._batches = {}  # (height, width, N): the BatchedFit of the first N fitters
         self._search = None  # the architecture choice's candidates, if any
         device.log_once()
 
@@ -266,9 +279,7 @@ class C3Codec(Codec):
         fit_seconds = time.perf_counter() - start
         if checkpoints is not None:
             checkpoints.save()
-        encoded, decoded = encode_and_verify(fitter, fit, what, image)
-        macs = fitter.model.macs_per_pixel()
-        return C3Encoding(fit, fit_seconds, encoded, decoded, macs, architecture=chosen)
+        return encoding_of(fitter, fit, fit_seconds, what, image, architecture=chosen)
 
     def fit_and_encode_lambdas(
         self,
@@ -287,7 +298,10 @@ class C3Codec(Codec):
                 "arch_search (per-image architecture choice) and a batched fit of several "
                 "lambdas (fit.lambdas, rate control) do not combine yet; use one."
             )
-        fitters = self.fitters(*image.shape[:2], len(lambdas))
+        key = (*image.shape[:2], len(lambdas))
+        fitters = self.fitters(*key)
+        if key not in self._batches:  # one per shape and N: traced once, reused
+            self._batches[key] = BatchedFit(fitters)
         architecture.check_max_macs(self.config, fitters[0].model.macs_per_pixel()["total"])
         for fitter, lmbda in zip(fitters, lambdas, strict=True):
             fitter.reset(to_float(image), float(lmbda), self.config.seed)
@@ -296,26 +310,23 @@ class C3Codec(Codec):
             checkpoints.restore(fitters)
             checkpoint_fn = functools.partial(checkpoints.after_chunk, fitters)
         start = time.perf_counter()
-        fits = BatchedFit(fitters).fit(log_fns, checkpoint_fn)
+        fits = self._batches[key].fit(log_fns, checkpoint_fn)
         seconds = time.perf_counter() - start
         if checkpoints is not None:
             checkpoints.save()
         whats = whats or [f"lambda {lmbda:g}" for lmbda in lambdas]
-        encodings = []
-        for fitter, fit, what in zip(fitters, fits, whats, strict=True):
-            encoded, decoded = encode_and_verify(fitter, fit, what, image)
-            encodings.append(
-                C3Encoding(
-                    fit,
-                    seconds / len(lambdas),
-                    encoded,
-                    decoded,
-                    fitter.model.macs_per_pixel(),
-                    batch_seconds=seconds,
-                    batch_lambdas=list(lambdas),
-                )
+        return [
+            encoding_of(
+                fitter,
+                fit,
+                seconds / len(lambdas),
+                what,
+                image,
+                batch_seconds=seconds,
+                batch_lambdas=list(lambdas),
             )
-        return encodings
+            for fitter, fit, what in zip(fitters, fits, whats, strict=True)
+        ]
 
 
 def c3_row(
@@ -327,11 +338,11 @@ def c3_row(
     pixels = image.shape[0] * image.shape[1]
     coded = encoded.bits_latents + encoded.bits_networks + encoded.bits_pixels
     estimated = fit.bits_latents + fit.bits_networks + fit.bits_pixels
-    batched = {}
+    extras = {}
     if encoding.architecture is not None:
-        batched["architecture"] = encoding.architecture
+        extras["architecture"] = encoding.architecture
     if encoding.batch_lambdas is not None:  # fitted together with other lambdas
-        batched = dict(batch_lambdas=encoding.batch_lambdas, batch_seconds=encoding.batch_seconds)
+        extras.update(batch_lambdas=encoding.batch_lambdas, batch_seconds=encoding.batch_seconds)
     lossless = {}
     if encoded.bits_pixels:  # lossless C3
         lossless = dict(
@@ -381,7 +392,7 @@ def c3_row(
         rollbacks=fit.rollbacks,
         clipped_latents=encoded.clipped_latents,
         **lossless,
-        **batched,
+        **extras,
     )
 
 
@@ -421,9 +432,9 @@ def _write_outputs(workdir: str, config, name: str, file_name: str, image, encod
 def output_names(config, name: str) -> list[str]:
     """The names of an image's files and results JSONs: the image's, or with a batched
     fit (`fit.lambdas`) one `<image>@<lambda>` per lambda."""
-    if not str(config.fit.get("lambdas", "") or "").strip():
+    if not batched_lambdas(config):
         return [name]
-    return [lambda_name(name, lmbda) for lmbda in fit_lambdas(config)]
+    return [results.lambda_name(name, lmbda) for lmbda in fit_lambdas(config)]
 
 
 def fit_one(config, name: str, image: np.ndarray, codec: C3Codec, workdir: str) -> list[dict]:
@@ -436,7 +447,7 @@ def fit_one(config, name: str, image: np.ndarray, codec: C3Codec, workdir: str) 
     )
     whats = [os.path.join("bitstreams", n + BITSTREAM_SUFFIX) for n in names]
     try:
-        if names == [name]:
+        if not batched_lambdas(config):
             encodings = [codec.fit_and_encode(image, logs[0], checkpoints, what=whats[0])]
         else:
             encodings = codec.fit_and_encode_lambdas(image, lambdas, logs, checkpoints, whats)

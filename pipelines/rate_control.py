@@ -33,7 +33,14 @@ from common import metrics
 from common.errors import ConfigError
 from common.images import to_float
 from models.c3.fit import FitResult
-from pipelines.per_image import C3Codec, C3Encoding, FitLog, encode_and_verify, make_fitter
+from pipelines.per_image import (
+    C3Codec,
+    C3Encoding,
+    FitLog,
+    encoding_of,
+    make_fitter,
+    parse_lambdas,
+)
 
 # Lambda moves at most by this factor per refinement (a flat log-log secant would
 # otherwise send it out of range).
@@ -80,14 +87,10 @@ class RateControlResult:
 
 
 def _lambdas(text: str) -> list[float]:
-    try:
-        values = sorted(float(x) for x in str(text).split(",") if x.strip())
-    except ValueError:
-        values = []
-    if len(values) < 2 or values[0] <= 0:
-        raise ConfigError(
-            f"fit.rate_control_lambdas must be two or more positive numbers, got {text!r}."
-        )
+    field = "fit.rate_control_lambdas"
+    values = sorted(parse_lambdas(str(text), field, ConfigError))
+    if len(values) < 2:
+        raise ConfigError(f"{field} must hold two or more lambdas, got {text!r}.")
     return values
 
 
@@ -211,10 +214,7 @@ def encode_to_target(
             refiner.warm_start(to_float(image), lmbda)
             fit_start = time.perf_counter()
             fit = refiner.fit()
-            fit_seconds = time.perf_counter() - fit_start
-            encoded, decoded = encode_and_verify(refiner, fit, what, image)
-            macs = refiner.model.macs_per_pixel()
-            encoding = C3Encoding(fit, fit_seconds, encoded, decoded, macs)
+            encoding = encoding_of(refiner, fit, time.perf_counter() - fit_start, what, image)
             trials.append(_trial("refine", lmbda, encoding, image))
             kept.append((lmbda, encoding))
             refined.append((lmbda, trials[-1].bytes))

@@ -63,13 +63,10 @@ class BatchedFit:
                 "the members of a batched fit must share fit.log_every and fit.jit_compile."
             )
         self.members = list(fitters)
-        self.log_every, jit = configs[0]
+        jit = configs[0][1]
         self.chunks = 0  # compiled chunks run (each advances every active member)
         self.first_chunk_seconds = None  # the first chunk's wall time: tracing + its steps
         self._chunk = tf.function(self._chunk_fn, jit_compile=jit)
-
-    def __len__(self) -> int:
-        return len(self.members)
 
     def _chunk_fn(self, modes, num_steps):
         """Up to `num_steps[i]` steps of member i in mode `modes[i]`, all members one step
@@ -131,7 +128,8 @@ class BatchedFit:
         """Runs (or resumes) every member's fit; returns their `FitResult`s in order.
 
         `log_fns[i]` gets member i's log lines (as `C3Fitter.fit`'s `log_fn`);
-        `checkpoint_fn` is called after chunks in which no member was rewound. The
+        `checkpoint_fn` is called after chunks in which no member was rewound or ran a
+        warm-up candidate. The
         members' seconds are the batch's wall-clock times (shared)."""
         n = len(self.members)
         log_fns = list(log_fns) if log_fns is not None else [None] * n
@@ -141,15 +139,14 @@ class BatchedFit:
         requests: list[Run | None] = [None] * n
         results: list[FitResult | None] = [None] * n
 
-        def advance(i: int, first: bool = False) -> None:
+        def advance(i: int) -> None:
             try:
-                requests[i] = next(plans[i]) if first else plans[i].send(None)
-                self.members[i]._nan_retries = 0
+                requests[i] = next(plans[i])
             except StopIteration as stop:
                 requests[i], results[i] = None, stop.value
 
         for i in range(n):
-            advance(i, first=True)
+            advance(i)
         while any(r is not None for r in requests):
             self.carry_out(requests, log_fns, checkpoint_fn)
             for i in range(n):
@@ -185,16 +182,11 @@ class BatchedFit:
             if self.first_chunk_seconds is None:
                 self.first_chunk_seconds = time.perf_counter() - start
             self.chunks += 1
-            counted = True
-            for i in pending:
-                request = requests[i]
-                counted &= self.members[i].after_chunk(
-                    request,
-                    before[i],
-                    bool(finite[i]),
-                    metrics[i],
-                    log_fns[i] if request.check else None,
+            may_save = [
+                self.members[i].after_chunk(
+                    requests[i], before[i], bool(finite[i]), metrics[i], log_fns[i]
                 )
-            checks = all(requests[i].check for i in pending)
-            if counted and checks and checkpoint_fn is not None:
+                for i in pending
+            ]
+            if all(may_save) and checkpoint_fn is not None:
                 checkpoint_fn()

@@ -103,13 +103,12 @@ class Run:
 
 def drive(plan, carry_out: Callable[[Run], None]):
     """Carries out a plan's requests one by one; returns what the plan returns."""
-    try:
-        request = next(plan)
-        while True:
-            carry_out(request)
-            request = plan.send(None)
-    except StopIteration as stop:
-        return stop.value
+    while True:
+        try:
+            request = next(plan)
+        except StopIteration as stop:
+            return stop.value
+        carry_out(request)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,6 +357,7 @@ class C3Fitter(tf.Module):
 
     def _restart_schedules(self, lr_scale: float) -> None:
         """Zero optimiser state, both stages from step 0, from the current parameters."""
+        self._nan_retries = 0
         self._reset_optimiser()
         self.noise_step.assign(0)
         self.ste_step.assign(0)
@@ -537,22 +537,24 @@ class C3Fitter(tf.Module):
     def _step(self, stage: str) -> int:
         return int((self.noise_step if stage == "noise" else self.ste_step).numpy())
 
-    def stage_finished(self, request: "Run") -> bool:
+    def stage_finished(self, request: Run) -> bool:
         """Whether `request` is carried out: its stage's step counter reached its total
         (stage 2 also when its learning rate fell below the minimum)."""
         if request.stage == "ste" and bool(self.ste_done.numpy()):
             return True
         return self._step(request.stage) >= request.total
 
-    def chunk_steps(self, request: "Run") -> int:
+    def chunk_steps(self, request: Run) -> int:
         """The steps of the next compiled chunk for `request`."""
         return min(int(self.config.log_every), request.total - self._step(request.stage))
 
-    def after_chunk(self, request: "Run", before: int, finite: bool, metrics, log_fn) -> bool:
+    def after_chunk(self, request: Run, before: int, finite: bool, metrics, log_fn) -> bool:
         """The host's part after a compiled chunk of `request` that started at step
         `before`: NaN recovery (the chunk's starting state back, half the learning rate),
-        log line, learning check (a restart) and keep-best. Returns whether the chunk
-        counts (nothing was rewound), i.e. whether a checkpoint may be taken."""
+        and for a request of the fit proper (`request.check`) the log line, learning
+        check (a restart) and keep-best. Returns whether a checkpoint may be taken:
+        nothing was rewound and the chunk belongs to the fit proper (a warm-up
+        candidate's does not)."""
         stage = request.stage
         if not finite:
             self._nan_retries += 1
@@ -575,6 +577,8 @@ class C3Fitter(tf.Module):
             )
             return False
         self._nan_retries = 0
+        if not request.check:
+            return False
         loss, mse, bits, pixel_bits = (float(x) for x in metrics)
         after = self._step(stage)
         if log_fn is not None:
@@ -586,7 +590,7 @@ class C3Fitter(tf.Module):
             if self.model.lossless:  # its PSNR is the predicted mean's
                 values["bpp_pixels"] = pixel_bits / self.model.num_pixels
             log_fn(stage, after, values)
-        if request.check and stage == "noise":
+        if stage == "noise":
             if self._check_due(before, after, request.total):
                 problem = self._learning_problem()
                 if problem:
@@ -601,7 +605,6 @@ class C3Fitter(tf.Module):
         """Carries out `Run(stage, total, check)` alone, chunk by chunk."""
         request = Run(stage, int(total), check)
         chunk_fn = self._noise_chunk if stage == "noise" else self._ste_chunk
-        self._nan_retries = 0
         while not self.stage_finished(request):
             before = self._step(stage)
             finite, metrics = chunk_fn(tf.constant(self.chunk_steps(request), tf.int64))
@@ -723,7 +726,9 @@ class C3Fitter(tf.Module):
 
     def warm_up(self) -> list[dict]:
         """Runs the warm-up alone (see `_warm_up_plan`); returns its records."""
-        return drive(self._warm_up_plan(), self._carry_out(None, None))
+        return drive(
+            self._warm_up_plan(), lambda r: self._run_chunks(r.stage, r.total, check=r.check)
+        )
 
     def _warm_up_plan(self):
         """Cool-chic 5's warm-up, before stage 1 of a fresh fit: `warmup_candidates`
@@ -780,24 +785,16 @@ class C3Fitter(tf.Module):
         )
         return records
 
-    def _carry_out(self, log_fn, checkpoint_fn) -> Callable[["Run"], None]:
-        """What carries out a plan's requests for this fitter alone."""
-
-        def carry_out(r: Run) -> None:
-            if r.check:
-                self._run_chunks(r.stage, r.total, log_fn, checkpoint_fn)
-            else:
-                self._run_chunks(r.stage, r.total, check=False)
-
-        return carry_out
-
     def fit(
         self,
         log_fn: Callable[[str, int, dict], None] | None = None,
         checkpoint_fn: Callable[[], None] | None = None,
     ) -> FitResult:
         """Runs (or resumes) the warm-up, both stages and the network quantisation search."""
-        return drive(self.plan(), self._carry_out(log_fn, checkpoint_fn))
+        return drive(
+            self.plan(),
+            lambda r: self._run_chunks(r.stage, r.total, log_fn, checkpoint_fn, r.check),
+        )
 
     def plan(self):
         """The fit as a plan: a generator that yields `Run` requests (run a stage's
