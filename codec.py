@@ -7,6 +7,9 @@ python codec.py encode -i img.png -o img.c3 --config configs/c3_kodak.py --targe
                 [--target_bytes 12288]   # rate control: the lambda that gives this size
 python codec.py encode -i img.png -o img.c3 --config configs/c3_adaptive.py --max_macs 1500
 python codec.py decode -i img.c3 -o out.png [--nojit]
+python codec.py encode -i clip.y4m -o clip.c3v --config configs/c3_video.py   # C3 video
+python codec.py decode -i clip.c3v -o decoded.y4m        # or -o FOLDER: PNG frames
+python codec.py merge -o clip.c3v patches/*.c3v          # join a sweep's patch files
 python codec.py encode -i img.png -o img.lz --workdir RUN   # a trained amortised model
 python codec.py decode -i img.lz -o out.png --workdir RUN
 python codec.py encode -i img.png -o img.lz --workdir QARV_RUN --lmbda 256   # any rate
@@ -25,6 +28,7 @@ Decoding needs only the file.
 """
 
 import os
+import time
 
 from absl import flags
 from ml_collections import config_flags
@@ -61,7 +65,10 @@ _JIT = flags.DEFINE_bool("jit", True, "Run the fixed-point networks through XLA 
 flags.DEFINE_alias("i", "input")
 flags.DEFINE_alias("o", "output")
 
-USAGE = "usage: codec.py encode|decode -i INPUT -o OUTPUT [--config CONFIG | --workdir RUN]"
+USAGE = (
+    "usage: codec.py encode|decode -i INPUT -o OUTPUT [--config CONFIG | --workdir RUN], "
+    "codec.py merge -o OUTPUT FILES"
+)
 
 
 def _require(flag, what: str):
@@ -149,6 +156,8 @@ def encode() -> None:
     config = _CONFIG.value
     if config is None:
         raise ConfigError(f"--config is required to encode. {USAGE}")
+    if registry.family(config.model.name) == "video":
+        return encode_video(config)
     if registry.family(config.model.name) != "per_image":
         raise ConfigError(f"codec.py encode codes per-image models, not {config.model.name!r}.")
     if _MAX_MACS.value is not None:
@@ -202,6 +211,71 @@ def encode() -> None:
         )
 
 
+def encode_video(config) -> None:
+    """C3 video: fits every patch of the video, writes the file, decodes and measures it."""
+    from common import video as video_io
+    from common.files import atomic_write_bytes
+    from pipelines import video as video_pipeline
+
+    if _TARGET_BPP.value is not None or _TARGET_BYTES.value is not None:
+        raise ConfigError("--target_bpp / --target_bytes are not available for video yet.")
+    if _MAX_MACS.value is not None:
+        raise ConfigError("--max_macs is not available for video (one architecture per config).")
+    source, target = _require(_INPUT, "-i/--input"), _require(_OUTPUT, "-o/--output")
+    video_pipeline.check_video_input(source)
+    video = video_io.read_video(source, int(config.data.max_frames))
+    coded = video_pipeline.encode_video(config, video.frames)
+    atomic_write_bytes(target, coded.data)
+    row, decoded = video_pipeline.video_row(os.path.basename(source), config, video.frames, coded)
+    if _RECONSTRUCTION.value:
+        video_io.write_video(_RECONSTRUCTION.value, video_io.Video(decoded, video.fps))
+    t, h, w = coded.size
+    estimate = sum(p["estimated_bits"] for p in coded.patch_rows) / (t * h * w)
+    print(
+        f"{target}: {len(coded.data)} bytes, {row['bpp']:.4f} bpp (estimate {estimate:.4f}), "
+        f"{t} frames of {w}x{h} in {len(coded.patch_rows)} patches of {coded.patch}, PSNR "
+        f"{row['psnr']:.3f} dB RGB, {row['psnr_yuv']:.3f} dB YUV 6:1:1 (decoded), fitted in "
+        f"{coded.encode_seconds:.1f} s, decoded in {row['decode_seconds']:.2f} s."
+    )
+
+
+def merge(files: list[str]) -> None:
+    """Joins the patch files of one C3 video (the Slurm tasks' outputs) into one file."""
+    from coding.c3 import video as video_coding
+    from common.errors import BitstreamError
+    from common.files import atomic_write_bytes
+
+    target = _require(_OUTPUT, "-o/--output")
+    if not files:
+        raise ConfigError("merge: name the patch files: codec.py merge -o OUT FILE [FILE ...]")
+    data = []
+    for path in files:
+        if not os.path.isfile(path):
+            raise BitstreamError(f"{path}: no such file.")
+        with open(path, "rb") as f:
+            data.append(f.read())
+    merged = video_coding.merge(data)
+    video = video_coding.VideoFile.parse(merged, target)
+    atomic_write_bytes(target, merged)
+    state = "complete" if video.complete else "still incomplete"
+    print(f"{target}: {len(video.sections)} of {video.num_patches} patches ({state}).")
+
+
+def decode_video(data: bytes, source: str, target: str) -> None:
+    from coding.c3 import video as video_coding
+    from common import video as video_io
+
+    start = time.perf_counter()
+    frames = video_coding.decode(data, jit=_JIT.value, what=source)
+    seconds = time.perf_counter() - start
+    video_io.write_video(target, video_io.Video(frames))
+    t, h, w = frames.shape[:3]
+    print(
+        f"{target}: {t} frames of {w}x{h}, {8 * len(data) / (t * h * w):.4f} bpp, decoded in "
+        f"{seconds:.3f} s ({seconds / t:.3f} s per frame)."
+    )
+
+
 def decode() -> None:
     from coding import container
     from coding.c3 import codec as c3_codec
@@ -219,6 +293,8 @@ def decode() -> None:
     with open(source, "rb") as f:
         data = f.read()
     codec_name = container.parse(data, source).codec
+    if codec_name == "c3_video":
+        return decode_video(data, source, target)
     if codec_name not in ("c3", "c3_lossless"):
         if not _WORKDIR.value:
             raise ConfigError(
@@ -257,8 +333,10 @@ def decode() -> None:
 
 def main(argv):
     commands = {"encode": encode, "decode": decode}
+    if len(argv) >= 2 and argv[1] == "merge":
+        return merge(argv[2:])
     if len(argv) != 2 or argv[1] not in commands:
-        raise ConfigError(f"expected one command, encode or decode. {USAGE}")
+        raise ConfigError(f"expected one command, encode, decode or merge. {USAGE}")
     commands[argv[1]]()
 
 

@@ -14,7 +14,7 @@ at its best on PSNR (../reference notes, docs/bench.md):
 - JPEG XL: `cjxl -d D -e 7`, decoded by `djxl`.
 - HEVC intra (our stand-in for BPG, which is x265 intra inside): `coding.hevc` (x265 on
   our own full-range BT.601 Y'CbCr planes, decoded by ffmpeg), shared with RC's lossy
-  layer. The command-line tools are found and run by `coding.tools`.
+  layer. The command-line tools are found and run by `common.tools`.
 """
 
 import dataclasses
@@ -29,8 +29,8 @@ from PIL import Image, features
 
 from coding import hevc
 from coding.interface import Codec
-from coding.tools import require_tool, run_tool, tool_version
 from common.errors import CodecError
+from common.tools import require_tool, run_tool, tool_version
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,8 +39,9 @@ CODEC_IDS = {
     "rc_c3": 9,
     "qres_vae": 10,
     "qarv": 11,
+    "c3_video": 12,
 }
-MAX_SECTIONS = 16
+MAX_SECTIONS = 255  # a u8; C3 video has one section per patch
 _MAX_VARINT_BYTES = 5
 
 

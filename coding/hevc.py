@@ -15,8 +15,8 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from coding.tools import require_tool, run_tool
 from common.errors import CodecError
+from common.tools import require_tool, run_tool
 
 _KR, _KB = 0.299, 0.114
 

@@ -20,6 +20,7 @@ from common.errors import ConfigError
 # Modules whose import registers each family's models.
 FAMILY_MODULES = (
     "models.c3.model",
+    "models.c3.video",
     "models.amortised.build",
     "models.rc.residual",
     "models.vae.hvae",

@@ -21,6 +21,7 @@ PIPELINE_MODULES = (
     "pipelines.amortised_training",
     "pipelines.rc_training",
     "pipelines.hvae_training",
+    "pipelines.video",
 )
 
 _PIPELINES: dict[str, Callable] = {}

@@ -8,8 +8,8 @@ from PIL import Image
 
 from bench import bdrate, classical, codecs, plot
 from bench.curves import Curve, CurveError, read_curve
-from coding import hevc, tools
-from common import results
+from coding import hevc
+from common import results, tools
 from tests.helpers import smooth_image
 
 RATES = [0.1, 0.2, 0.35, 0.6, 1.0, 1.6]

@@ -525,8 +525,9 @@ def integer_antialias_matrix(n_in: int, n_out: int) -> np.ndarray:
     return matrix
 
 
-def _resize_fixed(grid: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """Bilinear resize of integer symbols (h, w) -> fixed point at 2^-16 (H, W)."""
+def resize_fixed(grid: tf.Tensor, size: tuple[int, ...]) -> tf.Tensor:
+    """Linear resize of integer symbols along each axis (2 for an image's bilinear, 3 for
+    a video's trilinear) with `integer_bilinear_taps`: fixed point at 2^-(8 x axes)."""
     one = 2.0**fp.UPSAMPLING_BITS
     x = tf.cast(grid, tf.float64)
     for axis, n_out in enumerate(size):
@@ -535,10 +536,10 @@ def _resize_fixed(grid: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
             x = x * one
             continue
         i0, i1, weight = integer_bilinear_taps(n_in, n_out)
-        weight = weight[:, None] if axis == 0 else weight[None, :]
-        lower = tf.gather(x, i0, axis=axis)
-        upper = tf.gather(x, i1, axis=axis)
-        x = lower * (one - weight) + upper * weight
+        shape = [1] * len(size)
+        shape[axis] = n_out
+        weight = weight.reshape(shape)
+        x = tf.gather(x, i0, axis=axis) * (one - weight) + tf.gather(x, i1, axis=axis) * weight
     return x
 
 
@@ -602,6 +603,12 @@ def compiled_key(arch: C3Architecture) -> C3Architecture:
     that differ only in their steps share one compiled decoder.
     """
     return dataclasses.replace(arch, **_NO_STEPS)
+
+
+def to_pixels(outputs: tf.Tensor) -> tf.Tensor:
+    """The synthesis's outputs (activation scale, the image on [0, 1]) -> uint8 pixels."""
+    pixels = fp.round_shift(outputs * 255.0, fp.ACTIVATION_BITS)
+    return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)
 
 
 PIXEL_TILE = 8192  # pixels per tile of the per-pixel synthesis layers
@@ -781,7 +788,7 @@ class IntegerC3:
         if self.arch.learned_upsampling:
             return self._learned_upsample(grids)
         size = (self.arch.height, self.arch.width)
-        return tf.stack([_resize_fixed(g, size) for g in grids], axis=-1)
+        return tf.stack([resize_fixed(g, size) for g in grids], axis=-1)
 
     def _learned_upsample(self, grids: list[tf.Tensor]) -> tf.Tensor:
         """`models.c3.upsampling.learned_cascade` with the taps k * 2^-u (integers k at
@@ -808,9 +815,7 @@ class IntegerC3:
 
     def synthesize(self, grids: list[tf.Tensor]) -> tf.Tensor:
         """Symbols of every grid -> the decoded 8-bit image (H, W, 3) as uint8."""
-        x = self.synthesis_outputs(grids)
-        pixels = fp.round_shift(x * 255.0, fp.ACTIVATION_BITS)
-        return tf.cast(tf.clip_by_value(pixels, 0.0, 255.0), tf.uint8)
+        return to_pixels(self.synthesis_outputs(grids))
 
     def corrected_outputs(self, outputs: tf.Tensor, errors: tf.Tensor) -> tf.Tensor:
         """Lossless C3's pixel context (`models.c3.lossless.PixelContext`) on some pixels.
@@ -832,10 +837,16 @@ class IntegerC3:
     def synthesis_outputs(self, grids: list[tf.Tensor]) -> tf.Tensor:
         """Symbols of every grid -> the synthesis's outputs (H, W, C) at the activation
         scale: the image on [0, 1] (lossy), or lossless C3's 9 parameters per pixel."""
-        h, w = self.arch.height, self.arch.width
+        return self.synthesis_from_upsampled(self.upsample(grids))
+
+    def synthesis_from_upsampled(self, upsampled: tf.Tensor) -> tf.Tensor:
+        """Upsampled latents (H, W, G), or a video's frames (T, H, W, G), at 2^-16 ->
+        the synthesis's outputs (H, W, C) or (T, H, W, C) at the activation scale; the
+        residual convolutions run per frame (C3 video's `per_frame_conv`)."""
         c = self.arch.synthesis_outputs
-        upsampled = self.upsample(grids)
-        inputs = self._value_inputs(tf.reshape(upsampled, (h * w, -1)), 2 * fp.UPSAMPLING_BITS)
+        shape = upsampled.shape[:-1]
+        inputs = tf.reshape(upsampled, (math.prod(shape), upsampled.shape[-1]))
+        inputs = self._value_inputs(inputs, 2 * fp.UPSAMPLING_BITS)
 
         def per_pixel(x):  # the MLP, and the stabiliser's share, of some pixels
             out = fp.mlp(x, self.synthesis_layers, self.synthesis_activation)
@@ -844,15 +855,16 @@ class IntegerC3:
             return tf.concat([out, self.stabiliser.dense(x)], axis=1)
 
         per_pixel = _in_tiles(per_pixel, inputs)
-        x = tf.reshape(per_pixel[:, :c], (h, w, c))
+        frames = (-1, *shape[-2:], c)  # (frames, H, W, C): one frame for an image
+        x = tf.reshape(per_pixel[:, :c], frames)
         pad = self.arch.residual_kernel_size // 2
         limit = float(fp.ACTIVATION_LIMIT)
         for i, layer in enumerate(self.residual_layers):
-            accumulator = tf.nn.conv2d(edge_pad(x, pad)[None], layer.weights, 1, "VALID")[0]
+            accumulator = tf.nn.conv2d(edge_pad(x, pad), layer.weights, 1, "VALID")
             x = tf.clip_by_value(x + layer.rescale(accumulator), -limit, limit)
             if i < len(self.residual_layers) - 1:
                 x = self.synthesis_activation(x)
         if self.stabiliser is not None:
-            x = x + tf.reshape(per_pixel[:, c:], (h, w, c))
+            x = x + tf.reshape(per_pixel[:, c:], frames)
             x = tf.clip_by_value(x, -limit, limit)
-        return x
+        return tf.reshape(x, (*shape, c))

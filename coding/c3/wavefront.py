@@ -153,6 +153,11 @@ def _read(source, indices):
 class LatentCoder:
     """Codes the latent symbols of one architecture with its fixed-point context model."""
 
+    # With `use_prev_grid`, the previous-grid window is read from a second canvas that
+    # holds grid k - 1 resized (C3's CLIC2020 configuration); C3 video reads its previous
+    # latent frame from the same canvas instead (`coding.c3.video`).
+    prev_canvas_needed = True
+
     def __init__(self, arch: C3Architecture):
         self.arch = arch
         self.shapes = arch.grid_shapes
@@ -265,7 +270,7 @@ class LatentCoder:
                 raise ValueError(f"Latent symbols exceed the format's limit {fp.SYMBOL_LIMIT}.")
             canvas[self.canvas.positions(k)] = s.ravel()
         prev_canvas = feature_canvas = None
-        if self.arch.use_prev_grid:
+        if self.arch.use_prev_grid and self.prev_canvas_needed:
             prev_canvas = self._prev_canvas(model, [tf.constant(s) for s in symbols])
         if self.arch.inter_grid_features:
             feature_canvas = self._feature_canvas(model, [tf.constant(s) for s in symbols])
@@ -299,7 +304,7 @@ class LatentCoder:
         pipelined = self.arch.pipelined_order
         num_features = self.arch.inter_grid_features
         prev_canvas = feature_canvas = None  # only what the architecture reads
-        if use_prev:
+        if use_prev and self.prev_canvas_needed:
             prev_canvas = tf.Variable(tf.zeros([self.canvas.size], tf.float64), trainable=False)
         if num_features and not pipelined:
             feature_canvas = tf.Variable(
@@ -355,7 +360,7 @@ class LatentCoder:
             for grids, waves, counts in zip(
                 schedule.phase_grids, schedule.phase_waves, schedule.phase_counts, strict=True
             ):
-                if use_prev and grids[0] > 0:
+                if prev_canvas is not None and grids[0] > 0:
                     k = grids[0]
                     resized = model.resize_prev(grid(k - 1), self.shapes[k])
                     prev_canvas.scatter_nd_update(

@@ -91,7 +91,7 @@ def flatten_grids(grids: list[tf.Tensor]) -> tf.Tensor:
 
 def unflatten_grids(flat: tf.Tensor, shapes: list[tuple[int, int]]) -> list[tf.Tensor]:
     """Inverse of `flatten_grids` for grids of the given static shapes."""
-    parts = tf.split(flat, [h * w for h, w in shapes])
+    parts = tf.split(flat, [math.prod(s) for s in shapes])
     return [tf.reshape(p, shape) for p, shape in zip(parts, shapes, strict=True)]
 
 

@@ -193,7 +193,7 @@ class C3Fitter(tf.Module):
             else rate.parameter_bits
         )
         self.rdoq_report: RDOQReport | None = None  # of the last quantize_networks
-        shape = (model.height, model.width, 3)
+        shape = model.target_shape
         self.target = tf.Variable(tf.zeros(shape), trainable=False, name="target")
         self.lmbda = tf.Variable(0.0, trainable=False, name="lmbda")
         self.seed = tf.Variable(0, dtype=tf.int32, trainable=False, name="seed")
@@ -327,7 +327,7 @@ class C3Fitter(tf.Module):
         # A flat image of the mean colour costs (almost) no latent bits: a fit whose loss
         # stays above it has learnt nothing. Lossless: its pixels' bits under one Laplace
         # per channel.
-        mean_colour = image.mean(axis=(0, 1), keepdims=True)
+        mean_colour = image.reshape(-1, image.shape[-1]).mean(axis=0)
         flat = float(np.mean(np.square(image - mean_colour)))
         if self.model.lossless:
             flat = lmbda * lossless_pixels.flat_bits_per_pixel(image)
@@ -349,7 +349,7 @@ class C3Fitter(tf.Module):
     def _initialise(self, seed: int, lr_scale: float) -> None:
         """Fresh parameters from `seed`, zero optimiser state, both stages from step 0."""
         tf.keras.utils.set_random_seed(seed)
-        fresh = C3Model(**self.model.get_config())
+        fresh = type(self.model)(**self.model.get_config())  # C3Model or C3VideoModel
         for variable, initial in zip(self.params, fresh.trainable_variables, strict=True):
             variable.assign(initial)
         self.seed.assign(seed)

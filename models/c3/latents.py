@@ -111,7 +111,7 @@ class LatentGrids(tf.keras.layers.Layer):
 
     @property
     def num_latents(self) -> int:
-        return sum(h * w for h, w in self.shapes)
+        return sum(math.prod(s) for s in self.shapes)
 
     def continuous_symbols(self) -> list[tf.Tensor]:
         """Returns the unquantised grids in symbol units, each of shape (h_k, w_k)."""

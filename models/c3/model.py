@@ -165,6 +165,11 @@ class C3Model(tf.keras.Model):
         return self.height * self.width
 
     @property
+    def target_shape(self) -> tuple[int, ...]:
+        """The shape of the image it fits: (H, W, 3)."""
+        return (self.height, self.width, 3)
+
+    @property
     def q_step(self) -> float:
         return self._arch["q_step"]
 
@@ -234,7 +239,7 @@ class C3Model(tf.keras.Model):
         grids = unflatten_grids(symbols * self.q_step, self.grid_shapes)
         loc, scale = self.context_model(grids)
         bits = rate.latent_bits(symbols, loc, scale, self.q_step)
-        sizes = [h * w for h, w in self.grid_shapes]
+        sizes = [math.prod(s) for s in self.grid_shapes]
         bits_per_grid = tf.stack([tf.reduce_sum(b) for b in tf.split(bits, sizes)])
         reconstruction = self.reconstruct(grids)
         out = {"bits_per_grid": bits_per_grid, "bits": tf.reduce_sum(bits_per_grid)}
@@ -252,7 +257,7 @@ class C3Model(tf.keras.Model):
         """The integer latent symbols of every grid (what the coder sends)."""
         flat = self.quantized_symbols("round").numpy().astype(np.int32)
         shapes = self.grid_shapes
-        parts = np.split(flat, np.cumsum([h * w for h, w in shapes])[:-1])
+        parts = np.split(flat, np.cumsum([math.prod(s) for s in shapes])[:-1])
         return [p.reshape(s) for p, s in zip(parts, shapes, strict=True)]
 
     # Network quantisation (C3 Sec. 3: one (weight step, bias step) pair for all

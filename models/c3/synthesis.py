@@ -47,19 +47,21 @@ def straight_through_clip(x: tf.Tensor, low: float = 0.0, high: float = 1.0) -> 
 
 
 def edge_pad(x: tf.Tensor, pad: int) -> tf.Tensor:
-    """Replicates the border rows and columns of an (H, W, C) tensor `pad` times."""
+    """Replicates the border rows and columns of an (H, W, C) tensor, or of every frame of
+    a (T, H, W, C) one, `pad` times."""
     if pad == 0:
         return x
-    top = tf.repeat(x[:1], pad, axis=0)
-    bottom = tf.repeat(x[-1:], pad, axis=0)
-    x = tf.concat([top, x, bottom], axis=0)
-    left = tf.repeat(x[:, :1], pad, axis=1)
-    right = tf.repeat(x[:, -1:], pad, axis=1)
-    return tf.concat([left, x, right], axis=1)
+    top = tf.repeat(x[..., :1, :, :], pad, axis=-3)
+    bottom = tf.repeat(x[..., -1:, :, :], pad, axis=-3)
+    x = tf.concat([top, x, bottom], axis=-3)
+    left = tf.repeat(x[..., :1, :], pad, axis=-2)
+    right = tf.repeat(x[..., -1:, :], pad, axis=-2)
+    return tf.concat([left, x, right], axis=-2)
 
 
 class Synthesis(tf.keras.layers.Layer):
-    """Maps upsampled latents (H, W, num_grids) to an image (H, W, out_channels)."""
+    """Maps upsampled latents (H, W, num_grids) to an image (H, W, out_channels), or a
+    video's (T, H, W, num_grids) frame by frame (C3 video's `per_frame_conv`)."""
 
     def __init__(
         self,
@@ -141,8 +143,9 @@ class Synthesis(tf.keras.layers.Layer):
             if i < len(self.mlp) - 1:
                 x = self._activation(x)
         pad = self._residual_kernel_size // 2
+        frames = len(latents.shape) == 4  # C3 video: the convolutions run per frame
         for i, conv in enumerate(self.residual_convs):
-            x = x + conv(edge_pad(x, pad)[None])[0]
+            x = x + (conv(edge_pad(x, pad)) if frames else conv(edge_pad(x, pad)[None])[0])
             if i < len(self.residual_convs) - 1:
                 x = self._activation(x)
         if self.stabiliser is not None:

@@ -36,17 +36,23 @@ def bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return i0, i1, weight
 
 
+def linear_resize_axis(x: tf.Tensor, n_out: int, axis: int) -> tf.Tensor:
+    """Linear resize (half-pixel centres, edge clamp) of one axis of a static-shape tensor."""
+    n_in = x.shape[axis]
+    if n_in == n_out:
+        return x
+    i0, i1, weight = bilinear_taps(n_in, n_out)
+    shape = [1] * len(x.shape)
+    shape[axis] = n_out
+    lower = tf.gather(x, i0, axis=axis)
+    upper = tf.gather(x, i1, axis=axis)
+    return lower + (upper - lower) * weight.reshape(shape)
+
+
 def bilinear_resize(grid: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     """Bilinear resize (half-pixel centres, edge clamp) of a (h, w) grid of static shape."""
     for axis, n_out in enumerate(size):
-        n_in = grid.shape[axis]
-        if n_in == n_out:
-            continue
-        i0, i1, weight = bilinear_taps(n_in, n_out)
-        weight = weight[:, None] if axis == 0 else weight[None, :]
-        lower = tf.gather(grid, i0, axis=axis)
-        upper = tf.gather(grid, i1, axis=axis)
-        grid = lower + (upper - lower) * weight
+        grid = linear_resize_axis(grid, n_out, axis)
     return grid
 
 
