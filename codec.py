@@ -336,7 +336,7 @@ def main(argv):
     if len(argv) >= 2 and argv[1] == "merge":
         return merge(argv[2:])
     if len(argv) != 2 or argv[1] not in commands:
-        raise ConfigError(f"expected one command, encode, decode or merge. {USAGE}")
+        raise ConfigError(f"expected one command, encode or decode (or merge). {USAGE}")
     commands[argv[1]]()
 
 

@@ -91,7 +91,7 @@ def encode_video(config, frames: np.ndarray, patches: list[int] | None = None) -
         raise ConfigError(
             f"{len(boxes)} patches of {patch} exceed a file's {video_coding.MAX_PATCHES}; "
             "use larger patches (video.patch) or cut the video."
-        )
+        )  # never at 8-bit y4m sizes: 65535 frames x 65535^2 pixels
     indices = list(range(len(boxes))) if patches is None else patches
     sections, rows = {}, []
     for n, index in enumerate(indices):

@@ -17,12 +17,14 @@ A patch's decoder is the image codec's, in 3-D (`models.c3.video`):
   upsampling (time, rows, columns at 2^-8 each, rounded back to 2^-16: exact for
   power-of-two size ratios).
 
-File = container codec "c3_video": header = the video's frames, height, width and the
-patch size (u16 each) and the patch index of each section (u16 each); one section per
-patch = varint length + `VideoArchitecture` bytes, varint length + network section,
-latent section. A full file holds every patch in raster order (time, rows, columns);
-a patch file (one Slurm task's output) holds some, and `merge` joins them. The decoder
-checks every patch's size against the geometry and needs all patches to write a video.
+File = container codec "c3_video": header = the video's frames, height, width, the
+patch size, the number of patches n and each one's index (u16 each); the patches in that
+order, ceil(n / 255) per section (so that a section's checksum covers few), each one
+varint length + payload; payload = varint length + `VideoArchitecture` bytes, varint
+length + network section, latent section. A full file holds every patch (raster order:
+time, rows, columns); a patch file (one Slurm task's output) holds some, and `merge`
+joins them. The decoder checks every patch's size against the geometry and needs all
+patches to write a video.
 """
 
 import dataclasses
@@ -46,13 +48,13 @@ from coding.c3.networks import (
     to_pixels,
 )
 from coding.c3.wavefront import Canvas, LatentCoder, Schedule, _read
-from coding.container import Container, Reader, encode_varint, pack_u16, parse
+from coding.container import MAX_SECTIONS, Container, Reader, encode_varint, pack_u16, parse
 from common.errors import BitstreamError
 from models.c3.context import context_offsets, wavefront_slope, window_offsets
 from models.c3.video import TIME_FACTORS, video_grid_shapes
 
 MAX_FRAMES = 65535
-MAX_PATCHES = 255  # sections of one container
+MAX_PATCHES = 65535  # of one file (u16 indices), grouped into at most MAX_SECTIONS sections
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,19 +284,19 @@ def patch_boxes(size: tuple[int, int, int], patch: tuple[int, int, int]) -> list
     return boxes
 
 
+def _split_payloads(section: bytes, what: str) -> list[bytes]:
+    r = Reader(section, what)
+    payloads = []
+    while r.remaining():
+        payloads.append(r.take(r.varint("patch length"), "patch"))
+    return payloads
+
+
 @dataclasses.dataclass(frozen=True)
 class VideoFile:
     size: tuple[int, int, int]  # frames, height, width of the whole video
     patch: tuple[int, int, int]
-    sections: dict[int, bytes]  # patch index -> its section
-
-    def to_bytes(self) -> bytes:
-        if not 0 < len(self.sections) <= MAX_PATCHES:
-            raise ValueError(f"A C3 video file holds 1 to {MAX_PATCHES} patches.")
-        header = b"".join(pack_u16(n) for n in (*self.size, *self.patch))
-        indices = sorted(self.sections)
-        header += b"".join(pack_u16(i) for i in indices)
-        return Container("c3_video", header, tuple(self.sections[i] for i in indices)).to_bytes()
+    sections: dict[int, bytes]  # patch index -> its payload
 
     @property
     def num_patches(self) -> int:
@@ -304,6 +306,22 @@ class VideoFile:
     def complete(self) -> bool:
         return sorted(self.sections) == list(range(self.num_patches))
 
+    def to_bytes(self) -> bytes:
+        indices = sorted(self.sections)
+        if not 0 < len(indices) <= MAX_PATCHES or indices[-1] >= self.num_patches:
+            raise ValueError(f"A C3 video file holds 1 to {MAX_PATCHES} of its patches.")
+        header = b"".join(pack_u16(n) for n in (*self.size, *self.patch, len(indices)))
+        header += b"".join(pack_u16(i) for i in indices)
+        per = math.ceil(len(indices) / MAX_SECTIONS)
+        sections = tuple(
+            b"".join(
+                encode_varint(len(self.sections[i])) + self.sections[i]
+                for i in indices[start : start + per]
+            )
+            for start in range(0, len(indices), per)
+        )
+        return Container("c3_video", header, sections).to_bytes()
+
     @classmethod
     def parse(cls, data: bytes, what: str = "bitstream") -> "VideoFile":
         container = parse(data, what)
@@ -312,13 +330,23 @@ class VideoFile:
         r = Reader(container.header, f"{what} (video header)")
         values = [r.u16(field) for field in ("frames", "height", "width", "t", "h", "w")]
         size, patch = tuple(values[:3]), tuple(values[3:])
-        if min(values) < 1 or math.prod(size) > 2**40:
+        if min(values) < 1:
             raise BitstreamError(f"{what}: invalid video or patch size {size}, {patch}.")
-        indices = [r.u16("patch index") for _ in container.sections]
+        indices = [r.u16("patch index") for _ in range(r.u16("number of patches"))]
         r.expect_end()
-        video = cls(size, patch, dict(zip(indices, container.sections, strict=True)))
-        if len(set(indices)) != len(indices) or max(indices) >= video.num_patches:
-            raise BitstreamError(f"{what}: invalid patch indices {indices}.")
+        per = math.ceil(len(indices) / MAX_SECTIONS) if indices else 1
+        payloads = [
+            p
+            for i, s in enumerate(container.sections)
+            for p in _split_payloads(s, f"{what} section {i}")
+        ]
+        if len(payloads) != len(indices) or len(container.sections) != math.ceil(
+            len(indices) / per
+        ):
+            raise BitstreamError(f"{what}: {len(payloads)} patches for {len(indices)} indices.")
+        video = cls(size, patch, dict(zip(indices, payloads, strict=True)))
+        if not indices or len(set(indices)) != len(indices) or max(indices) >= video.num_patches:
+            raise BitstreamError(f"{what}: invalid patch indices.")
         return video
 
 
