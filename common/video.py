@@ -68,6 +68,11 @@ def rgb_to_yuv(frames: np.ndarray) -> np.ndarray:
     return np.stack([16 + 219 * y, 128 + 224 * cb, 128 + 224 * cr], axis=-1)
 
 
+def rgb_to_yuv8(frames: np.ndarray) -> np.ndarray:
+    """RGB uint8 -> 8-bit BT.601 limited-range Y'CbCr 4:4:4 planes (rounded)."""
+    return np.clip(np.round(rgb_to_yuv(frames)), 0, 255).astype(np.uint8)
+
+
 def yuv_to_rgb(yuv: np.ndarray) -> np.ndarray:
     """BT.601 limited-range Y'CbCr (..., 3) -> RGB uint8 (rounded, clipped)."""
     yuv = yuv.astype(np.float64)
@@ -256,7 +261,7 @@ def y4m_bytes(video: Video, colour: str = "444") -> bytes:
     num, den = video.fps
     out = bytearray(f"YUV4MPEG2 W{w} H{h} F{num}:{den} Ip A1:1 C{colour}\n".encode())
     if colour == "444":
-        yuv = np.clip(np.round(rgb_to_yuv(video.frames)), 0, 255).astype(np.uint8)
+        yuv = rgb_to_yuv8(video.frames)
         planes = [yuv[..., i] for i in range(3)]
     else:
         planes = list(yuv420_planes(video.frames))

@@ -78,6 +78,10 @@ def get_video_config() -> config_dict.ConfigDict:
     # Which patches this run fits ("" all, else comma-separated indices, raster order:
     # time, then rows, then columns); the sweep runs one per task.
     config.video.patches = ""
+    # The signal each patch fits: "rgb" (C3's), or "yuv": the frames' 8-bit BT.601
+    # limited-range Y'CbCr 4:4:4, the MSE on its three planes equally weighted (the
+    # decoded frames are converted to RGB).
+    config.video.colour = "rgb"
     config.fit.grad_clip = 1e-2
     config.fit.kumaraswamy_start = 1.75
     config.fit.num_noise_steps = 100_000

@@ -93,6 +93,11 @@ def encode_video(config, frames: np.ndarray, patches: list[int] | None = None) -
             "use larger patches (video.patch) or cut the video."
         )  # never at 8-bit y4m sizes: 65535 frames x 65535^2 pixels
     indices = list(range(len(boxes))) if patches is None else patches
+    colour = str(config.video.colour)
+    if colour not in video_coding.COLOURS:
+        raise ConfigError(f"video.colour must be one of {video_coding.COLOURS}, got {colour!r}.")
+    # The fitted signal: the RGB frames, or their 8-bit Y'CbCr 4:4:4 planes.
+    signal = frames if colour == "rgb" else video_io.rgb_to_yuv8(frames)
     sections, rows = {}, []
     for n, index in enumerate(indices):
         t0, t1, y0, y1, x0, x1 = boxes[index]
@@ -102,7 +107,7 @@ def encode_video(config, frames: np.ndarray, patches: list[int] | None = None) -
         )  # fmt: skip
         patch_start = time.perf_counter()
         seed = int(config.seed) + index
-        model, fit = fit_patch(config, frames[t0:t1, y0:y1, x0:x1], lmbda, seed)
+        model, fit = fit_patch(config, signal[t0:t1, y0:y1, x0:x1], lmbda, seed)
         encoded = video_coding.encode_patch(model, fit.weight_step, fit.bias_step)
         sections[index] = encoded.payload
         rows.append(
@@ -115,7 +120,7 @@ def encode_video(config, frames: np.ndarray, patches: list[int] | None = None) -
                 bits_networks=encoded.bits_networks,
                 bits_header=encoded.bits_header,
                 estimated_bits=fit.bits_latents + fit.bits_networks,
-                fit_psnr=fit.psnr,  # the float model's, an estimate beside the file's
+                fit_psnr=fit.psnr,  # the float model's on the fitted signal (video.colour)
                 iterations=fit.iterations,
                 nan_recoveries=fit.nan_recoveries,
                 restarts=fit.restarts,
@@ -123,7 +128,7 @@ def encode_video(config, frames: np.ndarray, patches: list[int] | None = None) -
                 macs_per_pixel=model.macs_per_pixel(),
             )
         )
-    data = video_coding.VideoFile(size, patch, sections).to_bytes()
+    data = video_coding.VideoFile(size, patch, sections, colour).to_bytes()
     return CodedVideo(data, size, patch, rows, time.perf_counter() - start)
 
 

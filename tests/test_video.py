@@ -163,6 +163,9 @@ def test_patches_split_merge_and_refuse_incomplete():
     other = video_coding.VideoFile((7, 19, 15), patch, {0: sections[0]}).to_bytes()
     with pytest.raises(BitstreamError, match="different videos"):
         video_coding.merge([whole, other])
+    # A Y'CbCr file: the same patches, converted to RGB after decoding.
+    yuv = video_coding.VideoFile(size, patch, sections, "yuv").to_bytes()
+    np.testing.assert_array_equal(video_coding.decode(yuv), video_io.yuv_to_rgb(frames))
     # More patches than container sections (UVG's 1080p sweep: up to 960 per lambda).
     many = {i: bytes([i % 256]) * (i % 7) for i in range(600)}
     file = video_coding.VideoFile((60, 90, 600), (6, 9, 6), many)

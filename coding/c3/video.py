@@ -18,7 +18,8 @@ A patch's decoder is the image codec's, in 3-D (`models.c3.video`):
   power-of-two size ratios).
 
 File = container codec "c3_video": header = the video's frames, height, width, the
-patch size, the number of patches n and each one's index (u16 each); the patches in that
+patch size (u16 each), the colour space (u8: RGB, or Y'CbCr 4:4:4 converted to RGB after
+decoding), the number of patches n and each one's index (u16 each); the patches in that
 order, ceil(n / 255) per section (so that a section's checksum covers few), each one
 varint length + payload; payload = varint length + `VideoArchitecture` bytes, varint
 length + network section, latent section. A full file holds every patch (raster order:
@@ -50,6 +51,7 @@ from coding.c3.networks import (
 from coding.c3.wavefront import Canvas, LatentCoder, Schedule, _read
 from coding.container import MAX_SECTIONS, Container, Reader, encode_varint, pack_u16, parse
 from common.errors import BitstreamError
+from common.video import yuv_to_rgb
 from models.c3.context import context_offsets, wavefront_slope, window_offsets
 from models.c3.video import TIME_FACTORS, video_grid_shapes
 
@@ -292,11 +294,17 @@ def _split_payloads(section: bytes, what: str) -> list[bytes]:
     return payloads
 
 
+# The colour space the patches code (a header byte): RGB, or BT.601 limited-range
+# Y'CbCr 4:4:4 (`common.video.rgb_to_yuv`), converted to RGB after decoding.
+COLOURS = ("rgb", "yuv")
+
+
 @dataclasses.dataclass(frozen=True)
 class VideoFile:
     size: tuple[int, int, int]  # frames, height, width of the whole video
     patch: tuple[int, int, int]
     sections: dict[int, bytes]  # patch index -> its payload
+    colour: str = "rgb"
 
     @property
     def num_patches(self) -> int:
@@ -310,7 +318,8 @@ class VideoFile:
         indices = sorted(self.sections)
         if not 0 < len(indices) <= MAX_PATCHES or indices[-1] >= self.num_patches:
             raise ValueError(f"A C3 video file holds 1 to {MAX_PATCHES} of its patches.")
-        header = b"".join(pack_u16(n) for n in (*self.size, *self.patch, len(indices)))
+        header = b"".join(pack_u16(n) for n in (*self.size, *self.patch))
+        header += bytes([COLOURS.index(self.colour)]) + pack_u16(len(indices))
         header += b"".join(pack_u16(i) for i in indices)
         per = math.ceil(len(indices) / MAX_SECTIONS)
         sections = tuple(
@@ -332,6 +341,9 @@ class VideoFile:
         size, patch = tuple(values[:3]), tuple(values[3:])
         if min(values) < 1:
             raise BitstreamError(f"{what}: invalid video or patch size {size}, {patch}.")
+        colour = r.u8("colour space")
+        if colour >= len(COLOURS):
+            raise BitstreamError(f"{what}: unknown colour space {colour}.")
         indices = [r.u16("patch index") for _ in range(r.u16("number of patches"))]
         r.expect_end()
         per = math.ceil(len(indices) / MAX_SECTIONS) if indices else 1
@@ -344,7 +356,7 @@ class VideoFile:
             len(indices) / per
         ):
             raise BitstreamError(f"{what}: {len(payloads)} patches for {len(indices)} indices.")
-        video = cls(size, patch, dict(zip(indices, payloads, strict=True)))
+        video = cls(size, patch, dict(zip(indices, payloads, strict=True)), COLOURS[colour])
         if not indices or len(set(indices)) != len(indices) or max(indices) >= video.num_patches:
             raise BitstreamError(f"{what}: invalid patch indices.")
         return video
@@ -358,7 +370,7 @@ def merge(files: list[bytes], what: str = "patch files") -> bytes:
     first = parsed[0]
     sections = {}
     for video in parsed:
-        if (video.size, video.patch) != (first.size, first.patch):
+        if (video.size, video.patch, video.colour) != (first.size, first.patch, first.colour):
             raise BitstreamError(
                 f"{what}: the files are of different videos or patch sizes "
                 f"({video.size}/{video.patch} vs {first.size}/{first.patch})."
@@ -367,7 +379,7 @@ def merge(files: list[bytes], what: str = "patch files") -> bytes:
             if index in sections and sections[index] != section:
                 raise BitstreamError(f"{what}: two different files for patch {index}.")
             sections[index] = section
-    return VideoFile(first.size, first.patch, sections).to_bytes()
+    return VideoFile(first.size, first.patch, sections, first.colour).to_bytes()
 
 
 def decode(data: bytes, jit: bool = True, what: str = "bitstream") -> np.ndarray:
@@ -388,4 +400,6 @@ def decode(data: bytes, jit: bool = True, what: str = "bitstream") -> np.ndarray
                 f"{(t1 - t0, y1 - y0, x1 - x0)}."
             )
         frames[t0:t1, y0:y1, x0:x1] = patch
+    if video.colour == "yuv":  # elementwise IEEE arithmetic: the same on every machine
+        frames = yuv_to_rgb(frames)
     return frames
