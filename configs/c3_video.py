@@ -86,7 +86,6 @@ def get_video_config() -> config_dict.ConfigDict:
     config.fit.kumaraswamy_start = 1.75
     config.fit.num_noise_steps = 100_000
     config.fit.max_ste_steps = 10_000
-    config.fit.checkpoint_every = 0
     # Not for video yet: batched lambdas, rate control, architecture search.
     del config.arch_search
     return config

@@ -16,6 +16,7 @@ results row: bpp from the file's size, PSNR (RGB and YUV 6:1:1) of the decoded f
 """
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -28,7 +29,7 @@ from common import video as video_io
 from common.errors import ConfigError, ImageError
 from common.files import atomic_write_bytes
 from models import registry
-from pipelines.per_image import make_fitter
+from pipelines.per_image import FitCheckpoints, FitLog, make_fitter
 from pipelines.registry import register_pipeline
 
 VIDEO_SUFFIX = ".c3v"
@@ -70,18 +71,29 @@ class CodedVideo:
     encode_seconds: float
 
 
-def fit_patch(config, frames: np.ndarray, lmbda: float, seed: int):
-    """Fits one patch (T, H, W, 3) uint8; returns (the fitted model, FitResult)."""
+def fit_patch(config, frames: np.ndarray, lmbda: float, seed: int, name: str, workdir=None):
+    """Fits one patch (T, H, W, 3) uint8; returns (the fitted model, FitResult). With a
+    `workdir`, the fit logs to TensorBoard there and checkpoints (every
+    `fit.checkpoint_every` steps and on SIGTERM), and a rerun resumes from it."""
     t, h, w, _ = frames.shape
     model = registry.build_model(config.model, frames=t, height=h, width=w)
     fitter = make_fitter(model, config.fit)
     fitter.reset(frames.astype(np.float32) / 255.0, lmbda, seed)
-    return model, fitter.fit()
+    tensorboard = os.path.join(workdir, "tensorboard", name) if workdir else None
+    checkpoint_fn = None
+    if workdir:
+        directory = os.path.join(workdir, "checkpoints", name)
+        checkpoints = FitCheckpoints(directory, config.fit.checkpoint_every, name)
+        checkpoints.restore(fitter)
+        checkpoint_fn = functools.partial(checkpoints.after_chunk, fitter)
+    return model, fitter.fit(FitLog(name, config.fit, tensorboard), checkpoint_fn)
 
 
-def encode_video(config, frames: np.ndarray, patches: list[int] | None = None) -> CodedVideo:
+def encode_video(
+    config, frames: np.ndarray, patches: list[int] | None = None, workdir=None, name="video"
+) -> CodedVideo:
     """Fits the patches of a video (T, H, W, 3) uint8 (all, or the given indices) and
-    writes its file."""
+    writes its file; `workdir`: checkpoints and TensorBoard logs (`fit_patch`)."""
     start = time.perf_counter()
     size = tuple(frames.shape[:3])
     lmbda = float(config.model.lmbda)
@@ -107,7 +119,8 @@ def encode_video(config, frames: np.ndarray, patches: list[int] | None = None) -
         )  # fmt: skip
         patch_start = time.perf_counter()
         seed = int(config.seed) + index
-        model, fit = fit_patch(config, signal[t0:t1, y0:y1, x0:x1], lmbda, seed)
+        box = signal[t0:t1, y0:y1, x0:x1]
+        model, fit = fit_patch(config, box, lmbda, seed, f"{name}.p{index}", workdir)
         encoded = video_coding.encode_patch(model, fit.weight_step, fit.bias_step)
         sections[index] = encoded.payload
         rows.append(
@@ -172,10 +185,14 @@ def run(config, workdir: str) -> list[dict]:
     patch = patch_size(config, float(config.model.lmbda), size)
     count = len(video_coding.patch_boxes(size, patch))
     indices = selected_patches(config, count)
-    coded = encode_video(config, video.frames, indices)
-    os.makedirs(os.path.join(workdir, "patches"), exist_ok=True)
     suffix = "" if len(indices) == count else "." + "_".join(f"p{i}" for i in indices)
     path = os.path.join(workdir, "patches" if suffix else "", name + suffix + VIDEO_SUFFIX)
+    if os.path.exists(path):
+        logging.info("%s: already finished (%s), skipping.", name, path)
+        row_path = results.result_path(workdir, name)
+        return results.read_results(row_path) if os.path.exists(row_path) else []
+    coded = encode_video(config, video.frames, indices, workdir, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write_bytes(path, coded.data)
     logging.info("Wrote %s (%d bytes, patches %s of %d).", path, len(coded.data), indices, count)
     if suffix:

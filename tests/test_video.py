@@ -316,3 +316,23 @@ def test_codec_cli_video_decode_merge_and_errors(coded_video, tmp_path):
         "codec.py", "decode", "-i", str(folder / "v.c3v"), "-o", str(tmp_path / "d.mp4")
     )
     assert out.returncode != 0 and ".y4m or as a folder of PNG frames" in out.stderr
+
+
+def test_train_fits_selected_patches_and_skips_finished_ones(tmp_path):
+    """train.py runs the patches of a sweep entry (a patch file); a rerun skips it."""
+    video_io.write_video(str(tmp_path / "v.y4m"), video_io.Video(made_video(4, 16, 16)))
+    command = [
+        "--config", "configs/c3_video_small.py", f"--config.data.video={tmp_path / 'v.y4m'}",
+        "--config.video.patch=(2,16,16)", "--config.video.patches=1",
+        "--config.fit.num_noise_steps=40", "--config.fit.max_ste_steps=5",
+        "--config.fit.log_every=20", "--workdir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    out = run_in_process("train.py", *command)
+    assert out.returncode == 0, out.stderr[-2000:]
+    path = tmp_path / "run" / "patches" / "v@0.001.p1.c3v"
+    assert (tmp_path / "run" / "tensorboard" / "v@0.001.p1").is_dir()
+    patch = video_coding.VideoFile.parse(path.read_bytes())
+    assert sorted(patch.sections) == [1] and not patch.complete
+    assert video_coding.decode_patch(patch.sections[1]).shape == (2, 16, 16, 3)
+    again = run_in_process("train.py", *command)
+    assert again.returncode == 0 and "already finished" in again.stderr

@@ -120,7 +120,8 @@ class VideoLatentCoder(LatentCoder):
 
     prev_canvas_needed = False  # the previous latent frame is on the same canvas
 
-    def __init__(self, video: VideoArchitecture):  # pylint: disable=super-init-not-called
+    def __init__(self, video: VideoArchitecture):
+        # Not LatentCoder.__init__: the canvas, schedule and offsets are the video's.
         self.video = video
         self.arch = arch = video.frame
         offsets = context_offsets(arch.context_rows_cols)

@@ -148,8 +148,9 @@ class C3VideoModel(C3Model):
         output_clip: str = "straight_through",
         **kwargs,
     ):
-        # The parts are built here, not by C3Model.__init__ (whose are 2-D).
-        tf.keras.Model.__init__(self, **kwargs)  # pylint: disable=non-parent-init-called
+        # The parts are built here, not by C3Model.__init__ (whose are 2-D): Keras's
+        # initialisation only, then every attribute C3Model's methods read.
+        tf.keras.Model.__init__(self, **kwargs)
         self._arch = dict(
             frames=int(frames),
             height=int(height),
