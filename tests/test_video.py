@@ -163,6 +163,13 @@ def test_patches_split_merge_and_refuse_incomplete():
     other = video_coding.VideoFile((7, 19, 15), patch, {0: sections[0]}).to_bytes()
     with pytest.raises(BitstreamError, match="different videos"):
         video_coding.merge([whole, other])
+    swapped = {0: sections[1], 1: sections[0], 2: sections[2], 3: sections[3]}
+    wrong = video_coding.VideoFile(size, patch, swapped).to_bytes()
+    with pytest.raises(BitstreamError, match="geometry"):
+        video_coding.decode(wrong)
+    absurd = video_coding.VideoFile((65535,) * 3, (1, 1, 1), {0: b"x"}).to_bytes()
+    with pytest.raises(BitstreamError, match="at most 65535"):
+        video_coding.decode(absurd)
     # A Y'CbCr file: the same patches, converted to RGB after decoding.
     yuv = video_coding.VideoFile(size, patch, sections, "yuv").to_bytes()
     np.testing.assert_array_equal(video_coding.decode(yuv), video_io.yuv_to_rgb(frames))

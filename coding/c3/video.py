@@ -251,12 +251,17 @@ def encode_patch(model, weight_step: float, bias_step: float) -> EncodedPatch:
     )
 
 
-def decode_patch(payload: bytes, jit: bool = True, what: str = "patch") -> np.ndarray:
-    """A patch section -> its frames (T, H, W, 3) uint8; BitstreamError if invalid."""
+def _split_patch(payload: bytes, what: str) -> tuple[VideoArchitecture, bytes, bytes]:
+    """(architecture, network section, latent section) of a patch payload."""
     r = Reader(payload, what)
     arch = VideoArchitecture.from_bytes(r.take(r.varint("header length"), "header"), what)
     network_section = r.take(r.varint("network length"), "networks")
-    latent_section = r.take(r.remaining(), "latents")
+    return arch, network_section, r.take(r.remaining(), "latents")
+
+
+def decode_patch(payload: bytes, jit: bool = True, what: str = "patch") -> np.ndarray:
+    """A patch payload -> its frames (T, H, W, 3) uint8; BitstreamError if invalid."""
+    arch, network_section, latent_section = _split_patch(payload, what)
     with tf.device(fp.EXACT_DEVICE):
         integers = weights.decode_networks(network_section, arch.frame.network_shapes())
         try:
@@ -309,7 +314,7 @@ class VideoFile:
 
     @property
     def num_patches(self) -> int:
-        return len(patch_boxes(self.size, self.patch))
+        return math.prod(math.ceil(n / p) for n, p in zip(self.size, self.patch, strict=True))
 
     @property
     def complete(self) -> bool:
@@ -358,6 +363,8 @@ class VideoFile:
         ):
             raise BitstreamError(f"{what}: {len(payloads)} patches for {len(indices)} indices.")
         video = cls(size, patch, dict(zip(indices, payloads, strict=True)), COLOURS[colour])
+        if video.num_patches > MAX_PATCHES:
+            raise BitstreamError(f"{what}: {video.num_patches} patches (at most {MAX_PATCHES}).")
         if not indices or len(set(indices)) != len(indices) or max(indices) >= video.num_patches:
             raise BitstreamError(f"{what}: invalid patch indices.")
         return video
@@ -392,15 +399,21 @@ def decode(data: bytes, jit: bool = True, what: str = "bitstream") -> np.ndarray
             f"{what}: {len(missing)} of {video.num_patches} patches missing "
             f"(e.g. {missing[:5]}); join the patch files with `codec.py merge`."
         )
-    frames = np.zeros((*video.size, 3), np.uint8)
-    for index, (t0, t1, y0, y1, x0, x1) in enumerate(patch_boxes(video.size, video.patch)):
-        patch = decode_patch(video.sections[index], jit, f"{what} patch {index}")
-        if patch.shape != (t1 - t0, y1 - y0, x1 - x0, 3):
+    boxes = patch_boxes(video.size, video.patch)
+    # Every patch header agrees with the geometry before any work: the decoding work and
+    # the frames' memory are then bounded by the patches' (checked) headers.
+    for index, (t0, t1, y0, y1, x0, x1) in enumerate(boxes):
+        arch = _split_patch(video.sections[index], f"{what} patch {index}")[0]
+        if arch.size != (t1 - t0, y1 - y0, x1 - x0):
             raise BitstreamError(
-                f"{what}: patch {index} is {patch.shape[:3]}, the geometry says "
+                f"{what}: patch {index} is {arch.size}, the geometry says "
                 f"{(t1 - t0, y1 - y0, x1 - x0)}."
             )
-        frames[t0:t1, y0:y1, x0:x1] = patch
+    frames = np.zeros((*video.size, 3), np.uint8)
+    for index, (t0, t1, y0, y1, x0, x1) in enumerate(boxes):
+        frames[t0:t1, y0:y1, x0:x1] = decode_patch(
+            video.sections[index], jit, f"{what} patch {index}"
+        )
     if video.colour == "yuv":  # elementwise IEEE arithmetic: the same on every machine
         frames = yuv_to_rgb(frames)
     return frames
