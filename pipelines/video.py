@@ -1,7 +1,7 @@
 """C3 video end to end: cut a video into patches, fit each, write and decode the file.
 
     video = common.video.read_video("clip.y4m")
-    coded = encode_video(video.frames, config)        # fits every patch of config
+    coded = encode_video(config, video.frames)        # fits every patch of config
     frames = coding.c3.video.decode(coded.data)       # needs only the file
 
 Each patch (`config.video.patch`, or C3's size for the lambda from
