@@ -71,13 +71,22 @@ class CodedVideo:
     encode_seconds: float
 
 
-def fit_patch(config, frames: np.ndarray, lmbda: float, seed: int, name: str, workdir=None):
+def fit_patch(
+    config, frames: np.ndarray, lmbda: float, seed: int, name: str, workdir=None, fitters=None
+):
     """Fits one patch (T, H, W, 3) uint8; returns (the fitted model, FitResult). With a
     `workdir`, the fit logs to TensorBoard there and checkpoints (every
-    `fit.checkpoint_every` steps and on SIGTERM), and a rerun resumes from it."""
-    t, h, w, _ = frames.shape
-    model = registry.build_model(config.model, frames=t, height=h, width=w)
-    fitter = make_fitter(model, config.fit)
+    `fit.checkpoint_every` steps and on SIGTERM), and a rerun resumes from it. `fitters`
+    (a dict by patch shape) keeps one fitter per shape, so that patches of one size
+    trace their step graphs once (`reset` re-initialises from the seed alone)."""
+    shape = frames.shape[:3]
+    fitters = {} if fitters is None else fitters
+    if shape not in fitters:
+        t, h, w = shape
+        model = registry.build_model(config.model, frames=t, height=h, width=w)
+        fitters[shape] = make_fitter(model, config.fit)
+    fitter = fitters[shape]
+    model = fitter.model
     fitter.reset(frames.astype(np.float32) / 255.0, lmbda, seed)
     tensorboard = os.path.join(workdir, "tensorboard", name) if workdir else None
     checkpoint_fn = None
@@ -110,7 +119,7 @@ def encode_video(
         raise ConfigError(f"video.colour must be one of {video_coding.COLOURS}, got {colour!r}.")
     # The fitted signal: the RGB frames, or their 8-bit Y'CbCr 4:4:4 planes.
     signal = frames if colour == "rgb" else video_io.rgb_to_yuv8(frames)
-    sections, rows = {}, []
+    sections, rows, fitters = {}, [], {}
     for n, index in enumerate(indices):
         t0, t1, y0, y1, x0, x1 = boxes[index]
         logging.info(
@@ -120,7 +129,7 @@ def encode_video(
         patch_start = time.perf_counter()
         seed = int(config.seed) + index
         box = signal[t0:t1, y0:y1, x0:x1]
-        model, fit = fit_patch(config, box, lmbda, seed, f"{name}.p{index}", workdir)
+        model, fit = fit_patch(config, box, lmbda, seed, f"{name}.p{index}", workdir, fitters)
         encoded = video_coding.encode_patch(model, fit.weight_step, fit.bias_step)
         sections[index] = encoded.payload
         rows.append(
