@@ -292,15 +292,15 @@ def test_training_resumes_after_being_killed(image_folder, tmp_path):
     )
     checkpoints = os.path.join(workdir, "checkpoints")
     deadline = time.time() + 240
-    # Older checkpoints are deleted as new ones come (keep 2): wait for any at step >= 10.
-    while time.time() < deadline and not (
-        os.path.isdir(checkpoints)
-        and any(
-            f.endswith(".index") and int(f[len("ckpt-") : -len(".index")]) >= 10
-            for f in os.listdir(checkpoints)
-            if f.startswith("ckpt-")
-        )
-    ):
+    # Wait on what the resume reads: the manager's state file naming a checkpoint at step
+    # >= 10. (Its ckpt-N.index appears before the state file names it: waiting on the
+    # index file, a kill in between left the state at step 5, a flaky failure.)
+
+    def latest_step() -> int:
+        latest = tf.train.latest_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None
+        return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+    while time.time() < deadline and latest_step() < 10:
         time.sleep(0.1)
     process.send_signal(signal.SIGKILL)  # no chance to save: resume from the periodic one
     process.wait(timeout=60)
