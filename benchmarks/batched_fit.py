@@ -138,6 +138,7 @@ def measure_batched(data: str, size: str, n: int, noise: int, ste: int, device: 
 def measure_rate(data: str, name: str, target_bpp: float, device: str) -> dict:
     import tensorflow as tf
 
+    from common import metrics
     from configs import c3_quickstart
     from pipelines.per_image import C3Codec
     from pipelines.rate_control import encode_to_target
@@ -158,12 +159,9 @@ def measure_rate(data: str, name: str, target_bpp: float, device: str) -> dict:
         "relative_error": result.relative_error,
         "within_tolerance": abs(result.relative_error) <= config.fit.rate_control_tolerance,
         "lmbda": result.lmbda,
-        "psnr": float(
-            __import__("common.metrics", fromlist=["psnr"]).psnr(
-                result.encoding.decoded.image, image
-            )
-        ),
+        "psnr": float(metrics.psnr(result.encoding.decoded.image, image)),
         "fits": len(result.trials),
+        "fresh_fits": sum(t.kind == "fresh" for t in result.trials),
         "refinements": sum(t.kind == "refine" for t in result.trials),
         "iterations": result.iterations,
         "seconds": result.seconds,

@@ -6,14 +6,19 @@ target number of bytes:
 
 1. Bracket: one batched fit (`models.c3.batched`) at the lambdas of
    `fit.rate_control_lambdas` (C3's sweep range by default), each written to a real file.
-2. Refine: the lambda for the target interpolated in log(bytes) against log(lambda)
-   between the two bracket files around it (or extrapolated from the nearest two), then
-   a warm-started fit: the model of the nearest bracket file continues at the new lambda
-   for `fit.rate_control_refine_fraction` of the schedule (no warm-up, no learning
-   check), and its file is measured. Further refinements move lambda along the secant
-   through the two refined files nearest the target (on either side of it when there
-   are such), each warm started from the same bracket model (so the refined size is a
-   function of lambda alone), up to `fit.rate_control_max_refinements`.
+2. Fresh fit: a whole fit from scratch at the lambda interpolated in log(bytes) against
+   log(lambda) between the two bracket files around the target (or extrapolated from the
+   nearest two). Fits from scratch lie on one smooth curve, so its file lands near the
+   target, and it is a whole fit, not a patched one.
+3. Refine: warm-started fits from the fresh model, which continues at a new lambda for
+   `fit.rate_control_refine_fraction` of the schedule at `rate_control_refine_lr_factor`
+   times the learning rate (no warm-up, no learning check), lambda moving along the
+   log-log secant through the two refined files nearest the target (on either side of
+   it when there are such), each from the same state (so the refined size is a function
+   of lambda alone). A warm start moves the file only so far from where its model was:
+   if the refinements stall, they go on from the nearest bracket model, then from the
+   nearest on the target's other side. Every fresh fit or refinement counts against
+   `fit.rate_control_max_refinements`.
 
 The file kept is the closest to the target (the first within the tolerance); the result
 records every trial (lambda, bytes, PSNR, iterations, seconds) and how close it got. No
@@ -51,7 +56,7 @@ MAX_LAMBDA_FACTOR = 8.0
 class Trial:
     """One fitted file of the search."""
 
-    kind: str  # "bracket" or "refine"
+    kind: str  # "bracket", "fresh" (a whole fit from scratch) or "refine" (warm started)
     lmbda: float
     bytes: int
     psnr: float
@@ -187,24 +192,59 @@ def encode_to_target(
     def error(item) -> float:
         return abs(len(item[1].encoded.data) / target_bytes - 1.0)
 
-    fitters = codec.fitters(*image.shape[:2], len(lambdas))
+    def fit_and_keep(kind: str, fitter, lmbda: float, label: str) -> FitResult:
+        """Runs the fitter (reset or warm started), writes its file, records the trial."""
+        fit_start = time.perf_counter()
+        fit = fitter.fit()
+        encoding = encoding_of(fitter, fit, time.perf_counter() - fit_start, what, image)
+        trials.append(_trial(kind, lmbda, encoding, image))
+        kept.append((lmbda, encoding))
+        trial = trials[-1]
+        logging.info(
+            "Rate control: %s at lambda %.4g: %d bytes (%+.2f %% of the target).",
+            label,
+            lmbda,
+            trial.bytes,
+            100.0 * (trial.bytes / target_bytes - 1.0),
+        )
+        return fit
+
+    height, width = image.shape[:2]
+    fitters = codec.fitters(height, width, len(lambdas) + 1)
+    bracket_models = [f.model for f in fitters[: len(lambdas)]]
+    fresh_fitter = fitters[-1]  # the fresh fit's own model: the bracket's stay intact
+    fresh_points = [(t.lmbda, t.bytes) for t in trials]  # fits from scratch
     budget = int(config.rate_control_max_refinements)
-    for start_index in _starts(trials, target_bytes):
+    starts = _starts(trials, target_bytes)
+    # The first start: a fresh fit at the lambda the bracket predicts, whose file lies
+    # on the bracket's curve (near the target) and whose quality is a whole fit's.
+    starts.insert(0, "fresh")
+    for start_at in starts:
         if budget <= 0 or min(error(item) for item in kept) <= tolerance:
             break
-        # Every refinement from this bracket model starts from the same state and keeps
-        # its network steps, so that its file size is a function of lambda alone.
-        refiner = make_fitter(
-            fitters[start_index].model, _refine_config(config, kept[start_index][1].fit)
-        )
+        if start_at == "fresh":
+            lmbda = next_lambda(fresh_points, target_bytes)
+            if lmbda is None:
+                continue
+            budget -= 1
+            fresh_fitter.reset(to_float(image), lmbda, codec.config.seed)
+            fit = fit_and_keep("fresh", fresh_fitter, lmbda, "a fresh fit")
+            fresh_points.append((lmbda, trials[-1].bytes))
+            model, start_fit, start_points = fresh_fitter.model, fit, list(fresh_points)
+            origin = f"the fresh fit's lambda {lmbda:.4g}"
+        else:
+            model, start_fit = bracket_models[start_at], kept[start_at][1].fit
+            start_points = fresh_points[: len(lambdas)]
+            origin = f"the bracket's lambda {lambdas[start_at]:g}"
+        if budget <= 0 or min(error(item) for item in kept) <= tolerance:
+            break
+        # Every refinement from one start begins at the same state and keeps its network
+        # steps, so that its file size is a function of lambda alone.
+        refiner = make_fitter(model, _refine_config(config, start_fit))
         start_state = [v.numpy() for v in refiner.params]
         refined: list[tuple[float, int]] = []
         while budget > 0 and min(error(item) for item in kept) > tolerance:
-            points = (
-                refined
-                if len(refined) >= 2
-                else refined + [(t.lmbda, t.bytes) for t in trials[: len(lambdas)]]
-            )
+            points = refined if len(refined) >= 2 else refined + start_points
             lmbda = next_lambda(points, target_bytes)
             if lmbda is None or _stalled(refined, target_bytes):
                 break  # this start cannot reach the target: the next one
@@ -212,20 +252,8 @@ def encode_to_target(
             for variable, value in zip(refiner.params, start_state, strict=True):
                 variable.assign(value)
             refiner.warm_start(to_float(image), lmbda)
-            fit_start = time.perf_counter()
-            fit = refiner.fit()
-            encoding = encoding_of(refiner, fit, time.perf_counter() - fit_start, what, image)
-            trials.append(_trial("refine", lmbda, encoding, image))
-            kept.append((lmbda, encoding))
+            fit_and_keep("refine", refiner, lmbda, f"a refinement from {origin}")
             refined.append((lmbda, trials[-1].bytes))
-            logging.info(
-                "Rate control: refinement from lambda %g at lambda %.4g: %d bytes (%+.2f %% "
-                "of the target).",
-                lambdas[start_index],
-                lmbda,
-                trials[-1].bytes,
-                100.0 * (trials[-1].bytes / target_bytes - 1.0),
-            )
     within = [item for item in kept if error(item) <= tolerance]
     lmbda, encoding = within[0] if within else min(kept, key=error)
     return RateControlResult(encoding, lmbda, target_bytes, trials, time.perf_counter() - start)

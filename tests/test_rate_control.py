@@ -59,6 +59,14 @@ def test_rate_control_lands_within_two_percent():
     assert [t.lmbda for t in bracket] == [1e-4, 6e-4, 3.5e-3, 2e-2]
     assert bracket[0].bytes > bracket[-1].bytes  # lambda steers the size
     assert result.iterations >= sum(t.iterations for t in bracket)
+    # Unless a bracket file is already there, the next fit is a whole one from scratch at
+    # a lambda between those of the bracket files around the target.
+    if not any(abs(t.bytes / target - 1.0) <= 0.02 for t in bracket):
+        fresh = result.trials[len(bracket)]
+        assert fresh.kind == "fresh" and fresh.iterations == bracket[0].iterations
+        above = max(t.lmbda for t in bracket if t.bytes >= target)
+        below = min(t.lmbda for t in bracket if t.bytes < target)
+        assert above < fresh.lmbda < below
     # The kept file decodes to the image it reports.
     from coding.c3 import codec as c3_codec
 

@@ -187,14 +187,15 @@ def trilinear_fixed(grid: tf.Tensor, size: tuple[int, int, int]) -> tf.Tensor:
     return fp.round_shift(resize_fixed(grid, size), fp.UPSAMPLING_BITS)
 
 
-@functools.lru_cache(maxsize=8)
 def latent_coder(video: VideoArchitecture) -> VideoLatentCoder:
-    """One coder (and compiled decoder) per patch architecture (steps aside)."""
+    """One coder (and compiled decoder) per patch architecture (steps aside), as
+    `coding.c3.codec.latent_coder` for images."""
+    return _latent_coder(dataclasses.replace(video, frame=compiled_key(video.frame)))
+
+
+@functools.lru_cache(maxsize=8)
+def _latent_coder(video: VideoArchitecture) -> VideoLatentCoder:
     return VideoLatentCoder(video)
-
-
-def _coder(video: VideoArchitecture) -> VideoLatentCoder:
-    return latent_coder(dataclasses.replace(video, frame=compiled_key(video.frame)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -238,7 +239,7 @@ def encode_patch(model, weight_step: float, bias_step: float) -> EncodedPatch:
         parameters = prepare_parameters(arch.frame, integers)
         symbols = [np.clip(s, -fp.SYMBOL_LIMIT, fp.SYMBOL_LIMIT) for s in model.symbols()]
         networks = weights.encode_networks(integers)
-        latents = _coder(arch).encode_grids(symbols, parameters)
+        latents = latent_coder(arch).encode_grids(symbols, parameters)
     payload = encode_varint(len(header)) + header + encode_varint(len(networks)) + networks
     payload += latents
     bits_networks = 8 * (len(networks) - len(integers))
@@ -269,7 +270,7 @@ def decode_patch(payload: bytes, jit: bool = True, what: str = "patch") -> np.nd
         except ValueError as e:
             raise BitstreamError(f"{what}: network section: {e}.") from None
         try:
-            grids, _ = _coder(arch).decode_grids(latent_section, parameters, jit)
+            grids, _ = latent_coder(arch).decode_grids(latent_section, parameters, jit)
         except tf.errors.OpError as e:
             raise BitstreamError(f"{what}: latents cannot be decoded ({e.message}).") from None
         return synthesize(arch, parameters, grids, jit)
