@@ -173,11 +173,13 @@ def get_base_config() -> config_dict.ConfigDict:
     # <image>@<lambda>); "" fits at model.lmbda alone.
     config.fit.lambdas = ""
     # Rate control (codec.py encode --target_bpp / --target_bytes, pipelines/rate_control.py):
-    # a batched fit at these lambdas brackets the target, then up to `max_refinements`
-    # warm-started fits (each `refine_fraction` of the schedule at `refine_lr_factor` x
-    # the learning rate) move lambda along the log-log secant until the file is within
-    # `tolerance` of the target.
+    # a batched fit at these lambdas brackets the target, then up to `fresh_fits` whole
+    # fits from scratch and then warm-started ones (each `refine_fraction` of the
+    # schedule at `refine_lr_factor` x the learning rate), `max_refinements` in all,
+    # move lambda along the log-log secant until the file is within `tolerance` of the
+    # target.
     config.fit.rate_control_lambdas = "1e-4,6e-4,3.5e-3,2e-2"
+    config.fit.rate_control_fresh_fits = 3
     config.fit.rate_control_refine_fraction = 0.25
     config.fit.rate_control_refine_lr_factor = 0.3
     config.fit.rate_control_max_refinements = 8

@@ -6,19 +6,19 @@ target number of bytes:
 
 1. Bracket: one batched fit (`models.c3.batched`) at the lambdas of
    `fit.rate_control_lambdas` (C3's sweep range by default), each written to a real file.
-2. Fresh fit: a whole fit from scratch at the lambda interpolated in log(bytes) against
-   log(lambda) between the two bracket files around the target (or extrapolated from the
-   nearest two). Fits from scratch lie on one smooth curve, so its file lands near the
-   target, and it is a whole fit, not a patched one.
-3. Refine: warm-started fits from the fresh model, which continues at a new lambda for
-   `fit.rate_control_refine_fraction` of the schedule at `rate_control_refine_lr_factor`
-   times the learning rate (no warm-up, no learning check), lambda moving along the
-   log-log secant through the two refined files nearest the target (on either side of
-   it when there are such), each from the same state (so the refined size is a function
-   of lambda alone). A warm start moves the file only so far from where its model was:
-   if the refinements stall, they go on from the nearest bracket model, then from the
-   nearest on the target's other side. Every fresh fit or refinement counts against
-   `fit.rate_control_max_refinements`.
+2. Fresh fits: whole fits from scratch at the lambda of the log-log secant (regula
+   falsi) through the fits from scratch so far, bracket included, up to
+   `fit.rate_control_fresh_fits`. Fits from scratch lie on one smooth size-lambda curve,
+   so they close in on the target quickly, and each file is a whole fit's.
+3. Refine (if no fresh fit landed): warm-started fits from the fresh model nearest the
+   target, which continues at a new lambda for `fit.rate_control_refine_fraction` of the
+   schedule at `rate_control_refine_lr_factor` times the learning rate (no warm-up, no
+   learning check), lambda moving along the secant through the two refined files
+   nearest the target, each from the same state (so the refined size is a function of
+   lambda alone). A warm start moves the file only so far from where its model was, and
+   restarting the schedule costs quality: if the refinements stall, they go on from the
+   nearest bracket model, then from the nearest on the target's other side. Every fresh
+   fit or refinement counts against `fit.rate_control_max_refinements`.
 
 The file kept is the closest to the target (the first within the tolerance); the result
 records every trial (lambda, bytes, PSNR, iterations, seconds) and how close it got. No
@@ -215,29 +215,37 @@ def encode_to_target(
     fresh_fitter = fitters[-1]  # the fresh fit's own model: the bracket's stay intact
     fresh_points = [(t.lmbda, t.bytes) for t in trials]  # fits from scratch
     budget = int(config.rate_control_max_refinements)
-    starts = _starts(trials, target_bytes)
-    # The first start: a fresh fit at the lambda the bracket predicts, whose file lies
-    # on the bracket's curve (near the target) and whose quality is a whole fit's.
-    starts.insert(0, "fresh")
+    # Fresh fits first: whole fits from scratch along the secant of the fits from scratch
+    # (bracket included), which lie on one smooth curve; each file is a whole fit's.
+    nearest_fresh = None  # (its error, its fit, its parameters)
+    for _ in range(int(config.rate_control_fresh_fits)):
+        lmbda = next_lambda(fresh_points, target_bytes)
+        if budget <= 0 or min(error(item) for item in kept) <= tolerance or lmbda is None:
+            break
+        budget -= 1
+        fresh_fitter.reset(to_float(image), lmbda, codec.config.seed)
+        fit = fit_and_keep("fresh", fresh_fitter, lmbda, "a fresh fit")
+        fresh_points.append((lmbda, trials[-1].bytes))
+        if nearest_fresh is None or error(kept[-1]) < nearest_fresh[0]:
+            nearest_fresh = (error(kept[-1]), fit, [v.numpy() for v in fresh_fitter.params])
+    # Then refinements: from the fresh fit nearest the target, then (if those stall) from
+    # the nearest bracket model, then from the nearest on the target's other side.
+    starts = _starts(trials[: len(lambdas)], target_bytes)
+    if nearest_fresh is not None:
+        starts.insert(0, "fresh")
     for start_at in starts:
         if budget <= 0 or min(error(item) for item in kept) <= tolerance:
             break
         if start_at == "fresh":
-            lmbda = next_lambda(fresh_points, target_bytes)
-            if lmbda is None:
-                continue
-            budget -= 1
-            fresh_fitter.reset(to_float(image), lmbda, codec.config.seed)
-            fit = fit_and_keep("fresh", fresh_fitter, lmbda, "a fresh fit")
-            fresh_points.append((lmbda, trials[-1].bytes))
-            model, start_fit, start_points = fresh_fitter.model, fit, list(fresh_points)
-            origin = f"the fresh fit's lambda {lmbda:.4g}"
+            _, start_fit, values = nearest_fresh
+            for variable, value in zip(fresh_fitter.params, values, strict=True):
+                variable.assign(value)
+            model, start_points = fresh_fitter.model, list(fresh_points)
+            origin = "the nearest fresh fit"
         else:
             model, start_fit = bracket_models[start_at], kept[start_at][1].fit
             start_points = fresh_points[: len(lambdas)]
             origin = f"the bracket's lambda {lambdas[start_at]:g}"
-        if budget <= 0 or min(error(item) for item in kept) <= tolerance:
-            break
         # Every refinement from one start begins at the same state and keeps its network
         # steps, so that its file size is a function of lambda alone.
         refiner = make_fitter(model, _refine_config(config, start_fit))

@@ -60,7 +60,10 @@ def test_rate_control_lands_within_two_percent():
     assert bracket[0].bytes > bracket[-1].bytes  # lambda steers the size
     assert result.iterations >= sum(t.iterations for t in bracket)
     # Unless a bracket file is already there, the next fit is a whole one from scratch at
-    # a lambda between those of the bracket files around the target.
+    # a lambda between those of the bracket files around the target; refinements come
+    # only after the fresh fits.
+    kinds = [t.kind for t in result.trials]
+    assert kinds == sorted(kinds, key=["bracket", "fresh", "refine"].index)
     if not any(abs(t.bytes / target - 1.0) <= 0.02 for t in bracket):
         fresh = result.trials[len(bracket)]
         assert fresh.kind == "fresh" and fresh.iterations == bracket[0].iterations
