@@ -170,10 +170,14 @@ def encode_to_target(
     tolerance = float(config.rate_control_tolerance)
     if target_bytes <= 0:
         raise ConfigError(f"the target size must be positive, got {target_bytes} bytes.")
-    if not 0 < tolerance < 1 or int(config.rate_control_max_refinements) < 0:
+    if (
+        not 0 < tolerance < 1
+        or int(config.rate_control_max_refinements) < 0
+        or int(config.rate_control_fresh_fits) < 0
+    ):
         raise ConfigError(
             "fit.rate_control_tolerance must be in (0, 1) and "
-            "fit.rate_control_max_refinements >= 0."
+            "fit.rate_control_max_refinements and fit.rate_control_fresh_fits >= 0."
         )
     start = time.perf_counter()
     lambdas = _lambdas(config.rate_control_lambdas)

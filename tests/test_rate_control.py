@@ -123,6 +123,10 @@ def test_codec_cli_rate_control_and_max_macs_errors(tmp_path):
         ([*base, config, "--target_bpp", "1", "--target_bytes", "10"], "not both"),
         ([*base, config, "--target_bpp", "-1"], "--target_bpp must be positive"),
         ([*base, config, "--max_macs", "100"], "above --max_macs 100"),
+        (
+            [*base, config, "--target_bpp", "1", "--config.fit.rate_control_fresh_fits=-1"],
+            "fit.rate_control_fresh_fits >= 0",
+        ),
         (["decode", "-i", source, "-o", str(tmp_path / "x.png"), "--target_bpp", "1"], "encode"),
     ]
     for argv, message in cases:
