@@ -206,8 +206,7 @@ def encode() -> None:
             f"({8 * control.target_bytes / pixels:.4f} bpp), file {control.bytes} bytes "
             f"({100 * control.relative_error:+.2f} %, {verdict} {100 * tolerance:g} %) at "
             f"lambda {control.lmbda:.4g}; {len(control.trials)} fits "
-            f"({sum(t.kind == 'fresh' for t in control.trials)} fresh, "
-            f"{sum(t.kind == 'refine' for t in control.trials)} refinements), "
+            f"({control.count('fresh')} fresh, {control.count('refine')} refinements), "
             f"{control.iterations} iterations, {control.seconds:.1f} s."
         )
 

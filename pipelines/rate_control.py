@@ -90,6 +90,10 @@ class RateControlResult:
         """Every training step taken, the bracket's members and refinements included."""
         return sum(t.iterations for t in self.trials)
 
+    def count(self, kind: str) -> int:
+        """How many trials of this kind ("bracket", "fresh", "refine") were made."""
+        return sum(t.kind == kind for t in self.trials)
+
 
 def _lambdas(text: str) -> list[float]:
     field = "fit.rate_control_lambdas"
