@@ -121,13 +121,15 @@ def _validation_images(val) -> list[NamedImage]:
         return []
 
 
-def validate(model, images: list[NamedImage], lmbda: float) -> dict:
-    """Estimated rate and distortion of whole images (quantised latents, float decoder)."""
+def validate(model, images: list[NamedImage], lmbda: float, rate_input=None) -> dict:
+    """Estimated rate and distortion of whole images (quantised latents, float decoder).
+    `rate_input`: the lambda that a variable-rate model codes at (its own if None)."""
     totals = {"bpp": [], "mse": [], "loss": []}
+    kwargs = {} if rate_input is None else {"lmbda": rate_input}
     for item in images:
         image = item.load()
         x = tf.constant(to_float(image))[None]
-        out = model(edge_pad_batch(x, model.total_stride), training=False)
+        out = model(edge_pad_batch(x, model.total_stride), training=False, **kwargs)
         height, width = image.shape[:2]
         x_hat = tf.clip_by_value(out["x_hat"][:, :height, :width], 0.0, 1.0)
         bits = float(tf.add_n([tf.reduce_sum(b) for b in out["bits"].values()]))
@@ -249,6 +251,9 @@ class ValidationHistory:
         with self._writer.as_default(step=step):
             for k in self.scalars:
                 tf.summary.scalar(k, record[k])
+            for k, v in record.get("by_lambda", {}).items():
+                for name in ("bpp", "psnr"):
+                    tf.summary.scalar(f"{name}_lambda{k}", v[name])
         logging.info("validation at step %d: %s", step, self.describe(record))
 
 

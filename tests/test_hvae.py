@@ -323,7 +323,9 @@ def qarv_run(tmp_path_factory):
     model = {k: v for k, v in TINY.items() if k != "decoder_blocks"}
     config_path.write_text(TINY_CONFIG.format(model=model, latents=LATENTS["qarv"]))
     args = _train_args(config_path, str(folder), workdir, 30)
-    return str(folder), str(workdir), args
+    validation = ["--config.val.name=folder", f"--config.val.root={folder}",
+                  "--config.val.max_images=1", "--config.train.validate_every=30"]  # fmt: skip
+    return str(folder), str(workdir), args[:-1] + validation + args[-1:]
 
 
 def test_qarv_trains_resumes_codes_any_rate_and_decodes_elsewhere(qarv_run, tmp_path):
@@ -337,6 +339,12 @@ def test_qarv_trains_resumes_codes_any_rate_and_decodes_elsewhere(qarv_run, tmp_
     losses = [loss for _, loss in summary["loss_history"]]
     assert losses[-1] < losses[0]
     assert "moving average" in out.stderr
+    # Validation measures the model's lambda and both ends of the range.
+    with open(os.path.join(workdir, "validation.json")) as f:
+        (record,) = json.load(f)
+    assert record["step"] == 30 and sorted(record["by_lambda"], key=float) == ["16", "128", "2048"]
+    assert all(p["bpp"] > 0 and p["psnr"] > 5 for p in record["by_lambda"].values())
+    assert record["by_lambda"]["128"]["bpp"] == pytest.approx(record["bpp"])
     out = run_in_process("train.py", *args[:-1], "--config.train.num_steps=40")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Resumed from" in out.stderr and "step 30" in out.stderr
