@@ -104,6 +104,11 @@ def rd(args) -> dict:
         with open(summary_path) as f:
             training = json.load(f)
         training.pop("loss_history", None)
+    info_path = os.path.join(args.workdir, "run_info.json")
+    if training is not None and os.path.isfile(info_path):
+        with open(info_path) as f:  # the training's command and commit
+            info = json.load(f)
+        training["run"] = {k: info.get(k) for k in ("argv", "git_revision", "started")}
     config = read_run_config(args.workdir)  # the run itself was loaded by evaluate_trained
     return {
         "workdir": os.path.abspath(args.workdir),
