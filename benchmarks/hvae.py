@@ -15,10 +15,12 @@ after one warm-up.
 rd: the trained run codes every Kodak image at each lambda (QARV) or at its own (QRes),
 decodes each file and each prefix of its layers (`pipelines.evaluate.evaluate_trained`):
 the mean RD point per lambda and the mean progressive curve, with the run's training
-summary (steps, seconds per step, batch, crop) as the budget.
+summary (steps, seconds per step, batch, crop) as the budget, and `rate_by_lambda`:
+whether the files grow with lambda, on the mean and image by image.
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -111,6 +113,7 @@ def rd(args) -> dict:
         training["run"] = {k: info.get(k) for k in ("argv", "git_revision", "started")}
     config = read_run_config(args.workdir)  # the run itself was loaded by evaluate_trained
     return {
+        "rate_by_lambda": rate_by_lambda(rows),
         "workdir": os.path.abspath(args.workdir),
         "model": config.model.name,
         "seed": config.seed,
@@ -136,6 +139,28 @@ def rd(args) -> dict:
             }
             for r in rows
         ],  # fmt: skip
+    }
+
+
+def rate_by_lambda(rows: list[dict]) -> dict:
+    """Does the file size grow with lambda (a variable-rate model's promise)? The mean
+    bpp per lambda from the files, and per image whether its bpp rises with lambda."""
+    lmbdas = sorted({r["lmbda"] for r in rows})
+    by_image = {}
+    for r in rows:
+        by_image.setdefault(r["image"], {})[r["lmbda"]] = r["bpp"]
+    rising = [
+        all(sizes[a] < sizes[b] for a, b in itertools.pairwise(lmbdas))
+        for sizes in by_image.values()
+        if len(sizes) == len(lmbdas)
+    ]
+    means = [statistics.fmean(s[m] for s in by_image.values() if m in s) for m in lmbdas]
+    return {
+        "lmbdas": lmbdas,
+        "mean_bpp": means,
+        "mean_rises": all(a < b for a, b in itertools.pairwise(means)),
+        "images_rising": sum(rising),
+        "images": len(rising),
     }
 
 
