@@ -222,7 +222,8 @@ class TrainingLog:
 
 class ValidationHistory:
     """validation.json (one record per validated step, kept across resumes) and the
-    validation scalars in TensorBoard. Subclasses measure other models (`measure`)."""
+    validation scalars in TensorBoard. Subclasses measure other models (`measure`) and
+    may log more of a record (`summary_scalars`)."""
 
     scalars = ("loss", "bpp", "psnr", "mse")
 
@@ -244,16 +245,17 @@ class ValidationHistory:
     def describe(self, record: dict) -> str:
         return f"{record['bpp']:.4f} bpp (estimate), PSNR {record['psnr']:.2f} dB"
 
+    def summary_scalars(self, record: dict) -> dict:
+        """{TensorBoard name: value} of a record."""
+        return {k: record[k] for k in self.scalars}
+
     def run(self, model, step: int) -> None:
         record = {"step": step, **self.measure(model)}
         self.records = [h for h in self.records if h["step"] != step] + [record]
         atomic_write_json(self._path, self.records)
         with self._writer.as_default(step=step):
-            for k in self.scalars:
-                tf.summary.scalar(k, record[k])
-            for k, v in record.get("by_lambda", {}).items():
-                for name in ("bpp", "psnr"):
-                    tf.summary.scalar(f"{name}_lambda{k}", v[name])
+            for k, v in self.summary_scalars(record).items():
+                tf.summary.scalar(k, v)
         logging.info("validation at step %d: %s", step, self.describe(record))
 
 

@@ -22,9 +22,19 @@ class Validation(amortised_training.ValidationHistory):
         if model.variable_rate:
             record["by_lambda"] = {}
             for lmbda in sorted({*model.lmbda_range, model.lmbda}):
-                point = amortised_training.validate(model, self._images, 0.0, lmbda)
+                point = (  # the model's own lambda is the record just measured
+                    record
+                    if lmbda == model.lmbda
+                    else amortised_training.validate(model, self._images, 0.0, lmbda)
+                )
                 record["by_lambda"][f"{lmbda:g}"] = {k: point[k] for k in ("bpp", "psnr")}
         return record
+
+    def summary_scalars(self, record: dict) -> dict:
+        scalars = super().summary_scalars(record)
+        for k, point in record.get("by_lambda", {}).items():
+            scalars.update({f"{name}_lambda{k}": point[name] for name in ("bpp", "psnr")})
+        return scalars
 
     def describe(self, record: dict) -> str:
         text = super().describe(record)
