@@ -99,14 +99,42 @@ class Coder:
                 raise ValueError("a row must rise strictly from 0 to 2^precision, >= 2 symbols")
             parts.append(np.concatenate([[precision], cdf]))
             escapes.append(len(cdf) - 2)
-        self.num_rows = len(cdf_rows)
+        self._set_rows(np.concatenate(parts) if parts else np.zeros(0, np.int64), escapes)
+
+    def _set_rows(self, lookup: np.ndarray, escapes) -> None:
+        """The rows' part of tfc's lookup (flat) and their escape symbols; the escape
+        code's two rows are appended."""
+        self.num_rows = len(escapes)
         self.exponent_row = self.num_rows
         self.bit_row = self.num_rows + 1
-        parts.append(np.concatenate([[EXPONENT_PRECISION], EXPONENT_CDF]))
-        parts.append(np.concatenate([[1], BIT_CDF]))
-        self.lookup = np.concatenate(parts).astype(np.int32)
+        tail = [[EXPONENT_PRECISION], EXPONENT_CDF, [1], BIT_CDF]
+        self.lookup = np.concatenate([lookup, *tail]).astype(np.int32)
         # The escape rows never escape: their "escape symbol" is out of reach.
-        self.escape_symbols = np.asarray(escapes + [2**31 - 1] * 2, np.int32)
+        self.escape_symbols = np.concatenate(
+            [np.asarray(escapes, np.int64), [2**31 - 1] * 2]
+        ).astype(np.int32)
+
+    @classmethod
+    def from_matrix(cls, cdf: np.ndarray, precision: int) -> "Coder":
+        """Rows of one length and one precision, (n, symbols + 1): the coder of
+        `Coder(list(cdf), [precision] * n)`, built without a Python loop over the rows
+        (a coder with a row per coded value, e.g. `coding.rc.mixture`)."""
+        cdf = np.asarray(cdf, np.int64)
+        if cdf.ndim != 2 or cdf.shape[1] < 3:
+            raise ValueError("rows of >= 2 symbols expected, as an (n, symbols + 1) matrix")
+        if not 1 <= precision <= 16:
+            raise ValueError(f"precision {precision} not in [1, 16]")
+        if cdf.size and (
+            np.any(cdf[:, 0] != 0)
+            or np.any(cdf[:, -1] != 2**precision)
+            or np.any(np.diff(cdf, axis=1) <= 0)
+        ):
+            raise ValueError("a row must rise strictly from 0 to 2^precision")
+        n, length = cdf.shape
+        rows = np.concatenate([np.full((n, 1), precision, np.int64), cdf], axis=1)
+        coder = cls.__new__(cls)
+        coder._set_rows(rows.ravel(), np.full(n, length - 2, np.int64))
+        return coder
 
     @classmethod
     def from_tfc(cls, flat_cdf: np.ndarray) -> "Coder":

@@ -10,7 +10,8 @@ amortised models' (`pipelines.rc_training`).
 RC's recipe, where ours differs: RC trains on ~300k Open Images photos pre-compressed at
 a random BPG Q in {12, 13, 14}, 128x128 crops, batch 16, RMSprop 5e-5, ~1M steps, with a
 C = 128, 16-block network; ours is Adam 1e-4 with the amortised models' warm-up and
-decay, and a C = 32, 4-block network (defaults below) that a CPU trains in an hour.
+decay, and a C = 32, 4-block network (defaults below) that a CPU trains in an hour. The
+distribution is RC's: K = 5 logistics per value, R -> G -> B coupling, support [0, 255].
 """
 
 from ml_collections import config_dict
@@ -30,6 +31,10 @@ def get_base_config(name: str) -> config_dict.ConfigDict:
     config.model.name = name
     config.model.channels = 32
     config.model.blocks = 4
+    # RC's distribution: a mixture of K = 5 discretised logistics per value, truncated to
+    # [0, 255] (`models.rc.mixture`); 0: one discretised Laplace per value, not
+    # truncated (the first RC models here; runs without this field are those).
+    config.model.mixtures = 5
     config.model.lmbda = 0.0  # no rate-distortion trade-off: the loss is the bits
 
     # The lossy layer: its qualities tried at encode time (the smallest total file is

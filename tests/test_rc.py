@@ -25,9 +25,12 @@ GOLDEN_WEIGHTS = os.path.join(ROOT, "tests", "data", "rc_tiny_weights.npz")
 GOLDEN_FILE = os.path.join(ROOT, "tests", "data", "golden_rc_hevc.lz")
 
 
-def tiny_config(name: str = "rc_hevc"):
+def tiny_config(name: str = "rc_hevc", mixtures: int = 0):
+    """The golden network's config: a Laplace network (the first RC models) unless
+    `mixtures` (tests/test_rc_mixture.py)."""
     config = (rc_hevc if name == "rc_hevc" else rc_c3).get_config()
     config.model.channels, config.model.blocks = 4, 1
+    config.model.mixtures = mixtures
     config.lossy.qualities = (22, 34)
     return config
 
@@ -79,30 +82,38 @@ def test_the_file_decodes_to_the_original_and_keeps_the_smallest_quality(coded):
 
 DECODE_SCRIPT = """
 import sys
-import numpy as np
 import tensorflow as tf
 inter, intra, jit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 tf.config.threading.set_inter_op_parallelism_threads(inter)
 tf.config.threading.set_intra_op_parallelism_threads(intra)
 from coding.rc.codec import RcCodec
-from tests.test_rc import golden_model, tiny_config
-codec = RcCodec(golden_model(), tiny_config(), jit=jit)
+from tests.test_rc import tiny_config
+from {module} import golden_model
+codec = RcCodec(golden_model(), tiny_config(mixtures={mixtures}), jit=jit)
 sys.stdout.buffer.write(codec.decode(open(sys.argv[4], "rb").read()).tobytes())
 """
 
 
-def test_the_file_decodes_exactly_in_other_processes_threads_and_xla(coded, tmp_path):
-    image, _, encoded = coded
+def assert_decodes_elsewhere(data: bytes, image: np.ndarray, tmp_path, module: str,
+                             mixtures: int) -> None:  # fmt: skip
+    """The file decodes to `image` in other processes, with one and two threads, with
+    and without XLA, by the golden network of `module` (a test module)."""
     path = tmp_path / "x.lz"
-    path.write_bytes(encoded.data)
+    path.write_bytes(data)
+    script = DECODE_SCRIPT.format(module=module, mixtures=mixtures)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
     for inter, intra, jit in [(1, 1, "0"), (2, 2, "1")]:
         out = subprocess.run(
-            [sys.executable, "-c", DECODE_SCRIPT, str(inter), str(intra), jit, str(path)],
+            [sys.executable, "-c", script, str(inter), str(intra), jit, str(path)],
             cwd=ROOT, env=env, capture_output=True, timeout=300,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr.decode()[-2000:]
         assert out.stdout == image.tobytes()
+
+
+def test_the_file_decodes_exactly_in_other_processes_threads_and_xla(coded, tmp_path):
+    image, _, encoded = coded
+    assert_decodes_elsewhere(encoded.data, image, tmp_path, "tests.test_rc", 0)
 
 
 def test_a_damaged_residual_section_is_an_error(coded):

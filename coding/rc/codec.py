@@ -9,16 +9,21 @@ BPG Q per image; trying a few and keeping the smallest total file is what it
 approximates): the lossy layer's file and its exact reconstruction x_l
 (`coding.rc.lossy`); the fixed-point residual network (`FixedPointResidual`) on x_l;
 the per-channel scale refinement tau (RC's tau, here an offset of each channel's
-ln-scale on the coding tables' grid of 1/16, searched on the estimated bits and sent in
-the header); then the pixels, R for every pixel, then G, then B, each channel a string
-coded with the Laplace tables exactly as lossless C3 codes its pixels
-(`coding.c3.lossless`, with the means x_l + d).
+ln-scale on the coding tables' grid of 1/16, searched on the bits and sent in the
+header); then the pixels, R for every pixel, then G, then B:
+- a logistic-mixture network (`mixtures` > 0, RC's): each value with its own integer
+  CDF (`coding.rc.mixture`), each channel in strings of `mixture.CHUNK` values;
+- a Laplace network (`mixtures` = 0): each channel one string coded with the Laplace
+  tables exactly as lossless C3 codes its pixels (`coding.c3.lossless`, with the means
+  x_l + d).
 
 The file is the project's container (docs/bitstream.md), codec id rc_hevc or rc_c3:
 
     header: height, width (u16 each) | quality (f32, for the record) | tau (3 x int8)
             | fingerprint of the residual network (4 bytes) | CRC-32 of the pixels (u32)
-    sections: the lossy file | R string | G string | B string
+    sections: the lossy file | R strings | G strings | B strings
+              (one string per channel with a Laplace network; ceil(H W / CHUNK) with a
+              mixture network)
 
 Decoding needs the run directory that encoded the file (the residual network's weights),
 as every amortised codec does: a file from another network is refused by its
@@ -39,6 +44,7 @@ from coding.c3 import lossless as pixel_coder
 from coding.c3.codec import pixels_crc
 from coding.container import Reader
 from coding.interface import Codec
+from coding.rc import mixture as mixture_coder
 from coding.rc.lossy import lossy_layer
 from common.errors import BitstreamError, CodecError
 from models.c3 import lossless as model_lossless
@@ -64,6 +70,7 @@ class FixedPointResidual:
 
     def __init__(self, model: residual.ResidualModel, jit: bool = False):
         self.num_blocks = model.num_blocks
+        self.mixtures = model.mixtures
         self.layers = []  # (kernel, accumulator bias, weight step, stride, transposed)
         for layer in model.layers_in_order():
             kernel = layer.kernel.numpy().astype(np.float64)
@@ -82,7 +89,10 @@ class FixedPointResidual:
                     transposed,
                 )
             )
-        digest = hashlib.sha256(f"rc {model.channels} {model.num_blocks}".encode())
+        name = f"rc {model.channels} {model.num_blocks}"
+        if model.mixtures:
+            name += f" logistic mixture {model.mixtures}"
+        digest = hashlib.sha256(name.encode())
         for weights, acc_bias, step, _, _ in self.layers:
             digest.update(weights.numpy().tobytes() + acc_bias.numpy().tobytes())
             digest.update(struct.pack(">d", step))
@@ -117,7 +127,7 @@ class FixedPointResidual:
         return self._conv(y, n + 2, False)[:, :h, :w]
 
     def __call__(self, x_l: np.ndarray) -> tf.Tensor:
-        """x_l uint8 (H, W, 3) -> outputs (H, W, 9), integers at scale 2^-12 (float64)."""
+        """x_l uint8 (H, W, 3) -> outputs (H, W, outputs), integers at 2^-12 (float64)."""
         with tf.device(fp.EXACT_DEVICE):
             return self._fn(tf.constant(x_l[None], tf.float64))[0]
 
@@ -146,6 +156,40 @@ def search_tau(outputs: tf.Tensor, x_l: np.ndarray, image: np.ndarray) -> tuple[
         costs.append(tf.reduce_sum(bits, axis=(0, 1)).numpy())
     best = np.argmin(np.stack(costs), axis=0) - TAU_RANGE
     return tuple(int(t) for t in best)
+
+
+TAU_SEARCH_VALUES = 1 << 16  # values per channel that the mixture's tau search scores
+
+
+def search_mixture_tau(outputs: np.ndarray, x_l: np.ndarray, residuals: np.ndarray,
+                       mixtures: int) -> tuple[int, int, int]:  # fmt: skip
+    """Per channel, the ln-scale offset (in TAU_UNITs) with the fewest coded bits on an
+    evenly strided subset of at most TAU_SEARCH_VALUES pixels: from 0, one step at a
+    time in the direction that saves bits, while it does (the bits are unimodal in tau
+    in practice: a scale too small or too large costs more the further it is off)."""
+    stride = max(1, len(x_l) // TAU_SEARCH_VALUES)
+    sub = (outputs[::stride], x_l[::stride], residuals[::stride])
+    best = []
+    for channel in range(3):
+
+        def cost(tau, c=channel):
+            return mixture_coder.channel_bits(*sub, c, mixtures, tau)
+
+        tau, bits = 0, cost(0)
+        for step in (1, -1):
+            while abs(tau + step) <= TAU_RANGE and (trial := cost(tau + step)) < bits:
+                tau, bits = tau + step, trial
+            if tau:
+                break
+        best.append(tau)
+    return tuple(best)
+
+
+def _flat_inputs(outputs: tf.Tensor, x_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed-point outputs (H, W, n) as int64 (H W, n) (exact: they are integers) and
+    x_l as int64 (H W, 3), in raster order."""
+    flat = outputs.numpy().reshape(-1, outputs.shape[-1]).astype(np.int64)
+    return flat, x_l.reshape(-1, 3).astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +225,7 @@ class RcCodec(Codec):
         self.model = model
         self.layer = layer or lossy_layer(self.name)
         self.network = FixedPointResidual(model, jit)
+        self.mixtures = model.mixtures
 
     def header(self, h: int, w: int, quality: float, tau, crc: int) -> bytes:
         return (
@@ -192,6 +237,16 @@ class RcCodec(Codec):
 
     def _residual(self, image: np.ndarray, x_l: np.ndarray):
         outputs = self.network(x_l)
+        if self.mixtures:
+            flat = _flat_inputs(outputs, x_l)
+            residuals = image.reshape(-1, 3).astype(np.int64) - flat[1]
+            tau = search_mixture_tau(*flat, residuals, self.mixtures)
+            strings = [
+                s
+                for c in range(3)
+                for s in mixture_coder.encode_channel(*flat, residuals, c, self.mixtures, tau[c])
+            ]
+            return tau, strings
         tau = search_tau(outputs, x_l, image)
         coded, means = coding_inputs(outputs, x_l, tau)
         return tau, pixel_coder.encode(coded, image, means)
@@ -243,14 +298,32 @@ class RcCodec(Codec):
                 f"{what}: encoded with another residual network; decode it with the run "
                 "directory that encoded it."
             )
-        if len(parsed.sections) != 4:
-            raise BitstreamError(f"{what}: {len(parsed.sections)} sections, not 4.")
+        per_channel = mixture_coder.num_chunks(h * w) if self.mixtures else 1
+        if len(parsed.sections) != 1 + 3 * per_channel:
+            raise BitstreamError(
+                f"{what}: {len(parsed.sections)} sections, not {1 + 3 * per_channel}."
+            )
         x_l = self.layer.decode(parsed.sections[0], (h, w), what)
-        coded, means = coding_inputs(self.network(x_l), x_l, tau)
-        image = pixel_coder.decode(coded, list(parsed.sections[1:]), (h, w), what, means)
+        if self.mixtures:
+            image = self._decode_mixture(parsed.sections[1:], x_l, tau, per_channel, what)
+        else:
+            coded, means = coding_inputs(self.network(x_l), x_l, tau)
+            image = pixel_coder.decode(coded, list(parsed.sections[1:]), (h, w), what, means)
         if pixels_crc(image) != crc:
             raise BitstreamError(f"{what}: the decoded pixels fail the file's CRC-32.")
         return RcDecoded(image, time.perf_counter() - start)
+
+    def _decode_mixture(self, sections, x_l: np.ndarray, tau, per_channel: int, what: str):
+        """The image from the mixture strings: R of every pixel, then G, then B."""
+        outputs, flat_x_l = _flat_inputs(self.network(x_l), x_l)
+        residuals = np.zeros_like(flat_x_l)
+        for c in range(3):
+            strings = list(sections[c * per_channel : (c + 1) * per_channel])
+            values = mixture_coder.decode_channel(
+                strings, outputs, flat_x_l, residuals, c, self.mixtures, tau[c], what
+            )
+            residuals[:, c] = values - flat_x_l[:, c]
+        return (flat_x_l + residuals).astype(np.uint8).reshape(x_l.shape)
 
     def decode(self, data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
         return self.decompress(data).image
