@@ -92,7 +92,7 @@ def speed(args) -> dict:
 
 
 def rd(args) -> dict:
-    from common.rundir import read_run_config
+    from common.rundir import read_run_config, training_record
     from pipelines.evaluate import evaluate_trained
 
     lmbdas = [float(v) for v in args.lmbdas.split(",")] if args.lmbdas else None
@@ -100,17 +100,7 @@ def rd(args) -> dict:
     rows = evaluate_trained(args.workdir, args.kodak, out_dir, lmbdas=lmbdas)
     with open(os.path.join(out_dir, "results.json")) as f:
         aggregate = json.load(f)
-    summary_path = os.path.join(args.workdir, "train_summary.json")
-    training = None
-    if os.path.isfile(summary_path):
-        with open(summary_path) as f:
-            training = json.load(f)
-        training.pop("loss_history", None)
-    info_path = os.path.join(args.workdir, "run_info.json")
-    if training is not None and os.path.isfile(info_path):
-        with open(info_path) as f:  # the training's command and commit
-            info = json.load(f)
-        training["run"] = {k: info.get(k) for k in ("argv", "git_revision", "started")}
+    training = training_record(args.workdir)
     config = read_run_config(args.workdir)  # the run itself was loaded by evaluate_trained
     return {
         "rate_by_lambda": rate_by_lambda(rows),

@@ -18,9 +18,10 @@
 3. With --rc-workdir RUN (repeatable): RC with the trained residual network of that run
    (train.py with configs/rc_hevc.py or rc_c3.py) codes the 24 images (`eval.py
    --workdir RUN`: each file written, decoded and compared with the original; rows in
-   OUT/<model>/results/; --rc-qualities: the lossy qualities searched, if not the run
-   config's). The run's training budget (steps, seconds per step, pairs) is
-   copied into the summary.
+   OUT/<model>_<distribution>/results/, e.g. rc_hevc_mixture5 or rc_hevc_laplace;
+   --rc-qualities: the lossy qualities searched, if not the run config's). The run's
+   training budget (steps, seconds per step, pairs) and command are copied into the
+   summary.
 
 `summary.json`: each codec's mean bpsp (file bits / (3 H W), mean over images), its
 distance from WebP lossless (the issue's bar) and from JPEG XL lossless at effort 9 (the
@@ -104,26 +105,27 @@ def crops(args, names: list[str]) -> dict:
 
 def rc_runs(args) -> tuple[dict, list]:
     """Part 3: each RC run on the Kodak images; (summary entries, lossless results)."""
-    import json
-
     import numpy as np
 
-    from common.rundir import read_run_config
+    from common.rundir import read_run_config, training_record
     from pipelines.evaluate import evaluate_trained
 
     entries, found = {}, []
     for workdir in args.rc_workdir:
-        name = read_run_config(workdir).model.name
+        model = read_run_config(workdir).model
+        # The distribution in the name: a Laplace and a mixture run compare side by side.
+        mixtures = model.get("mixtures", 0)
+        name = model.name + (f"_mixture{mixtures}" if mixtures else "_laplace")
         out = os.path.join(args.out, name)
         qualities = [float(q) for q in args.rc_qualities.split(",")] if args.rc_qualities else None
-        rows = evaluate_trained(workdir, args.kodak, out, lossy_qualities=qualities)
-        with open(os.path.join(workdir, "train_summary.json")) as f:
-            trained = json.load(f)
+        rows = evaluate_trained(workdir, args.kodak, out, name, lossy_qualities=qualities)
+        trained = training_record(workdir) or {}
         keep = ("steps", "seconds_per_step", "batch_size", "patch_size", "training_pairs",
-                "validation", "decoder_macs_per_pixel", "checkpoint")  # fmt: skip
+                "validation", "decoder_macs_per_pixel", "checkpoint", "run")  # fmt: skip
         qualities = [row["lossy_quality"] for row in rows]
         entries[name] = {
             "workdir": os.path.abspath(workdir),
+            "mixtures": mixtures,
             "training": {k: trained.get(k) for k in keep},
             "bpp_lossy": float(np.mean([row["bpp_lossy"] for row in rows])),
             "bpp_residual": float(np.mean([row["bpp_residual"] for row in rows])),

@@ -154,3 +154,21 @@ class RunFlags:
         if not workdir and self._root.value:
             workdir = os.path.join(self._root.value, work_unit_name(hid or 0, config.name, named))
         return config, workdir or default_workdir(config.name, hid, named)
+
+
+def training_record(workdir: str) -> dict | None:
+    """What a benchmark reports of the run that trained a model: its train_summary.json
+    (without the loss history) and, from run_info.json, the training's command and
+    commit; None if the run has no summary."""
+    path = os.path.join(workdir, "train_summary.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    record.pop("loss_history", None)
+    info_path = os.path.join(workdir, "run_info.json")
+    if os.path.isfile(info_path):
+        with open(info_path) as f:
+            info = json.load(f)
+        record["run"] = {k: info.get(k) for k in ("argv", "git_revision", "started")}
+    return record
