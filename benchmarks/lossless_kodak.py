@@ -3,7 +3,7 @@
   python benchmarks/lossless_kodak.py --kodak DIR [--jobs 2]
       [--codecs png,webp_lossless,jpeg2000_lossless,jxl_lossless_e7,jxl_lossless_e9]
       [--c3-images kodim23,kodim01] [--c3-full] [--c3-steps 2000] [--seed 0]
-      [--rc-workdir RUN ...] [--rc-qualities 12,16,20]
+      [--rc-workdir [NAME=]RUN ...] [--rc-qualities 12,16,20]
       [--out benchmarks/results/lossless_kodak]
 
 1. The 24 images with the classical lossless codecs (`bench.classical`; each file decoded
@@ -18,7 +18,8 @@
 3. With --rc-workdir RUN (repeatable): RC with the trained residual network of that run
    (train.py with configs/rc_hevc.py or rc_c3.py) codes the 24 images (`eval.py
    --workdir RUN`: each file written, decoded and compared with the original; rows in
-   OUT/<model>_<distribution>/results/, e.g. rc_hevc_mixture5 or rc_hevc_laplace;
+   OUT/<name>/results/, the name NAME= or <model>_<distribution> (rc_hevc_mixture5,
+   rc_hevc_laplace);
    --rc-qualities: the lossy qualities searched, if not the run config's). The run's
    training budget (steps, seconds per step, pairs) and command are copied into the
    summary.
@@ -111,11 +112,14 @@ def rc_runs(args) -> tuple[dict, list]:
     from pipelines.evaluate import evaluate_trained
 
     entries, found = {}, []
-    for workdir in args.rc_workdir:
+    for spec in args.rc_workdir:
+        label, _, workdir = spec.rpartition("=")
         model = read_run_config(workdir).model
         # The distribution in the name: a Laplace and a mixture run compare side by side.
         mixtures = model.get("mixtures", 0)
-        name = model.name + (f"_mixture{mixtures}" if mixtures else "_laplace")
+        name = label or model.name + (f"_mixture{mixtures}" if mixtures else "_laplace")
+        if name in entries:
+            raise SystemExit(f"two RC runs named {name}: label them, --rc-workdir NAME=RUN.")
         out = os.path.join(args.out, name)
         qualities = [float(q) for q in args.rc_qualities.split(",")] if args.rc_qualities else None
         rows = evaluate_trained(workdir, args.kodak, out, name, lossy_qualities=qualities)
@@ -146,7 +150,9 @@ def main() -> None:
     parser.add_argument("--c3-full", action="store_true", help="whole images, not crops")
     parser.add_argument("--c3-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rc-workdir", action="append", default=[], help="a trained RC run")
+    parser.add_argument(
+        "--rc-workdir", action="append", default=[], help="a trained RC run: RUN or NAME=RUN"
+    )
     parser.add_argument("--rc-qualities", default="", help="e.g. 12,16,20 (HEVC QPs)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/lossless_kodak"))
     args = parser.parse_args()
