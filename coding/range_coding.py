@@ -108,7 +108,8 @@ class Coder:
         self.exponent_row = self.num_rows
         self.bit_row = self.num_rows + 1
         tail = [[EXPONENT_PRECISION], EXPONENT_CDF, [1], BIT_CDF]
-        self.lookup = np.concatenate([lookup, *tail]).astype(np.int32)
+        self.lookup = np.concatenate([lookup, *(np.asarray(t, np.int32) for t in tail)])
+        self.lookup = self.lookup.astype(np.int32, copy=False)
         # The escape rows never escape: their "escape symbol" is out of reach.
         self.escape_symbols = np.concatenate(
             [np.asarray(escapes, np.int64), [2**31 - 1] * 2]
@@ -159,6 +160,16 @@ class Coder:
             self.exponent_row,
             self.bit_row,
         )
+
+    @classmethod
+    def from_lookup_rows(cls, rows: np.ndarray) -> "Coder":
+        """Rows already in tfc's lookup form, int32 (n, 1 + symbols + 1): precision, then
+        the CDF; not checked (for rows built correct by construction, one per coded
+        value, where `from_matrix`'s checks cost as much as building them)."""
+        rows = np.asarray(rows, np.int32)
+        coder = cls.__new__(cls)
+        coder._set_rows(rows.reshape(-1), np.full(rows.shape[0], rows.shape[1] - 3, np.int64))
+        return coder
 
     # Encoder.
 

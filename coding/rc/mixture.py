@@ -152,34 +152,47 @@ def _windows(mu: np.ndarray, ln_index: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return first, np.maximum(last, first - 1)
 
 
-def cdf_rows(mu: np.ndarray, ln_index: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The coder's CDFs, int64 (n, 258): c_0 .. c_257 of the module docstring.
+@functools.lru_cache(maxsize=1)
+def _outside_rows() -> np.ndarray:
+    """int32 (256, 255): row L holds c_1 .. c_255 of a row whose F is 0 up to edge L and
+    T above it, i + M [i > L]; a row's edges outside its window are those of row last."""
+    i = np.arange(1, NUM_VALUES, dtype=np.int32)
+    last = np.arange(NUM_VALUES, dtype=np.int32)[:, None]
+    return i + _MASS * (i > last).astype(np.int32)
+
+
+def lookup_rows(mu: np.ndarray, ln_index: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The coder's rows as tfc's lookup wants them, int32 (n, 259): the precision, then
+    c_0 .. c_257 of the module docstring.
 
     F is computed only inside each row's window (`_windows`); rows are grouped by the
     window's width, so that a narrow distribution costs a few edges, not 255."""
     n = mu.shape[0]
-    i = np.arange(1, NUM_VALUES, dtype=np.int64)
+    width = 3 + NUM_VALUES
+    out = np.empty((n, width), np.int32)
+    out[:, 0] = PRECISION
+    out[:, 1] = 0
+    out[:, -2] = NUM_VALUES + _MASS
+    out[:, -1] = 2**PRECISION
     first, last = _windows(mu, ln_index)
-    inner = i[None, :] + np.where(i[None, :] > last[:, None], _MASS, 0)
-    width = last - first + 1
+    out[:, 2:-2] = _outside_rows()[last]  # F = 0 below the window, T above it
+    span = last - first + 1
     bound = 0
-    for top in (8, 16, 32, 64, 128, NUM_VALUES - 1):
-        rows = np.nonzero((width > bound) & (width <= top))[0]
+    flat = out.reshape(-1)
+    for top in (8, 12, 16, 24, 32, 48, 64, 96, 128, NUM_VALUES - 1):
+        rows = np.nonzero((span > bound) & (span <= top))[0]
         bound = top
         if not rows.size:
             continue
         cols = np.minimum(first[rows, None] + np.arange(top), NUM_VALUES - 1)  # (m, top)
         values = cols + _edge_cdf(mu[rows], ln_index[rows], weights[rows], _edge(cols))
-        inner[rows[:, None], cols - 1] = values
-    return np.concatenate(
-        [
-            np.zeros((n, 1), np.int64),
-            inner,
-            np.full((n, 1), NUM_VALUES + _MASS, np.int64),
-            np.full((n, 1), 2**PRECISION, np.int64),
-        ],
-        axis=1,
-    )
+        flat[rows[:, None] * width + cols + 1] = values  # c_i sits in column i + 1
+    return out
+
+
+def cdf_rows(mu: np.ndarray, ln_index: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The coder's CDFs, int64 (n, 258): c_0 .. c_257 of the module docstring."""
+    return lookup_rows(mu, ln_index, weights)[:, 1:].astype(np.int64)
 
 
 def value_intervals(mu, ln_index, weights, values) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +265,8 @@ def decode_channel(strings: list[bytes], outputs, x_l, residuals, channel: int, 
         params = channel_parameters(outputs[part], x_l[part], residuals[part], channel,
                                     mixtures, tau)  # fmt: skip
         rows = np.arange(len(x_l[part]))
-        decoded = _coder(cdf_rows(*params)).decode(string, rows, what)
+        coder = Coder.from_lookup_rows(lookup_rows(*params))
+        decoded = coder.decode(string, rows, what)
         if decoded.size and (decoded.min() < 0 or decoded.max() >= NUM_VALUES):
             raise BitstreamError(f"{what}: a value outside [0, 255] (damaged file).")
         values.append(decoded)
