@@ -225,3 +225,19 @@ def test_the_golden_mixture_file_decodes_to_its_image(codec_tools):
         data = f.read()
     codec = rc_codec.RcCodec(golden_model(), tiny_config(mixtures=K))
     np.testing.assert_array_equal(codec.decode(data), noisy_image(24, 32, seed=9))
+
+
+def test_the_fused_training_loss_is_the_mixtures_bits():
+    """`fused_bits` (XLA, for training) gives the values and gradients of `bits`."""
+    out = tf.constant(
+        random_outputs(300, 12, 50.0, (-3.0, 4.0)).reshape(10, 30, 12 * K), tf.float32
+    )
+    x_l, x = (tf.constant(v.reshape(10, 30, 3), tf.float32) for v in pixels(300, 13))
+    results = []
+    for fn in (mixture.bits, mixture.fused_bits):
+        with tf.GradientTape() as tape:
+            tape.watch(out)
+            loss = tf.reduce_sum(fn(out, x_l, x, K))
+        results.append((loss.numpy(), tape.gradient(loss, out).numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-3, atol=1e-5)

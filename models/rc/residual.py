@@ -118,7 +118,7 @@ class ResidualModel(tf.keras.Model):
         """Mean bits per 8-bit value of x (B, H, W, 3) given x_l (the training loss)."""
         outputs = self(x_l)
         if self.mixtures:
-            return tf.reduce_mean(mixture.bits(outputs, x_l, x, self.mixtures))
+            return tf.reduce_mean(mixture.fused_bits(outputs, x_l, x, self.mixtures))
         return tf.reduce_mean(lossless.pixel_bits(absolute_outputs(outputs, x_l), x))
 
     def macs_per_pixel(self) -> float:
