@@ -70,7 +70,6 @@ class FixedPointResidual:
 
     def __init__(self, model: residual.ResidualModel, jit: bool = False):
         self.num_blocks = model.num_blocks
-        self.mixtures = model.mixtures
         self.layers = []  # (kernel, accumulator bias, weight step, stride, transposed)
         for layer in model.layers_in_order():
             kernel = layer.kernel.numpy().astype(np.float64)

@@ -220,20 +220,23 @@ def interval_rows(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.
     return rows, np.where(first, 0, 1)
 
 
-def _coder(rows: np.ndarray) -> Coder:
-    return Coder.from_matrix(rows, PRECISION)
+def _chunks(outputs, x_l, residuals, channel: int, mixtures: int, tau: int):
+    """(slice, channel_parameters) of each run of at most CHUNK values: one string each."""
+    for start in range(0, len(x_l), CHUNK):
+        part = slice(start, start + CHUNK)
+        params = channel_parameters(outputs[part], x_l[part], residuals[part], channel,
+                                    mixtures, tau)  # fmt: skip
+        yield part, params
 
 
 def encode_channel(outputs, x_l, residuals, channel: int, mixtures: int, tau: int) -> list[bytes]:
     """One channel's values (x = x_l + r), as strings of at most CHUNK values each."""
     values = x_l[:, channel] + residuals[:, channel]
     strings = []
-    for start in range(0, len(values), CHUNK):
-        part = slice(start, start + CHUNK)
-        params = channel_parameters(outputs[part], x_l[part], residuals[part], channel,
-                                    mixtures, tau)  # fmt: skip
+    for part, params in _chunks(outputs, x_l, residuals, channel, mixtures, tau):
         rows, symbols = interval_rows(*value_intervals(*params, values[part]))
-        strings.append(_coder(rows).encode(np.arange(len(rows)), symbols))
+        coder = Coder.from_matrix(rows, PRECISION)
+        strings.append(coder.encode(np.arange(len(rows)), symbols))
     return strings
 
 
@@ -242,10 +245,7 @@ def channel_bits(outputs, x_l, residuals, channel: int, mixtures: int, tau: int)
     coder's termination (exact interval widths, no coding)."""
     values = x_l[:, channel] + residuals[:, channel]
     total = 0.0
-    for start in range(0, len(values), CHUNK):
-        part = slice(start, start + CHUNK)
-        params = channel_parameters(outputs[part], x_l[part], residuals[part], channel,
-                                    mixtures, tau)  # fmt: skip
+    for part, params in _chunks(outputs, x_l, residuals, channel, mixtures, tau):
         lower, upper = value_intervals(*params, values[part])
         total += float(np.sum(PRECISION - np.log2((upper - lower).astype(np.float64))))
     return total
@@ -260,13 +260,10 @@ def decode_channel(strings: list[bytes], outputs, x_l, residuals, channel: int, 
         raise BitstreamError(f"{what}: {len(strings)} strings for channel {channel}, "
                              f"not {num_chunks(n)}.")  # fmt: skip
     values = []
-    for i, string in enumerate(strings):
-        part = slice(i * CHUNK, (i + 1) * CHUNK)
-        params = channel_parameters(outputs[part], x_l[part], residuals[part], channel,
-                                    mixtures, tau)  # fmt: skip
-        rows = np.arange(len(x_l[part]))
+    chunks = _chunks(outputs, x_l, residuals, channel, mixtures, tau)
+    for string, (part, params) in zip(strings, chunks, strict=True):
         coder = Coder.from_lookup_rows(lookup_rows(*params))
-        decoded = coder.decode(string, rows, what)
+        decoded = coder.decode(string, np.arange(len(x_l[part])), what)
         if decoded.size and (decoded.min() < 0 or decoded.max() >= NUM_VALUES):
             raise BitstreamError(f"{what}: a value outside [0, 255] (damaged file).")
         values.append(decoded)
