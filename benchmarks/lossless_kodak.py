@@ -3,6 +3,7 @@
   python benchmarks/lossless_kodak.py --kodak DIR [--jobs 2]
       [--codecs png,webp_lossless,jpeg2000_lossless,jxl_lossless_e7,jxl_lossless_e9]
       [--c3-images kodim23,kodim01] [--c3-full] [--c3-steps 2000] [--seed 0]
+      [--c3-set fit.rdoq=true ...]
       [--rc-workdir [NAME=]RUN ...] [--rc-qualities 12,16,20]
       [--out benchmarks/results/lossless_kodak]
 
@@ -13,7 +14,8 @@
    crops: a full 768x512 fit is ~8x the time), and the classical codecs on the same
    crops, like for like. Each C3 row is a file decoded and compared with the crop.
    With --c3-full, the same on the whole 768x512 images instead (about 6x the fit time
-   of a crop; the networks' bits spread over 6x the pixels).
+   of a crop; the networks' bits spread over 6x the pixels). --c3-set overrides fields
+   of the C3 config (e.g. fit.rdoq=true: RDOQ of the network integers on the total bits).
 
 3. With --rc-workdir RUN (repeatable): RC with the trained residual network of that run
    (train.py with configs/rc_hevc.py or rc_c3.py) codes the 24 images (`eval.py
@@ -63,11 +65,11 @@ def distances(bpsp: dict[str, float]) -> dict[str, dict]:
     return out
 
 
-def c3_on(image, name: str, steps: int, seed: int) -> dict:
+def c3_on(image, name: str, steps: int, seed: int, overrides=()) -> dict:
     """Lossless C3 fitted to one crop, its file decoded and checked: the results row."""
     from pipelines.per_image import C3Codec, c3_row
 
-    config = rd_small.make_config(os.path.join(ROOT, C3_CONFIG), [])
+    config = rd_small.make_config(os.path.join(ROOT, C3_CONFIG), list(overrides))
     config.seed = seed
     config.fit.num_noise_steps = steps - steps // 10
     config.fit.max_ste_steps = steps // 10
@@ -76,8 +78,8 @@ def c3_on(image, name: str, steps: int, seed: int) -> dict:
     keep = (
         "image", "bpp", "bpsp", "bpp_estimated", "bpp_latents", "bpp_networks", "bpp_header",
         "bpp_pixels", "bpp_pixels_coded", "encode_seconds", "decode_seconds", "iterations",
-        "restarts", "nan_recoveries", "rollbacks", "weight_step", "bias_step", "macs_per_pixel",
-        "config_hash",
+        "restarts", "nan_recoveries", "rollbacks", "weight_step", "bias_step", "arm_steps",
+        "pixel_steps", "seconds_quantization", "rdoq", "macs_per_pixel", "config_hash",
     )  # fmt: skip
     out = {k: row[k] for k in keep}
     out.update(seed=seed, bytes=len(encoding.encoded.data))
@@ -92,7 +94,7 @@ def crops(args, names: list[str]) -> dict:
         crop_name = image_name if args.c3_full else f"{image_name}_crop"
         image = rd_small.load_image(args.kodak, crop_name)
         entry = {n: classical.measure(n, image, "lossless", crop_name)["bpsp"] for n in names}
-        c3 = c3_on(image, crop_name, args.c3_steps, args.seed)
+        c3 = c3_on(image, crop_name, args.c3_steps, args.seed, args.c3_set)
         entry["c3_lossless"] = c3["bpsp"]
         table["images"][crop_name] = {"bpsp": entry, "c3_lossless_row": c3}
     codecs = [*names, "c3_lossless"]
@@ -150,6 +152,7 @@ def main() -> None:
     parser.add_argument("--c3-full", action="store_true", help="whole images, not crops")
     parser.add_argument("--c3-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--c3-set", nargs="*", default=[], help="C3 config overrides KEY=VALUE")
     parser.add_argument(
         "--rc-workdir", action="append", default=[], help="a trained RC run: RUN or NAME=RUN"
     )

@@ -5,8 +5,12 @@ discretised Laplace per 8-bit value (mean and scale) with R -> G -> B coupling o
 means (models/c3/lossless.py); the file holds the latents, the networks and the pixels
 range coded with those distributions, plus a CRC-32 of the original that the decoder
 checks. The loss is the total bits: lambda only scales it (1e-4 keeps it near the lossy
-recipe's magnitude, so its learning rates and clipping apply). RDOQ scores the lossy
-loss and is off. Gradients are clipped as Cool-chic 5 clips them, the networks' alone
+recipe's magnitude, so its learning rates and clipping apply). The network steps are
+searched per module (`fit.per_module_steps`): the context model, the synthesis and the
+pixel context each get a pair. RDOQ (`fit.rdoq`) refines the network integers on the
+total bits too, but is off: on the 256x256 kodim23 crop it took longer than the fit
+itself for a 0.5 % smaller file (docs/c3.md). Gradients are clipped as Cool-chic 5
+clips them, the networks' alone
 (`fit.grad_clip_latents = False`): with C3's clipping of all gradients together, the
 latents' (large where a narrow prediction misses) set the networks' step, and fits on a
 256x256 crop lost ground again and again (pixel bits up 10-100 % within 100 steps, at lr
@@ -48,6 +52,9 @@ def get_config():
     config.fit.grad_clip_latents = False
     config.fit.keep_best_every = 100
     config.fit.rollback_tolerance = 0.25
+    # Cool-chic 5's per-module network steps, and the pixel context its own pair: it
+    # needs 8-16x finer steps than the synthesis, which one shared pair imposed on both.
+    config.fit.per_module_steps = True
     return config
 
 

@@ -349,6 +349,7 @@ def c3_row(
             lossless=True,
             bpp_pixels=fit.bits_pixels / pixels,
             bpp_pixels_coded=encoded.bits_pixels / pixels,
+            pixel_steps=list(fit.pixel_steps) if fit.pixel_steps else None,
         )
     return results.row_from_file(
         image=name,

@@ -1,5 +1,6 @@
 """Lossless C3: files that decode to exactly the original, everywhere, or fail clearly."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -8,17 +9,18 @@ import tensorflow as tf
 
 from coding import fixed_point as fp
 from coding import laplace_tables as lt
+from coding import weights
 from coding.c3 import codec as c3_codec
 from coding.c3 import lossless as coder
 from coding.c3.networks import C3Architecture, IntegerC3, prepare_parameters
 from coding.container import Container, parse
-from common.errors import BitstreamError, FitError
+from common.errors import BitstreamError
 from common.images import encode_png, to_float
 from configs import c3_kodak
 from models import registry
 from models.c3 import lossless as model_lossless
 from models.c3.context import wavefront_slope
-from models.c3.fit import C3Fitter
+from models.c3.rdoq import NetworkRDOQ
 from pipelines.per_image import make_fitter
 from tests.helpers import (
     ROOT,
@@ -226,12 +228,30 @@ def test_flat_bits_are_those_of_one_laplace_per_channel():
     assert bits > model_lossless.flat_bits_per_pixel(np.zeros((4, 4, 3), np.float32))
 
 
-def test_rdoq_is_refused_for_lossless_models():
-    model = registry.build_model(lossless_model_config(), height=16, width=16)
-    fit_config = tiny_fit_config(4, 1)
-    fit_config.rdoq = True
-    with pytest.raises(FitError, match="fit.rdoq is for lossy models"):
-        C3Fitter(model, fit_config, code_costs=lambda q: np.zeros(1))
+@pytest.mark.parametrize("fitted", [12], indirect=True, ids=["pixel_context"])
+def test_rdoq_refines_a_lossless_model_on_its_total_bits(fitted):
+    """RDOQ on lossless C3 scores lmbda x (pixel + latent + network bits) / pixels, visits
+    the pixel context too, lowers that loss, and the file still decodes exactly."""
+    image, model, fit, encoded, _ = fitted
+    parameters = [v.numpy() for v in model.network_variables]
+    integers = model.network_integers(*fit.steps)
+    rdoq = NetworkRDOQ(model, to_float(image), 1e-4, weights.code_costs, max_delta=3)
+    refined, report = rdoq(integers, fit.steps)
+    total = fit.bits_pixels + fit.bits_latents + report.network_bits_before
+    assert report.loss_before == pytest.approx(1e-4 * total / image[..., 0].size, rel=1e-4)
+    assert report.loss_after < report.loss_before and report.changed > 0
+    pixel = {id(v) for v in model.pixel_context.trainable_variables}
+    moved = [
+        id(v) in pixel
+        for v, a, b in zip(model.network_variables, integers, refined, strict=True)
+        if not np.array_equal(a, b)
+    ]
+    assert any(moved) and not all(moved)  # the pixel context and other modules
+    own = c3_codec.encode(model, *fit.steps, image=image)  # at the refined integers
+    np.testing.assert_array_equal(c3_codec.decode(own.data).image, image)
+    assert own.bits_pixels != encoded.bits_pixels
+    for v, value in zip(model.network_variables, parameters, strict=True):
+        v.assign(value)  # the module's fitted model, as the fixture left it
 
 
 def test_the_lossless_config_encodes_through_the_cli(tmp_path):
@@ -306,6 +326,55 @@ def test_the_fixed_point_pixel_context_matches_the_float_one():
     assert np.abs(expected.numpy() - outputs).max() > 0.1  # the context did something
 
 
+@pytest.mark.parametrize("fitted", [12], indirect=True, ids=["pixel_context"])
+def test_the_pixel_context_has_steps_of_its_own_and_the_decoder_uses_them(fitted):
+    """A file whose pixel context is sent at a 4x finer step than the synthesis (the
+    same parameters, 4x the integers) decodes to the original (a decoder that took the
+    synthesis's step would predict other distributions and fail its CRC), with the same
+    coded pixels; the steps travel in the header (second flags byte, bit 4)."""
+    image, model, fit, encoded, _ = fitted
+    pixel_steps = (fit.steps[4] or fit.steps[:2])[0] / 4, (fit.steps[4] or fit.steps[:2])[1] / 4
+    own = c3_codec.encode(model, *fit.steps[:4], pixel_steps, image=image)
+    decoded = c3_codec.decode(own.data)
+    np.testing.assert_array_equal(decoded.image, image)
+    assert decoded.arch.separate_pixel_steps
+    assert decoded.arch.pixel_bits == tuple(fp.step_bits(s, "") for s in pixel_steps)
+    assert own.bits_pixels == encoded.bits_pixels  # the same distributions
+    assert own.bits_networks > encoded.bits_networks  # two more bits per integer
+
+
+@pytest.mark.parametrize("fitted", [12], indirect=True, ids=["pixel_context"])
+def test_the_network_search_gives_the_pixel_context_its_own_pair(fitted):
+    """`fit.per_module_steps` on lossless C3: the context model's, the synthesis's and the
+    pixel context's pairs are searched in turn, each search from the best so far, so the
+    loss is at most that of one shared pair."""
+    image, model, fit, _, _ = fitted
+    fit_config = tiny_fit_config(0, 0)
+    fit_config.rdoq = False
+    fit_config.weight_steps = fit_config.bias_steps = tuple(2.0**-b for b in range(5, 15, 2))
+    parameters = [v.numpy() for v in model.trainable_variables]  # the fitted model
+    fitter = make_fitter(model, fit_config)
+    fitter.reset(to_float(image), 1e-4)  # initialises the model: the fitted one back
+    for v, value in zip(model.trainable_variables, parameters, strict=True):
+        v.assign(value)
+    shared = fitter.quantize_networks()
+    for v, value in zip(model.trainable_variables, parameters, strict=True):
+        v.assign(value)
+    searched = []
+    search = fitter._search
+    fitter._search = lambda what, *args: searched.append(what) or search(what, *args)
+    fit_config.per_module_steps = True
+    own = fitter.quantize_networks()
+    assert searched == ["step pair", "context model pair", "synthesis pair", "pixel context pair"]
+    assert own.loss <= shared.loss
+    if own.pixel_steps is not None:
+        assert own.pixel_steps != own.steps[:2]
+    encoded = c3_codec.encode(model, *own.steps, image=image)
+    np.testing.assert_array_equal(c3_codec.decode(encoded.data).image, image)
+    for v, value in zip(model.trainable_variables, parameters, strict=True):
+        v.assign(value)  # the module's fitted model, as the fixture left it
+
+
 def test_pixel_context_header_fields_round_trip_and_are_checked():
     config = registry.build_model(lossless_model_config(12), height=16, width=24).get_config()
     arch = C3Architecture.from_model_config(config, 2.0**-8, 2.0**-10)
@@ -316,6 +385,16 @@ def test_pixel_context_header_fields_round_trip_and_are_checked():
     # No neighbours with the flag set: refused.
     with pytest.raises(BitstreamError, match="pixel context"):
         C3Architecture.from_bytes(header[:-4] + bytes([0, 2, 8, 8]))
+    # The pixel context's own steps: two bytes after its shape, behind flag bit 4.
+    arch = C3Architecture.from_model_config(
+        config, 2.0**-8, 2.0**-10, None, None, (2.0**-11, 2.0**-12)
+    )
+    header = arch.to_bytes()
+    assert C3Architecture.from_bytes(header) == arch and arch.pixel_bits == (11, 12)
+    assert header.endswith(bytes([12, 2, 8, 8, 11, 12]))
+    without = dataclasses.replace(arch, pixel_neighbours=0, pixel_hidden=())
+    with pytest.raises(BitstreamError, match="pixel context steps"):
+        C3Architecture.from_bytes(without.to_bytes())  # the flag without the pixel context
     # A pixel context on a lossy model: refused by the model and by the format.
     lossy = lossless_model_config(12)
     lossy.output = "image"

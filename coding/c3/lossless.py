@@ -204,7 +204,7 @@ class PixelCoder:
         counts = tf.constant(self.schedule.phase_counts[0])
         index_of = tf.constant(self.index_of)
         width = int(self.schedule.phase_waves[0].shape[1])
-        shapes = self.arch.network_shapes() + [(), ()]  # + the two weight steps
+        shapes = self.arch.parameter_shapes()
         signature = [
             tf.TensorSpec([3], tf.string),
             tf.TensorSpec([None, model_lossless.NUM_OUTPUTS], tf.float64),

@@ -48,8 +48,14 @@ _NO_STEPS = dict(
     separate_arm_steps=False,
     arm_weight_bits=0,
     arm_bias_bits=0,
+    separate_pixel_steps=False,
+    pixel_weight_bits=0,
+    pixel_bias_bits=0,
 )
 _SIZE_AND_STEPS = ("height", "width", *_NO_STEPS)
+# The weight steps that follow the parameters (`prepare_parameters`): the synthesis's,
+# the context model's and the pixel context's.
+NUM_WEIGHT_STEPS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,12 +118,24 @@ class C3Architecture:
     # per-pixel layers after the synthesis's, at the synthesis's steps.
     pixel_neighbours: int = 0
     pixel_hidden: tuple[int, ...] = ()
+    # The pixel context's own weight and bias steps (second flags byte, bit 4, then two
+    # bytes after the pixel context's shape); without the flag it has the synthesis's.
+    separate_pixel_steps: bool = False
+    pixel_weight_bits: int = 0
+    pixel_bias_bits: int = 0
 
     @property
     def arm_bits(self) -> tuple[int, int]:
         """The context model's (weight bits, bias bits)."""
         if self.separate_arm_steps:
             return self.arm_weight_bits, self.arm_bias_bits
+        return self.weight_bits, self.bias_bits
+
+    @property
+    def pixel_bits(self) -> tuple[int, int]:
+        """Lossless C3's pixel context's (weight bits, bias bits)."""
+        if self.separate_pixel_steps:
+            return self.pixel_weight_bits, self.pixel_bias_bits
         return self.weight_bits, self.bias_bits
 
     @classmethod
@@ -128,13 +146,16 @@ class C3Architecture:
         bias_step: float,
         upsampling_step=None,
         arm_steps: tuple[float, float] | None = None,
+        pixel_steps: tuple[float, float] | None = None,
     ):
         """From `C3Model.get_config()` and the network quantisation steps (the learned
         upsampling's step is the weight step when None; `arm_steps`, the context model's
-        (weight, bias) steps, are the synthesis's when None)."""
+        (weight, bias) steps, and `pixel_steps`, lossless C3's pixel context's, are the
+        synthesis's when None)."""
         learned = config.get("upsampling", "bilinear") == "learned"
         upsampling_step = weight_step if upsampling_step is None else upsampling_step
         arm = arm_steps is not None
+        pixel = pixel_steps is not None
         arch = cls(
             height=int(config["height"]),
             width=int(config["width"]),
@@ -174,6 +195,11 @@ class C3Architecture:
                 if config.get("pixel_neighbours")
                 else ()
             ),
+            separate_pixel_steps=pixel,
+            pixel_weight_bits=fp.step_bits(pixel_steps[0], "pixel context weight step")
+            if pixel
+            else 0,
+            pixel_bias_bits=fp.step_bits(pixel_steps[1], "pixel context bias step") if pixel else 0,
         )
         problem = arch.problem()
         if problem:
@@ -226,6 +252,15 @@ class C3Architecture:
             (bool(self.pixel_neighbours) or not self.pixel_hidden, "pixel context"),
             (len(self.pixel_hidden) <= MAX_LAYERS, "pixel context depth"),
             (all(1 <= w <= 255 for w in self.pixel_hidden), "pixel context widths"),
+            (0 <= self.pixel_weight_bits <= MAX_STEP_BITS, "pixel context weight step"),
+            (0 <= self.pixel_bias_bits <= MAX_STEP_BITS, "pixel context bias step"),
+            (
+                bool(self.pixel_neighbours)
+                if self.separate_pixel_steps
+                else self.pixel_weight_bits == self.pixel_bias_bits == 0,
+                "pixel context steps",
+            ),
+            (fp.ACTIVATION_BITS + self.pixel_bits[0] >= self.pixel_bits[1], "bias step too fine"),
         ]
         for ok, what in checks:
             if not ok:
@@ -267,6 +302,7 @@ class C3Architecture:
         flags2 |= int(self.pipelined_order) << 1
         flags2 |= int(self.lossless) << 2
         flags2 |= int(self.pixel_neighbours > 0) << 3
+        flags2 |= int(self.separate_pixel_steps) << 4
         flags |= int(flags2 > 0) << 7
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
@@ -289,6 +325,8 @@ class C3Architecture:
             out += bytes([self.context_neighbours, int(self.arm_residual)])
         if flags2 & 8:
             out += bytes([self.pixel_neighbours, len(self.pixel_hidden), *self.pixel_hidden])
+        if flags2 & 16:
+            out += bytes([self.pixel_weight_bits, self.pixel_bias_bits])
         return bytes(out)
 
     @classmethod
@@ -367,8 +405,13 @@ class C3Architecture:
             pixel_hidden = tuple(r.take(r.u8("pixel context depth"), "pixel context widths"))
             if pixel_neighbours == 0:
                 raise BitstreamError(f"{what}: invalid pixel context in the C3 header.")
+        pixel_bits = (0, 0)
+        if flags2 & 16:
+            if not flags2 & 8:
+                raise BitstreamError(f"{what}: pixel context steps without a pixel context.")
+            pixel_bits = (r.u8("pixel context weight step"), r.u8("pixel context bias step"))
         r.expect_end()
-        if flags2 > 15 or (flags & 128 and flags2 == 0):
+        if flags2 > 31 or (flags & 128 and flags2 == 0):
             raise BitstreamError(f"{what}: unknown flags {flags2:#x} in the C3 header (byte 2).")
         bad_arm = flags2 & 1 and (arm_shape == (0, 0) or arm_shape[1] > 1)
         if bad_arm or (flags & 64 and inter_grid[1] == 0):
@@ -404,6 +447,9 @@ class C3Architecture:
             bool(flags2 & 4),
             pixel_neighbours,
             pixel_hidden,
+            separate_pixel_steps=bool(flags2 & 16),
+            pixel_weight_bits=pixel_bits[0],
+            pixel_bias_bits=pixel_bits[1],
         )
 
     @property
@@ -477,6 +523,11 @@ class C3Architecture:
         if self.learned_upsampling:  # half filters per level: transposed, pre-concatenation
             shapes += [(self.num_grids - 1, 4)] * 2
         return shapes
+
+    def parameter_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of what `prepare_parameters` returns: `network_shapes()`, then the
+        weight steps of the synthesis, the context model and the pixel context."""
+        return self.network_shapes() + [()] * NUM_WEIGHT_STEPS
 
 
 def integer_bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -571,9 +622,9 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
     """Checks the quantised parameters and converts them for `IntegerC3` (float64).
 
     Returns kernels and accumulator biases in `network_shapes()` order, the learned
-    upsampling's taps if any, then the synthesis's and the context model's weight steps
-    (2^-weight_bits) as scalars. Raises ValueError when they do not fit the architecture
-    or the format's range.
+    upsampling's taps if any, then the weight steps (2^-weight_bits) of the synthesis,
+    the context model and the pixel context, as scalars. Raises ValueError when they do
+    not fit the architecture or the format's range.
     """
     if [tuple(np.shape(q)) for q in integers] != arch.network_shapes():
         raise ValueError("network parameters do not match the architecture")
@@ -583,17 +634,26 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
         if max(np.abs(t).max(initial=0) for t in taps) > fp.WEIGHT_LIMIT:
             raise ValueError("upsampling taps beyond the format's range")
         taps = [np.ldexp(t.astype(np.float64), -arch.upsampling_bits) for t in taps]
-    num_synthesis = 2 * arch.num_synthesis_layers
-    synthesis_bits = (arch.weight_bits, arch.bias_bits)
     parameters = []
     for i in range(0, len(integers), 2):
-        weight_bits, bias_bits = synthesis_bits if i < num_synthesis else arch.arm_bits
+        weight_bits, bias_bits = layer_bits(arch, i // 2)
         kernel, bias = fp.layer_parameters(
             integers[i], integers[i + 1], weight_bits, bias_bits, f"layer {i // 2}"
         )
         parameters += [kernel, bias]
-    steps = [np.float64(np.ldexp(1.0, -b)) for b in (arch.weight_bits, arch.arm_bits[0])]
-    return parameters + taps + steps
+    weight_bits = (arch.weight_bits, arch.arm_bits[0], arch.pixel_bits[0])
+    return parameters + taps + [np.float64(np.ldexp(1.0, -b)) for b in weight_bits]
+
+
+def layer_bits(arch: C3Architecture, layer: int) -> tuple[int, int]:
+    """The (weight bits, bias bits) of a layer in `network_shapes()` order: the
+    synthesis's (its pixel context's own, if sent), then the context model's."""
+    num_synthesis = arch.num_synthesis_layers
+    if layer >= num_synthesis:
+        return arch.arm_bits
+    if layer >= num_synthesis - arch.num_pixel_layers:
+        return arch.pixel_bits
+    return arch.weight_bits, arch.bias_bits
 
 
 def compiled_key(arch: C3Architecture) -> C3Architecture:
@@ -639,16 +699,22 @@ class IntegerC3:
     def __init__(self, arch: C3Architecture, parameters):
         self.arch = arch
         self.gelu_table = tf.constant(fp.gelu_lookup_table(arch.gelu_approximate))
-        weight_step, arm_weight_step = parameters[-2], parameters[-1]
-        layer_parameters = parameters[:-2]
+        layer_parameters = parameters[:-NUM_WEIGHT_STEPS]
+        weight_steps = dict(
+            zip(("synthesis", "arm", "pixel"), parameters[-NUM_WEIGHT_STEPS:], strict=True)
+        )
         if arch.learned_upsampling:
-            self.transposed, self.prefilter = parameters[-4], parameters[-3]
-            layer_parameters = parameters[:-4]
+            self.transposed, self.prefilter = layer_parameters[-2:]
+            layer_parameters = layer_parameters[:-2]
         num_mlp = len(arch.synthesis_hidden) + 1
         num_res = arch.num_residual_layers
         num_synthesis = arch.num_synthesis_layers
+        num_pixel = arch.num_pixel_layers
+        module = ["synthesis"] * (num_synthesis - num_pixel) + ["pixel"] * num_pixel
         layers = [
-            fp.FixedPointLayer(kernel, bias, weight_step if i < num_synthesis else arm_weight_step)
+            fp.FixedPointLayer(
+                kernel, bias, weight_steps[module[i] if i < num_synthesis else "arm"]
+            )
             for i, (kernel, bias) in enumerate(
                 zip(layer_parameters[0::2], layer_parameters[1::2], strict=True)
             )

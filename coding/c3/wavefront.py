@@ -314,7 +314,7 @@ class LatentCoder:
         half_widths = tf.constant(self.tables.half_widths)
         limit = fp.SYMBOL_LIMIT
         schedule = self.schedule
-        shapes = self.arch.network_shapes() + [(), ()]  # + the two weight steps
+        shapes = self.arch.parameter_shapes()
         num_parameters = len(shapes)
         splits = [int(np.prod(shape)) for shape in shapes]
 

@@ -83,10 +83,14 @@ def warmup_extra_steps(config) -> int:
 
 def describe_steps(steps: tuple) -> str:
     """`QuantizedNetworks.steps` for a log line."""
-    weight, bias, upsampling, arm = steps
+    weight, bias, upsampling, arm, pixel = (*steps, None)[:5]
     text = f"weight {weight:g}, bias {bias:g}"
+    if arm is not None or pixel is not None:
+        text += " (synthesis)"
     if arm is not None:
-        text += f" (synthesis); context model weight {arm[0]:g}, bias {arm[1]:g}"
+        text += f"; context model weight {arm[0]:g}, bias {arm[1]:g}"
+    if pixel is not None:
+        text += f"; pixel context weight {pixel[0]:g}, bias {pixel[1]:g}"
     return text + (f"; upsampling {upsampling:g}" if upsampling is not None else "")
 
 
@@ -120,6 +124,7 @@ class QuantizedNetworks:
     bias_step: float
     upsampling_step: float | None  # of the learned upsampling's taps; None: bilinear
     arm_steps: tuple[float, float] | None  # the context model's own pair; None: shared
+    pixel_steps: tuple[float, float] | None  # lossless C3's pixel context's; None: shared
     bits_latents: float
     bits_networks: float
     bits_per_grid: list[float]
@@ -133,7 +138,13 @@ class QuantizedNetworks:
     @property
     def steps(self) -> tuple:
         """What `C3Model.network_steps` and `coding.c3.codec.encode` take."""
-        return (self.weight_step, self.bias_step, self.upsampling_step, self.arm_steps)
+        return (
+            self.weight_step,
+            self.bias_step,
+            self.upsampling_step,
+            self.arm_steps,
+            self.pixel_steps,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +190,6 @@ class C3Fitter(tf.Module):
         self.model = model
         self.config = config
         self._validate_config(config)
-        if model.lossless and config.rdoq:
-            raise FitError("fit.rdoq is for lossy models; set fit.rdoq = False for lossless C3.")
         if code_costs is None and (config.network_rate == "file" or config.rdoq):
             raise FitError(
                 'fit.network_rate = "file" and fit.rdoq need the coder\'s code_costs '
@@ -877,6 +886,7 @@ class C3Fitter(tf.Module):
             bias_step=steps[1],
             upsampling_step=steps[2],
             arm_steps=steps[3],
+            pixel_steps=steps[4],
             bits_latents=bits,
             bits_networks=bits_networks,
             bits_per_grid=[float(b) for b in bits_per_grid.numpy()],
@@ -952,10 +962,12 @@ class C3Fitter(tf.Module):
         """Grid search over one (weight step, bias step) pair for all networks (C3);
         with `fit.per_module_steps` (Cool-chic 5, nnquant/quantizemodel.py), then a pair
         for the context model with the synthesis at the shared pair, and a pair for the
-        synthesis with the context model at its own; with learned upsampling, then the
-        taps' own step (`fit.upsampling_steps`; held at the middle one before). Greedy:
-        each search starts from the best so far, so it can only lower the RD loss.
-        Leaves the best networks in place."""
+        synthesis with the context model at its own; lossless C3's pixel context is held
+        at the shared pair during the synthesis's search and then gets a pair of its own
+        (it needs steps 8-16x finer than the synthesis: docs/c3.md); with learned
+        upsampling, then the taps' own step (`fit.upsampling_steps`; held at the middle
+        one before). Greedy: each search starts from the best so far, so it can only
+        lower the RD loss. Leaves the best networks in place."""
         c = self.config
         self.rdoq_report = None
         float_params = [v.numpy() for v in self.model.network_variables]
@@ -963,23 +975,33 @@ class C3Fitter(tf.Module):
         upsampling_steps = tuple(c.upsampling_steps) if learned else (None,)
         held = upsampling_steps[len(upsampling_steps) // 2]
         pairs = list(itertools.product(c.weight_steps, c.bias_steps))
-        best = self._search("step pair", [(w, b, held, None) for w, b in pairs], float_params)
+        candidates = [(w, b, held, None, None) for w, b in pairs]
+        best = self._search("step pair", candidates, float_params)
         if best is None:
             raise FitError("Every network quantisation step gave a non-finite loss.")
         if c.per_module_steps:
             shared = best[0].steps[:2]
-            arm_candidates = [(*shared, held, p) for p in pairs if p != shared]
+            arm_candidates = [(*shared, held, p, None) for p in pairs if p != shared]
             best = self._search("context model pair", arm_candidates, float_params, best)
             arm = best[0].arm_steps or shared
-            synthesis = [(*p, held, arm) for p in pairs if p != best[0].steps[:2]]
+            pixel = shared if self.model.pixel_context is not None else None
+            synthesis = [(*p, held, arm, pixel) for p in pairs if p != best[0].steps[:2]]
             best = self._search("synthesis pair", synthesis, float_params, best)
+            if pixel is not None:
+                steps = best[0].steps
+                current = steps[4] or steps[:2]
+                others = [(*steps[:4], p) for p in pairs if p != current]
+                best = self._search("pixel context pair", others, float_params, best)
         if learned:  # the held step was measured in the searches above
             steps = best[0].steps
-            others = [(*steps[:2], s, steps[3]) for s in upsampling_steps if s != held]
+            others = [(*steps[:2], s, *steps[3:]) for s in upsampling_steps if s != held]
             best = self._search("upsampling step", others, float_params, best)
         quantized, integers = best
-        if quantized.arm_steps == quantized.steps[:2]:  # one pair: no header bytes for it
+        # A module at the synthesis's pair needs no header bytes of its own.
+        if quantized.arm_steps == quantized.steps[:2]:
             quantized = dataclasses.replace(quantized, arm_steps=None)
+        if quantized.pixel_steps == quantized.steps[:2]:
+            quantized = dataclasses.replace(quantized, pixel_steps=None)
         if c.rdoq:
             quantized, integers = self._rdoq(quantized, integers, float_params)
         self.model.set_network_integers(integers, *quantized.steps)

@@ -262,7 +262,7 @@ class C3Model(tf.keras.Model):
 
     # Network quantisation (C3 Sec. 3: one (weight step, bias step) pair for all
     # networks; Cool-chic 5: a pair per module). `steps` below are what
-    # `network_steps` takes: (weight, bias[, upsampling[, arm_steps]]).
+    # `network_steps` takes: (weight, bias[, upsampling[, arm_steps[, pixel_steps]]]).
 
     def network_steps(
         self,
@@ -270,17 +270,22 @@ class C3Model(tf.keras.Model):
         bias_step: float,
         upsampling_step=None,
         arm_steps: tuple[float, float] | None = None,
+        pixel_steps: tuple[float, float] | None = None,
     ):
         """The quantisation step of each of `network_variables`: kernels the weight
         step, biases the bias step, learned-upsampling taps their own step (the weight
         step when None), the context model's kernels and biases `arm_steps` (weight,
-        bias) when given."""
+        bias) when given, lossless C3's pixel context's `pixel_steps` when given."""
         taps = {id(v) for v in self.upsampling.trainable_variables}
-        arm = {id(v) for v in self.context_model.trainable_variables} if arm_steps else set()
+        own = {}
+        if arm_steps:
+            own.update((id(v), arm_steps) for v in self.context_model.trainable_variables)
+        if pixel_steps and self.pixel_context is not None:
+            own.update((id(v), pixel_steps) for v in self.pixel_context.trainable_variables)
         upsampling_step = weight_step if upsampling_step is None else upsampling_step
         steps = []
         for v in self.network_variables:
-            weight, bias = arm_steps if id(v) in arm else (weight_step, bias_step)
+            weight, bias = own.get(id(v), (weight_step, bias_step))
             steps.append(upsampling_step if id(v) in taps else weight if len(v.shape) > 1 else bias)
         return steps
 

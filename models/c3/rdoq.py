@@ -14,7 +14,10 @@ network bits) / pixels, with the network bits those of the code the file writes 
 each tensor (exact), and only the part a module can change is recomputed:
 the latent bits for the context model (the reconstruction does not depend on it), the
 MSE for the synthesis (its input, the upsampled latents, is computed once), the whole
-loss for the upsampling taps. Sums are taken in float64 so that a change of a fraction
+loss for the upsampling taps. For lossless C3 the MSE's place is taken by lmbda x the
+pixels' bits / pixels (the loss is then lmbda x all the file's bits / pixels), and its
+pixel context is a module of its own, after the synthesis (its input, the synthesis's
+outputs, computed once). Sums are taken in float64 so that a change of a fraction
 of a bit is not lost in float32 rounding.
 
 Workflow:
@@ -33,6 +36,7 @@ import tensorflow as tf
 from absl import logging
 
 from common.progress import Progress
+from models.c3 import lossless as lossless_pixels
 from models.c3 import rate
 from models.c3.context import unflatten_grids
 from models.c3.model import MAX_NETWORK_INTEGER, C3Model
@@ -98,13 +102,15 @@ class NetworkRDOQ:
             lambda v: self.code_costs(np.array([v], np.int64))
         )
         self._pixels = float(model.num_pixels)
+        # Lossless C3 codes the image's 8-bit values (`models.c3.lossless`).
+        self._levels = tf.round(self.target * 255.0) if model.lossless else None
         self._symbols = model.quantized_symbols("round")
         self._grids = unflatten_grids(self._symbols * model.q_step, model.grid_shapes)
         # Traced once: a concrete function skips tf.function's per-call dispatch, which
         # costs as much as the context model itself on a small image.
         self._latent_bits = tf.function(self._latent_bits_fn).get_concrete_function()
         self._full = tf.function(self._full_fn).get_concrete_function()
-        self._synthesis_mse = None  # traced when the synthesis is reached
+        self._module_scores = {}  # traced when a module is reached, in each pass
 
     # Scores, each with float64 sums.
 
@@ -118,22 +124,43 @@ class NetworkRDOQ:
         error = tf.cast(levels, tf.float64) / 255.0 - tf.cast(self.target, tf.float64)
         return tf.reduce_mean(tf.square(error))
 
+    def _pixel_term(self, outputs):
+        """Lossless C3: lmbda x the bits of the image's values under the synthesis's
+        `outputs` (after the pixel context, if any) / pixels."""
+        if self.model.pixel_context is not None:
+            outputs = self.model.pixel_context(outputs, self._levels)
+        bits = lossless_pixels.pixel_bits(outputs, self._levels)
+        return self.lmbda * tf.reduce_sum(tf.cast(bits, tf.float64)) / self._pixels
+
+    def _distortion(self, outputs):
+        """The loss's first term from the synthesis's outputs: the 8-bit MSE, or
+        lossless C3's pixel term."""
+        return self._pixel_term(outputs) if self._levels is not None else self._mse_8bit(outputs)
+
     def _full_fn(self):
+        if self._levels is not None:
+            return self._distortion(self.model.reconstruct(self._grids)), self._latent_bits_fn()
         out = self.model(self.target, "round")
         bits = tf.reduce_sum(tf.cast(out["bits_per_grid"], tf.float64))
         return self._mse_8bit(out["reconstruction"]), bits
 
     def _scorer(self, module: str) -> Callable[[float, float], tuple[float, float]]:
-        """(mse, latent bits) -> the same after a change in `module`: only what the
-        module changes is recomputed."""
+        """(distortion, latent bits) -> the same after a change in `module`: only what
+        the module changes is recomputed."""
         if module == "context_model":  # the reconstruction does not depend on it
             return lambda mse, bits: (mse, float(self._latent_bits()))
-        if module == "synthesis":  # nor the latent bits on the synthesis
-            if self._synthesis_mse is None:
-                features = tf.constant(self.model.upsampling(self._grids[: self.model.num_grids]))
-                fn = tf.function(lambda: self._mse_8bit(self.model.synthesis(features)))
-                self._synthesis_mse = fn.get_concrete_function()
-            return lambda mse, bits: (float(self._synthesis_mse()), bits)
+        if module in ("synthesis", "pixel_context"):  # nor the latent bits on these
+            if module not in self._module_scores:
+                grids = self._grids[: self.model.num_grids]
+                features = tf.constant(self.model.upsampling(grids))
+                if module == "synthesis":
+                    fn = tf.function(lambda: self._distortion(self.model.synthesis(features)))
+                else:  # lossless C3's pixel context, after the synthesis's refinement
+                    outputs = tf.constant(self.model.synthesis(features))
+                    fn = tf.function(lambda: self._pixel_term(outputs))
+                self._module_scores[module] = fn.get_concrete_function()
+            score = self._module_scores[module]
+            return lambda mse, bits: (float(score()), bits)
         return lambda mse, bits: tuple(float(x) for x in self._full())
 
     def _order(self) -> list[tuple[int, str]]:
@@ -141,7 +168,10 @@ class NetworkRDOQ:
         variables = self.model.network_variables
         index = {id(v): i for i, v in enumerate(variables)}
         order = []
-        for module in ("context_model", "synthesis", "upsampling"):
+        modules = ["context_model", "synthesis", "upsampling"]
+        if self.model.pixel_context is not None:
+            modules.insert(2, "pixel_context")
+        for module in modules:
             members = [index[id(v)] for v in getattr(self.model, module).trainable_variables]
             # Weights (kernels, taps) first, then biases, as Cool-chic 5.
             order += [(i, module) for i in members if len(variables[i].shape) > 1]
@@ -175,6 +205,7 @@ class NetworkRDOQ:
     def _pass(self, integers: list[np.ndarray], steps: tuple, rng: np.random.Generator):
         """One pass over every integer (changed in place)."""
         start = time.perf_counter()
+        self._module_scores = {}  # their constant inputs are those of this pass
         variables = self.model.network_variables
         step_of = self.model.network_steps(*steps)
         self.model.set_network_integers(integers, *steps)
