@@ -333,7 +333,7 @@ def test_the_pixel_context_has_steps_of_its_own_and_the_decoder_uses_them(fitted
     synthesis's step would predict other distributions and fail its CRC), with the same
     coded pixels; the steps travel in the header (second flags byte, bit 4)."""
     image, model, fit, encoded, _ = fitted
-    pixel_steps = (fit.steps[4] or fit.steps[:2])[0] / 4, (fit.steps[4] or fit.steps[:2])[1] / 4
+    pixel_steps = tuple(step / 4 for step in fit.steps[4] or fit.steps[:2])
     own = c3_codec.encode(model, *fit.steps[:4], pixel_steps, image=image)
     decoded = c3_codec.decode(own.data)
     np.testing.assert_array_equal(decoded.image, image)

@@ -156,6 +156,12 @@ class C3Architecture:
         upsampling_step = weight_step if upsampling_step is None else upsampling_step
         arm = arm_steps is not None
         pixel = pixel_steps is not None
+        pixel_bits = (
+            (fp.step_bits(pixel_steps[0], "pixel context weight step"),
+             fp.step_bits(pixel_steps[1], "pixel context bias step"))
+            if pixel
+            else (0, 0)
+        )  # fmt: skip
         arch = cls(
             height=int(config["height"]),
             width=int(config["width"]),
@@ -196,10 +202,8 @@ class C3Architecture:
                 else ()
             ),
             separate_pixel_steps=pixel,
-            pixel_weight_bits=fp.step_bits(pixel_steps[0], "pixel context weight step")
-            if pixel
-            else 0,
-            pixel_bias_bits=fp.step_bits(pixel_steps[1], "pixel context bias step") if pixel else 0,
+            pixel_weight_bits=pixel_bits[0],
+            pixel_bias_bits=pixel_bits[1],
         )
         problem = arch.problem()
         if problem:
@@ -645,15 +649,22 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
     return parameters + taps + [np.float64(np.ldexp(1.0, -b)) for b in weight_bits]
 
 
-def layer_bits(arch: C3Architecture, layer: int) -> tuple[int, int]:
-    """The (weight bits, bias bits) of a layer in `network_shapes()` order: the
-    synthesis's (its pixel context's own, if sent), then the context model's."""
+def layer_module(arch: C3Architecture, layer: int) -> str:
+    """Whose steps a layer (in `network_shapes()` order) has: "synthesis", "pixel" (lossless
+    C3's pixel context, the synthesis's last layers) or "arm" (the context model and what
+    follows it)."""
     num_synthesis = arch.num_synthesis_layers
     if layer >= num_synthesis:
+        return "arm"
+    return "pixel" if layer >= num_synthesis - arch.num_pixel_layers else "synthesis"
+
+
+def layer_bits(arch: C3Architecture, layer: int) -> tuple[int, int]:
+    """The (weight bits, bias bits) of a layer in `network_shapes()` order."""
+    module = layer_module(arch, layer)
+    if module == "arm":
         return arch.arm_bits
-    if layer >= num_synthesis - arch.num_pixel_layers:
-        return arch.pixel_bits
-    return arch.weight_bits, arch.bias_bits
+    return arch.pixel_bits if module == "pixel" else (arch.weight_bits, arch.bias_bits)
 
 
 def compiled_key(arch: C3Architecture) -> C3Architecture:
@@ -709,12 +720,8 @@ class IntegerC3:
         num_mlp = len(arch.synthesis_hidden) + 1
         num_res = arch.num_residual_layers
         num_synthesis = arch.num_synthesis_layers
-        num_pixel = arch.num_pixel_layers
-        module = ["synthesis"] * (num_synthesis - num_pixel) + ["pixel"] * num_pixel
         layers = [
-            fp.FixedPointLayer(
-                kernel, bias, weight_steps[module[i] if i < num_synthesis else "arm"]
-            )
+            fp.FixedPointLayer(kernel, bias, weight_steps[layer_module(arch, i)])
             for i, (kernel, bias) in enumerate(
                 zip(layer_parameters[0::2], layer_parameters[1::2], strict=True)
             )

@@ -83,7 +83,7 @@ def warmup_extra_steps(config) -> int:
 
 def describe_steps(steps: tuple) -> str:
     """`QuantizedNetworks.steps` for a log line."""
-    weight, bias, upsampling, arm, pixel = (*steps, None)[:5]
+    weight, bias, upsampling, arm, pixel = steps
     text = f"weight {weight:g}, bias {bias:g}"
     if arm is not None or pixel is not None:
         text += " (synthesis)"
