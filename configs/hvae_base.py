@@ -29,6 +29,9 @@ def get_base_config(name: str) -> config_dict.ConfigDict:
     config.model.lmbda = 2048.0  # fixed rate; a variable-rate model's default lambda
     config.model.lmbda_range = LAMBDA_RANGE  # variable rate: trained over this range
     config.model.embed_dim = 256  # variable rate: width of the lambda embedding (QARV's)
+    # variable rate: how the images of a batch, each at its own lambda, add up in the
+    # loss: "sum" (the papers') or "log" (each weighs by its own loss; models/vae/hvae.py)
+    config.model.loss_balance = "sum"
     config.model.layer_scale = 1e-6  # initial layer scale of every ConvNeXt block (ConvNeXt's)
     # Encoder stages at strides 4, 8, ..., 4 x 2^(n-1): width, ConvNeXt blocks, kernel.
     config.model.encoder_widths = ()

@@ -13,7 +13,7 @@ import tensorflow as tf
 from coding import container
 from coding.vae import fixed
 from coding.vae.codec import HvaeCodec
-from common.errors import BitstreamError, CodecError
+from common.errors import BitstreamError, CodecError, ConfigError
 from common.images import write_png
 from models import registry
 from models.vae import hvae
@@ -52,6 +52,22 @@ def golden_model():
     config.model.embed_dim = 32
     model = registry.build_model(config.model)
     with np.load(GOLDEN_WEIGHTS) as weights:
+        model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
+    return model
+
+
+RATES_WEIGHTS = os.path.join(ROOT, "tests", "data", "hvae_tiny_qarv_rates.npz")
+RATES_RANGE = (0.25, 16.0)
+
+
+def rates_model():
+    """The tiny QARV of tests/data/hvae_tiny_qarv_rates.npz: golden_model's layout trained
+    over lambda in RATES_RANGE with `model.loss_balance = "log"` (tests/data/README.md)."""
+    config = tiny_config("qarv")
+    config.model.embed_dim = 32
+    config.model.lmbda_range = RATES_RANGE
+    model = registry.build_model(config.model)
+    with np.load(RATES_WEIGHTS) as weights:
         model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
     return model
 
@@ -296,6 +312,41 @@ def test_lambda_travels_in_the_header_and_conditions_the_decoder():
         np.testing.assert_array_equal(decoded.image, encoded.reconstruction)
         assert psnr(decoded.image, image) > 18
     assert not np.array_equal(files[16.0].reconstruction, files[2048.0].reconstruction)
+
+
+def test_one_trained_qarv_codes_more_bits_and_a_better_image_at_a_higher_lambda():
+    """Variable rate: one model's files grow with lambda across its whole range, and the
+    decoded images get better (the issue's "lambda changes the rate monotonically")."""
+    from common.metrics import psnr
+
+    codec = HvaeCodec(rates_model(), hvae.latent_entropy_model(compression=True))
+    lmbdas = np.geomspace(*RATES_RANGE, 4)
+    for seed in (0, 3):
+        image = textured_image(64, 96, seed=seed)
+        files = [codec.compress(image, float(lmbda)) for lmbda in lmbdas]
+        sizes = [len(f.data) for f in files]
+        quality = [psnr(f.reconstruction, image) for f in files]
+        assert all(np.diff(sizes) > 0), sizes
+        assert sizes[-1] > 1.3 * sizes[0], sizes
+        assert quality[-1] > quality[0] + 1, quality
+
+
+def test_the_log_balance_keeps_the_loss_and_weighs_each_image_by_its_own_loss():
+    per_image = tf.constant([0.1, 0.4, 2.0])
+    for balance in ("sum", "log"):
+        with tf.GradientTape() as tape:
+            tape.watch(per_image)
+            loss = hvae.balanced_mean(per_image, balance)
+        assert float(loss) == pytest.approx(2.5 / 3, rel=1e-6)
+        grad = tape.gradient(loss, per_image).numpy()
+        expected = [1 / 3] * 3 if balance == "sum" else (2.5 / 3) / per_image.numpy() / 3
+        np.testing.assert_allclose(grad, expected, rtol=1e-5)
+    with pytest.raises(ConfigError, match="loss_balance"):
+        hvae.balanced_mean(per_image, "mean")
+    config = tiny_config("qarv")
+    config.model.loss_balance = "median"
+    with pytest.raises(ConfigError, match="loss_balance"):
+        registry.build_model(config.model)
 
 
 def _train_args(config_path, image_folder, workdir, steps):
