@@ -36,7 +36,9 @@ Variants (`config.model.variant`):
 - "qarv" (QARV): variable rate; lambda -> `LambdaEmbedding` -> AdaLN in every ConvNeXt
   block of encoder and decoder; training samples lambda per image, cube-root uniform in
   `lmbda_range`; prior head conv 1x1; posterior AdaLN blocks on both features, concat,
-  conv 1x1, AdaLN block, conv 3x3; z_proj conv 1x1.
+  conv 1x1, AdaLN block, conv 3x3; z_proj conv 1x1. `model.loss_balance` says how the
+  batch's images, each at its own lambda, add up: the papers' mean ("sum") or "log"
+  (`balanced_mean`: each image weighed by its own loss; ours, for short budgets).
 """
 
 import functools
