@@ -46,14 +46,21 @@ GOLDEN_FILE = os.path.join(ROOT, "tests", "data", "golden_qarv.lz")
 GOLDEN_PNG_SHA256 = "943deb20e973ebe697755b6bc02f39eb4a8d750ea1865232b022c21655c0bb44"
 
 
-def golden_model():
-    """The tiny QARV of tests/data/hvae_tiny_qarv.npz (trained on photo crops)."""
+def trained_tiny_qarv(path: str, **model):
+    """A tiny QARV (3 stages of width 16, lambda embedding 32) with the trained weights
+    of `path` (`model.get_weights()` order); `model` overrides config.model fields."""
     config = tiny_config("qarv")
     config.model.embed_dim = 32
-    model = registry.build_model(config.model)
-    with np.load(GOLDEN_WEIGHTS) as weights:
-        model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
-    return model
+    config.model.update(model)
+    qarv = registry.build_model(config.model)
+    with np.load(path) as weights:
+        qarv.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
+    return qarv
+
+
+def golden_model():
+    """The tiny QARV of tests/data/hvae_tiny_qarv.npz (trained on photo crops)."""
+    return trained_tiny_qarv(GOLDEN_WEIGHTS)
 
 
 RATES_WEIGHTS = os.path.join(ROOT, "tests", "data", "hvae_tiny_qarv_rates.npz")
@@ -63,13 +70,7 @@ RATES_RANGE = (0.25, 16.0)
 def rates_model():
     """The tiny QARV of tests/data/hvae_tiny_qarv_rates.npz: golden_model's layout trained
     over lambda in RATES_RANGE with `model.loss_balance = "log"` (tests/data/README.md)."""
-    config = tiny_config("qarv")
-    config.model.embed_dim = 32
-    config.model.lmbda_range = RATES_RANGE
-    model = registry.build_model(config.model)
-    with np.load(RATES_WEIGHTS) as weights:
-        model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
-    return model
+    return trained_tiny_qarv(RATES_WEIGHTS, lmbda_range=RATES_RANGE)
 
 
 def perturbed_model(name: str, seed: int = 0):

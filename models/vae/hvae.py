@@ -111,6 +111,11 @@ def gaussian_bits(z, mu, sigma):
     return -log_p / math.log(2.0)
 
 
+def check_loss_balance(balance: str) -> None:
+    if balance not in LOSS_BALANCES:
+        raise ConfigError(f"model.loss_balance {balance!r} is not one of {LOSS_BALANCES}.")
+
+
 def balanced_mean(per_image: tf.Tensor, balance: str = "sum") -> tf.Tensor:
     """The batch's training loss from each image's R + lambda D (each at its own lambda).
 
@@ -124,8 +129,7 @@ def balanced_mean(per_image: tf.Tensor, balance: str = "sum") -> tf.Tensor:
     [0.05, 64] coded 0.296 bpp at 0.05 and 0.298 at 64 with the sum (one rate for all),
     0.088 and 0.226 with "log" (estimates on six Kodak crops; README, "Hierarchical VAEs").
     """
-    if balance not in LOSS_BALANCES:
-        raise ConfigError(f"model.loss_balance {balance!r} is not one of {LOSS_BALANCES}.")
+    check_loss_balance(balance)
     mean = tf.reduce_mean(per_image)
     if balance == "sum":
         return mean
@@ -246,8 +250,7 @@ class HierarchicalVAE(tf.keras.Model):
         **kw,
     ):
         super().__init__(**kw)
-        if loss_balance not in LOSS_BALANCES:
-            raise ConfigError(f"model.loss_balance {loss_balance!r} is not one of {LOSS_BALANCES}.")
+        check_loss_balance(loss_balance)
         convnext = functools.partial(blocks.ConvNeXtBlock, layer_scale=layer_scale)
         stages = len(encoder_widths)
         decoder_blocks_before = tuple(decoder_blocks_before or (0,) * stages)
