@@ -4,7 +4,7 @@
       [--codecs png,webp_lossless,jpeg2000_lossless,jxl_lossless_e7,jxl_lossless_e9]
       [--c3-images kodim23,kodim01] [--c3-full] [--c3-steps 2000] [--seed 0]
       [--c3-set fit.rdoq=true ...]
-      [--rc-workdir [NAME=]RUN ...] [--rc-qualities 12,16,20]
+      [--rc-workdir [NAME=]RUN ...] [--rc-qualities 12,16,20] [--crops]
       [--out benchmarks/results/lossless_kodak]
 
 1. The 24 images with the classical lossless codecs (`bench.classical`; each file decoded
@@ -25,6 +25,10 @@
    --rc-qualities: the lossy qualities searched, if not the run config's). The run's
    training budget (steps, seconds per step, pairs) and command are copied into the
    summary.
+
+With --crops, parts 1 and 3 code the 256x256 crops at (x=256, y=128) of the 24 images
+(written to OUT/crops/) instead of the whole images: RC with a C3 lossy layer fits C3 to
+every image at every quality tried, which on a CPU is affordable on crops only.
 
 `summary.json`: each codec's mean bpsp (file bits / (3 H W), mean over images), its
 distance from WebP lossless (the issue's bar) and from JPEG XL lossless at effort 9 (the
@@ -106,8 +110,21 @@ def crops(args, names: list[str]) -> dict:
     return table
 
 
-def rc_runs(args) -> tuple[dict, list]:
-    """Part 3: each RC run on the Kodak images; (summary entries, lossless results)."""
+def write_crops(kodak: str, directory: str) -> str:
+    """The crop (`rd_small.CROP`) of every image of `kodak`, as PNGs in `directory`."""
+    from common.images import write_png
+
+    os.makedirs(directory, exist_ok=True)
+    for path in image_files(kodak):
+        name = os.path.splitext(os.path.basename(path))[0]
+        target = os.path.join(directory, f"{name}.png")
+        if not os.path.isfile(target):
+            write_png(target, rd_small.load_image(kodak, f"{name}_crop"))
+    return directory
+
+
+def rc_runs(args, images: str) -> tuple[dict, list]:
+    """Part 3: each RC run on the images; (summary entries, lossless results)."""
     import numpy as np
 
     from common.rundir import read_run_config, training_record
@@ -124,11 +141,11 @@ def rc_runs(args) -> tuple[dict, list]:
             raise SystemExit(f"two RC runs named {name}: label them, --rc-workdir NAME=RUN.")
         out = os.path.join(args.out, name)
         qualities = [float(q) for q in args.rc_qualities.split(",")] if args.rc_qualities else None
-        rows = evaluate_trained(workdir, args.kodak, out, name, lossy_qualities=qualities)
+        rows = evaluate_trained(workdir, images, out, name, lossy_qualities=qualities)
         trained = training_record(workdir) or {}
         keep = ("steps", "seconds_per_step", "batch_size", "patch_size", "training_pairs",
                 "validation", "decoder_macs_per_pixel", "checkpoint", "run")  # fmt: skip
-        qualities = [row["lossy_quality"] for row in rows]
+        chosen = [row["lossy_quality"] for row in rows]
         entries[name] = {
             "workdir": os.path.abspath(workdir),
             "mixtures": mixtures,
@@ -136,7 +153,7 @@ def rc_runs(args) -> tuple[dict, list]:
             "bpp_lossy": float(np.mean([row["bpp_lossy"] for row in rows])),
             "bpp_residual": float(np.mean([row["bpp_residual"] for row in rows])),
             "lossy_psnr": float(np.mean([row["lossy_psnr"] for row in rows])),
-            "lossy_quality_chosen": {f"{q:g}": qualities.count(q) for q in sorted(set(qualities))},
+            "lossy_quality_chosen": {f"{q:g}": chosen.count(q) for q in sorted(set(chosen))},
         }
         found.append(read_lossless(os.path.join(out, "results.json")))
         print(f"{name}: {found[-1].bpsp:.4f} bpsp", flush=True)
@@ -158,18 +175,21 @@ def main() -> None:
     )
     parser.add_argument("--rc-qualities", default="", help="e.g. 12,16,20 (HEVC QPs)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/lossless_kodak"))
+    parser.add_argument("--crops", action="store_true", help="parts 1 and 3 on 256x256 crops")
     args = parser.parse_args()
-    paths = image_files(args.kodak)
+    images = write_crops(args.kodak, os.path.join(args.out, "crops")) if args.crops else args.kodak
+    paths = image_files(images)
     names = args.codecs.split(",")
     start = time.perf_counter()
-    classical.run(names, paths, args.out, args.jobs, root=args.kodak)
+    classical.run(names, paths, args.out, args.jobs, root=images)
     seconds = time.perf_counter() - start
     found = {n: read_lossless(os.path.join(args.out, f"{n}.json")) for n in names}
-    rc, rc_found = rc_runs(args)
+    rc, rc_found = rc_runs(args, images)
     found.update({r.name: r for r in rc_found})
     report = {
         **provenance(ROOT),
         "images": len(paths),
+        "image_size": "256x256 crops at (x=256, y=128)" if args.crops else "whole",
         "seconds": seconds,
         "codecs": distances({n: r.bpsp for n, r in found.items()}),
     }
