@@ -256,11 +256,14 @@ class C3Codec(Codec):
         log_fn=None,
         checkpoints: FitCheckpoints | None = None,
         what: str = "bitstream",
+        lmbda: float | None = None,
     ) -> C3Encoding:
         """Fits a fresh model (from `config.seed`, or the checkpoint) and writes its file;
         with `arch_search.candidates`, the model is the candidate chosen for this image
-        (`pipelines.architecture`)."""
-        lmbda, seed = float(self.config.model.lmbda), self.config.seed
+        (`pipelines.architecture`). `lmbda`: the fit's, if not `model.lmbda` (one codec,
+        its graphs traced once, fits any lambda)."""
+        lmbda = float(self.config.model.lmbda if lmbda is None else lmbda)
+        seed = self.config.seed
         chosen = None
         if architecture.searching(self.config):
             if self._search is None:

@@ -41,12 +41,14 @@ def _cached_name(path: str, root: str) -> str:
 def make_lossy_layer(config):
     """The lossy layer of an RC config, able to encode (rc_c3: fits `config.lossy.c3`)."""
 
+    codecs = []  # one C3 codec for every image and lambda: its graphs traced once per size
+
     def fit_c3(image: np.ndarray, lmbda: float) -> bytes:
         from pipelines.per_image import C3Codec
 
-        c3_config = copy.deepcopy(config.lossy.c3)
-        c3_config.model.lmbda = lmbda
-        return C3Codec(c3_config).fit_and_encode(image, what="lossy layer").encoded.data
+        if not codecs:
+            codecs.append(C3Codec(copy.deepcopy(config.lossy.c3)))
+        return codecs[0].fit_and_encode(image, what="lossy layer", lmbda=lmbda).encoded.data
 
     return lossy_layer(config.model.name, fit_c3)
 

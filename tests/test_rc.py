@@ -262,3 +262,15 @@ def test_rc_c3_codes_with_a_c3_lossy_layer():
     with pytest.raises(CodecError, match="decodes only"):  # no C3 encoder handed in
         rc_codec.RcCodec(golden_model(), config).compress(image)
     np.testing.assert_array_equal(codec.decode(encoded.data), image)
+
+
+def test_rc_c3_lossy_layer_fits_every_lambda_as_a_fresh_codec_would():
+    """One C3 codec serves every image and lambda of the layer (its graphs traced once):
+    a fit at a second lambda writes the file a fresh codec writes at that lambda."""
+    config = tiny_config("rc_c3")
+    config.lossy.c3.fit.update(tiny_fit_config(40, 5).to_dict())
+    image = noisy_image(32, 48, seed=4)
+    layer = make_lossy_layer(config)
+    first, second = layer.encode(image, 0.02), layer.encode(image, 0.002)
+    assert first != second
+    assert second == make_lossy_layer(config).encode(image, 0.002)
