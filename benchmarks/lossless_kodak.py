@@ -16,6 +16,8 @@
    With --c3-full, the same on the whole 768x512 images instead (about 6x the fit time
    of a crop; the networks' bits spread over 6x the pixels). --c3-set overrides fields
    of the C3 config (e.g. fit.rdoq=true: RDOQ of the network integers on the total bits).
+   Each image's entry is kept in OUT/c3_lossless/ when done: a rerun with the same
+   steps, seed and overrides resumes after it (a long list can span sessions).
 
 3. With --rc-workdir RUN (repeatable): RC with the trained residual network of that run
    (train.py with configs/rc_hevc.py or rc_c3.py) codes the 24 images (`eval.py
@@ -37,6 +39,7 @@ goal beyond it), mean encode and decode seconds, and the crop table with C3's fi
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -97,10 +100,24 @@ def crops(args, names: list[str]) -> dict:
     for image_name in args.c3_images.split(","):
         crop_name = image_name if args.c3_full else f"{image_name}_crop"
         image = rd_small.load_image(args.kodak, crop_name)
+        # Each image's entry is kept in OUT/c3_lossless/ as it is done: a rerun with the
+        # same settings (a later session, a requeued job) resumes after the last one.
+        done = os.path.join(args.out, "c3_lossless", f"{crop_name}.json")
+        settings = {"steps": args.c3_steps, "seed": args.seed, "set": list(args.c3_set)}
+        kept = None
+        if os.path.isfile(done):
+            with open(done) as f:
+                kept = json.load(f)
+        if kept and kept.get("settings") == settings and set(names) <= set(kept["bpsp"]):
+            table["images"][crop_name] = {k: kept[k] for k in ("bpsp", "c3_lossless_row")}
+            print(f"{crop_name}: kept from {done}", flush=True)
+            continue
         entry = {n: classical.measure(n, image, "lossless", crop_name)["bpsp"] for n in names}
         c3 = c3_on(image, crop_name, args.c3_steps, args.seed, args.c3_set)
         entry["c3_lossless"] = c3["bpsp"]
         table["images"][crop_name] = {"bpsp": entry, "c3_lossless_row": c3}
+        atomic_write_json(done, {**table["images"][crop_name], "settings": settings,
+                                 "commit": provenance(ROOT)["commit"]})  # fmt: skip
     codecs = [*names, "c3_lossless"]
     means = {
         n: sum(v["bpsp"][n] for v in table["images"].values()) / len(table["images"])
