@@ -97,6 +97,7 @@ def c3_on(image, name: str, steps: int, seed: int, overrides=()) -> dict:
 def crops(args, names: list[str]) -> dict:
     """Part 2: C3 and the classical codecs on the same crops (or whole images)."""
     table = {"crop": None if args.c3_full else list(rd_small.CROP), "images": {}}
+    commit = provenance(ROOT)["commit"]  # recorded in each kept entry
     for image_name in args.c3_images.split(","):
         crop_name = image_name if args.c3_full else f"{image_name}_crop"
         image = rd_small.load_image(args.kodak, crop_name)
@@ -117,7 +118,7 @@ def crops(args, names: list[str]) -> dict:
         entry["c3_lossless"] = c3["bpsp"]
         table["images"][crop_name] = {"bpsp": entry, "c3_lossless_row": c3}
         atomic_write_json(done, {**table["images"][crop_name], "settings": settings,
-                                 "commit": provenance(ROOT)["commit"]})  # fmt: skip
+                                 "commit": commit})  # fmt: skip
     codecs = [*names, "c3_lossless"]
     means = {
         n: sum(v["bpsp"][n] for v in table["images"].values()) / len(table["images"])

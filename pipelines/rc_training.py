@@ -13,6 +13,7 @@ of the lossy layer's x_l: what the network is given.
 
 import concurrent.futures
 import copy
+import functools
 import os
 
 import numpy as np
@@ -41,14 +42,15 @@ def _cached_name(path: str, root: str) -> str:
 def make_lossy_layer(config):
     """The lossy layer of an RC config, able to encode (rc_c3: fits `config.lossy.c3`)."""
 
-    codecs = []  # one C3 codec for every image and lambda: its graphs traced once per size
-
-    def fit_c3(image: np.ndarray, lmbda: float) -> bytes:
+    @functools.cache
+    def c3_codec():
+        """One C3 codec for every image and lambda: its graphs traced once per size."""
         from pipelines.per_image import C3Codec
 
-        if not codecs:
-            codecs.append(C3Codec(copy.deepcopy(config.lossy.c3)))
-        return codecs[0].fit_and_encode(image, what="lossy layer", lmbda=lmbda).encoded.data
+        return C3Codec(copy.deepcopy(config.lossy.c3))
+
+    def fit_c3(image: np.ndarray, lmbda: float) -> bytes:
+        return c3_codec().fit_and_encode(image, what="lossy layer", lmbda=lmbda).encoded.data
 
     return lossy_layer(config.model.name, fit_c3)
 
