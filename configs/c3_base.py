@@ -96,6 +96,9 @@ def get_base_config() -> config_dict.ConfigDict:
     config.fit.grad_clip_latents = True
     # Lossless C3's causal pixel context learns at this factor times the learning rate.
     config.fit.pixel_context_lr_factor = 1.0
+    # Lossless C3 with a pixel context: weight of the synthesis means' MSE (on [0, 1],
+    # before the context corrects them) added to the stage-1 loss (`C3Fitter._loss`).
+    config.fit.mean_anchor = 0.0
     config.fit.adam_b1 = 0.9
     config.fit.adam_b2 = 0.999
     config.fit.adam_eps = 1e-8

@@ -293,6 +293,8 @@ class C3Fitter(tf.Module):
         elif not all(is_power_of_two(s) for s in (*config.weight_steps, *config.bias_steps)):
             # The bitstream's integer decoder needs parameters that are fixed-point numbers.
             problems.append("fit.weight_steps and fit.bias_steps must be powers of two")
+        if config.mean_anchor < 0:
+            problems.append("fit.mean_anchor must be >= 0")
         if config.rdoq_max_delta < 1 or config.rdoq_passes < 1:
             problems.append("fit.rdoq_max_delta and fit.rdoq_passes must be >= 1")
         if config.warmup_candidates > 1 and not (
@@ -405,7 +407,10 @@ class C3Fitter(tf.Module):
 
     def _loss(self, mode: str, temperature=None, kumaraswamy_a=None, seed=None, **noise):
         out = self.model(self.target, mode, temperature, kumaraswamy_a, seed, **noise)
-        return self._rd_loss(out["mse"], out.get("pixel_bits"), out["bits"], self.lmbda), out
+        loss = self._rd_loss(out["mse"], out.get("pixel_bits"), out["bits"], self.lmbda)
+        if self.config.mean_anchor and self.model.pixel_context is not None:
+            loss += self.config.mean_anchor * out["mse_synthesis"]
+        return loss, out
 
     def _loss_and_grads(self, mode, temperature, kumaraswamy_a=None, seed=None, **noise):
         with tf.GradientTape() as tape:

@@ -245,6 +245,9 @@ class C3Model(tf.keras.Model):
         out = {"bits_per_grid": bits_per_grid, "bits": tf.reduce_sum(bits_per_grid)}
         if self.lossless:
             pixels = tf.round(target * 255.0)
+            # The synthesis's own means, before the pixel context corrects them (what
+            # `fit.mean_anchor` holds to the image).
+            out["mse_synthesis"] = tf.reduce_mean(tf.square(reconstruction[..., :3] - target))
             if self.pixel_context is not None:
                 reconstruction = self.pixel_context(reconstruction, pixels)
             out["pixel_bits"] = tf.reduce_sum(lossless_pixels.pixel_bits(reconstruction, pixels))
