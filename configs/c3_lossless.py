@@ -32,7 +32,7 @@ smooth shift of the synthesis's means changes nothing, so Adam lets them drift o
 [0, 1] until the clips break the fit. `fit.mean_anchor` (the synthesis means' MSE times a
 weight, added to the training loss) gives that direction a floor: at 1e-3 the crops whose
 fits blew up came out 0.6-55 % smaller (kodim14's, 5 rollbacks without it, 8.47 -> 3.83
-bpsp), a crop that never blew up 1.4 % larger (docs/c3.md has the table). Rollback
+bpsp), crops that never blew up -0.2 to +1.4 % (docs/c3.md has the table). Rollback
 (`fit.rollback_tolerance`) still contains what blow-ups remain: back to the kept
 parameters with fresh optimiser state and half the learning rate. Without the context
 the fit was at 13.6 bpp at step 400.
