@@ -12,7 +12,8 @@
 2. With --c3-images: lossless C3 (`configs/c3_lossless.py`, 1800 stage-1 + 200 stage-2
    steps by default) on the 256x256 crops at (x=256, y=128) of those images (the issue 13
    crops: a full 768x512 fit is ~8x the time), and the classical codecs on the same
-   crops, like for like. Each C3 row is a file decoded and compared with the crop.
+   crops, like for like (part 1's files when --crops or --c3-full had it code those very
+   images). Each C3 row is a file decoded and compared with the crop.
    With --c3-full, the same on the whole 768x512 images instead (about 6x the fit time
    of a crop; the networks' bits spread over 6x the pixels). --c3-set overrides fields
    of the C3 config (e.g. fit.rdoq=true: RDOQ of the network integers on the total bits).
@@ -94,6 +95,13 @@ def c3_on(image, name: str, steps: int, seed: int, overrides=()) -> dict:
     return out
 
 
+def part1_bpsp(out: str, codec_name: str, image_name: str) -> float:
+    """The bpsp of part 1's file of one image (`bench.classical.run`'s row)."""
+    from common.results import read_results
+
+    return read_results(os.path.join(out, codec_name, "results", f"{image_name}.json"))[0]["bpsp"]
+
+
 def crops(args, names: list[str]) -> dict:
     """Part 2: C3 and the classical codecs on the same crops (or whole images)."""
     table = {"crop": None if args.c3_full else list(rd_small.CROP), "images": {}}
@@ -113,7 +121,10 @@ def crops(args, names: list[str]) -> dict:
             table["images"][crop_name] = {k: kept[k] for k in ("bpsp", "c3_lossless_row")}
             print(f"{crop_name}: kept from {done}", flush=True)
             continue
-        entry = {n: classical.measure(n, image, "lossless", crop_name)["bpsp"] for n in names}
+        if args.crops or args.c3_full:  # part 1 coded these very images: its rows
+            entry = {n: part1_bpsp(args.out, n, image_name) for n in names}
+        else:
+            entry = {n: classical.measure(n, image, "lossless", crop_name)["bpsp"] for n in names}
         c3 = c3_on(image, crop_name, args.c3_steps, args.seed, args.c3_set)
         entry["c3_lossless"] = c3["bpsp"]
         table["images"][crop_name] = {"bpsp": entry, "c3_lossless_row": c3}
