@@ -423,3 +423,25 @@ def test_the_mean_anchor_adds_the_synthesis_means_error_and_holds_them_to_the_im
         fitter.fit()
         synthesis_mse[anchor] = float(fitter._loss("round")[1]["mse_synthesis"])
     assert synthesis_mse[1.0] < 0.5 * synthesis_mse[0.0]
+
+
+def test_the_learning_check_holds_a_lossless_fit_to_the_flat_laplace():
+    """A lossless fit is not learning if its bits are not below those of one Laplace per
+    channel at the mean colour: no 1.5x slack as for a lossy fit's MSE (a fit that went
+    on to blow up was 1.07x above it at step 100), and the message speaks in bits."""
+    image = to_float(smooth_image(32, 48, seed=6))
+    problems = {}
+    for output in ("lossless", "rgb"):
+        config = lossless_model_config(12) if output == "lossless" else c3_kodak.get_config().model
+        model = registry.build_model(config, height=32, width=48)
+        fitter = make_fitter(model, tiny_fit_config(60, 0))
+        fitter.reset(image, 1e-4)
+        loss = fitter._hard_loss()
+        for ratio in (0.8, 1.2):  # the flat reference below and above the fit's loss
+            fitter.flat_loss.assign(loss / ratio)
+            fitter.initial_loss.assign(10 * loss)  # not the "barely moved" check
+            problems[output, ratio] = fitter._learning_problem()
+    assert problems["rgb", 0.8] is None and problems["rgb", 1.2] is None
+    assert problems["lossless", 0.8] is None
+    assert "bits per pixel at step 0, not below the" in problems["lossless", 1.2]
+    assert "of one Laplace per channel at the mean colour" in problems["lossless", 1.2]
