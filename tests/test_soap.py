@@ -34,6 +34,40 @@ def test_bases_diagonalise_the_statistics_and_power_iteration_keeps_them():
         np.testing.assert_allclose(np.abs(q.numpy().T @ old), np.eye(old.shape[0]), atol=1e-3)
 
 
+def test_power_steps_keep_a_low_rank_basis_and_its_second_moment_in_place():
+    """Statistics of rank 2 (what a few gradients leave): refreshed at every step, the
+    basis keeps the two large directions first and still; the null space (S q = 0 up to
+    rounding) must not be orthogonalised first, or it scrambles the basis."""
+    pre = Preconditioner((6, 4), beta=0.0)
+    u = tf.random.stateless_normal((6, 2), seed=[5, 6])
+    w = tf.random.stateless_normal((2, 4), seed=[7, 8])
+    pre.accumulate(tf.matmul(u, w))  # rank 2 along both axes
+    v = tf.Variable(tf.reshape(tf.range(24.0), (6, 4)))
+    pre.refresh(tf.constant(True), v)
+    np.testing.assert_array_equal(v.numpy(), np.arange(24.0).reshape(6, 4))  # exact: kept
+    first = [q.numpy()[:, :2].copy() for q in pre.bases]
+    for _ in range(20):
+        pre.refresh(tf.constant(False), v)
+    for q, top in zip(pre.bases, first, strict=True):
+        np.testing.assert_allclose(np.abs(q.numpy()[:, :2].T @ top), np.eye(2), atol=1e-3)
+    # The large directions' second moments stay where they were (the null space's order
+    # among itself is rounding noise, and so is its second moment).
+    np.testing.assert_array_equal(v.numpy()[:2, :2], [[0.0, 1.0], [4.0, 5.0]])
+
+
+def test_a_power_step_sorts_the_basis_by_eigenvalue_and_carries_the_second_moment():
+    pre = Preconditioner((3, 2), beta=0.0)
+    pre.accumulate(tf.constant([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]]) * [[1.0], [2.0], [3.0]])
+    # The statistics are diag(1, 16, 0) along axis 0 and diag(1, 16) along axis 1: the
+    # identity bases, ascending in places, are re-sorted to (e1, e0, e2) and (e1, e0), and
+    # the second moment's rows and columns go with them.
+    v = tf.Variable([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    pre.refresh(tf.constant(False), v)
+    np.testing.assert_allclose(np.abs(pre.bases[0].numpy()), np.eye(3)[:, [1, 0, 2]], atol=1e-6)
+    np.testing.assert_allclose(np.abs(pre.bases[1].numpy()), np.eye(2)[:, [1, 0]], atol=1e-6)
+    np.testing.assert_array_equal(v.numpy(), [[4.0, 3.0], [2.0, 1.0], [6.0, 5.0]])
+
+
 def test_c3_plus_fits_and_its_file_decodes_like_any_c3_file():
     from configs import c3_plus
     from pipelines.per_image import C3Codec

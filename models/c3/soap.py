@@ -7,11 +7,11 @@ exponential average of G G^T contracted over the other axes, and its eigenvector
 `eigh` at the first step, then one power-iteration step and a QR every few steps). Adam
 runs in the rotated space: the gradient and the first moment are rotated by the Q's, the
 second moment is accumulated there, and the update is rotated back. The matrices here are
-at most 24 x 24, so eigendecompositions are cheap.
+at most 48 x 48, so eigendecompositions are cheap.
 
     pre = Preconditioner(kernel.shape, beta=0.95)
     pre.accumulate(grad)
-    pre.refresh(first=step == 1)          # at the first step and every few steps
+    pre.refresh(first=step == 1, second_moment=v)  # the first step, then every few
     update = pre.rotate(adam_direction(pre.rotate(m), v), back=True)
 """
 
@@ -66,12 +66,33 @@ class Preconditioner(tf.Module):
                 self.stats[i].assign(self.beta * self.stats[i] + (1.0 - self.beta) * gram)
                 i += 1
 
-    def refresh(self, first) -> None:
-        """New eigenbases: exact at the first step, else one power iteration + QR."""
-        for s, q in zip(self.stats, self.bases, strict=True):
-            exact = tf.linalg.eigh(s)[1]
-            power = tf.linalg.qr(tf.matmul(s, q))[0]
+    def refresh(self, first, second_moment: tf.Variable | None = None) -> None:
+        """New eigenbases: exact at the first step, else one power iteration + QR.
+
+        The columns of each basis are kept in descending order of their eigenvalues: an
+        exact basis is sorted so, and before a power step the current basis is re-sorted
+        by its estimated eigenvalues diag(Q^T S Q), as in SOAP's reference code. A power
+        step whose QR starts from the smallest eigenvalues (`eigh`'s order) orthogonalises
+        the large directions against noise (S q ~ 0 for the null space that a few
+        gradients leave) and scrambles the basis at every refresh; Adam's second moment,
+        kept in the rotated coordinates, then no longer matches them (a fit with a
+        refresh every step diverged by step 100). `second_moment` (Adam's v for this
+        tensor, in the rotated coordinates) is permuted with the columns, so each entry
+        stays with its direction."""
+        i = 0
+        for axis, on in enumerate(self.preconditioned):
+            if not on:
+                continue
+            s, q = self.stats[i], self.bases[i]
+            i += 1
+            exact = tf.reverse(tf.linalg.eigh(s)[1], axis=[1])  # eigh: ascending
+            estimated = tf.reduce_sum(q * tf.matmul(s, q), axis=0)  # diag(Q^T S Q)
+            order = tf.argsort(estimated, direction="DESCENDING", stable=True)
+            power = tf.linalg.qr(tf.matmul(s, tf.gather(q, order, axis=1)))[0]
             q.assign(tf.where(first, exact, power))
+            if second_moment is not None:
+                moved = tf.gather(second_moment, order, axis=axis)
+                second_moment.assign(tf.where(first, second_moment, moved))
 
     def rotate(self, x: tf.Tensor, back: bool = False) -> tf.Tensor:
         """x in the eigenbasis (x times Q_a along each axis a), or back from it."""
