@@ -20,9 +20,9 @@ in-graph. A NaN or inf loss or gradient stops the chunk; the fitter then restore
 state from the start of the chunk, halves the learning rate and retries, and logs it.
 A fit that is not learning (its hard-rounded RD loss above 1.5x that of a flat
 mean-colour image, lossless: above the bits of one Laplace per channel, or down by less
-than 10 %, after `stall_check_steps` stage-1 steps or
-at the end of stage 1) restarts from another seed at a lower learning rate, and fails
-with a `FitError` after `max_restarts` restarts; nothing is written for it.
+than 10 %, after `stall_check_steps` stage-1 steps or at the end of stage 1) restarts
+from another seed at a lower learning rate, and fails with a `FitError` after
+`max_restarts` restarts; nothing is written for it.
 
 A lossless model (`C3Model(output="lossless")`, `models.c3.lossless`) has no distortion:
 its loss is lmbda x (pixel bits + latent bits) / pixels, lmbda only scaling the loss (so
