@@ -15,6 +15,8 @@ at most 48 x 48, so eigendecompositions are cheap.
     update = pre.rotate(adam_direction(pre.rotate(m), v), back=True)
 """
 
+from functools import partial
+
 import tensorflow as tf
 
 
@@ -85,14 +87,25 @@ class Preconditioner(tf.Module):
                 continue
             s, q = self.stats[i], self.bases[i]
             i += 1
-            exact = tf.reverse(tf.linalg.eigh(s)[1], axis=[1])  # eigh: ascending
-            estimated = tf.reduce_sum(q * tf.matmul(s, q), axis=0)  # diag(Q^T S Q)
-            order = tf.argsort(estimated, direction="DESCENDING", stable=True)
-            power = tf.linalg.qr(tf.matmul(s, tf.gather(q, order, axis=1)))[0]
-            q.assign(tf.where(first, exact, power))
+            # One branch runs: the eigh at the first step, the power step after it.
+            order = tf.cond(first, partial(self._exact, s, q), partial(self._power_step, s, q))
             if second_moment is not None:
-                moved = tf.gather(second_moment, order, axis=axis)
-                second_moment.assign(tf.where(first, second_moment, moved))
+                second_moment.assign(tf.gather(second_moment, order, axis=axis))
+
+    @staticmethod
+    def _exact(s: tf.Variable, q: tf.Variable) -> tf.Tensor:
+        """q <- the eigenvectors of s, descending; the columns' order: unchanged."""
+        q.assign(tf.reverse(tf.linalg.eigh(s)[1], axis=[1]))  # eigh: ascending
+        return tf.range(tf.shape(q)[1])
+
+    @staticmethod
+    def _power_step(s: tf.Variable, q: tf.Variable) -> tf.Tensor:
+        """q <- QR(s q), q's columns first sorted by diag(q^T s q), descending; returns
+        that order."""
+        estimated = tf.reduce_sum(q * tf.matmul(s, q), axis=0)  # diag(Q^T S Q)
+        order = tf.argsort(estimated, direction="DESCENDING", stable=True)
+        q.assign(tf.linalg.qr(tf.matmul(s, tf.gather(q, order, axis=1)))[0])
+        return order
 
     def rotate(self, x: tf.Tensor, back: bool = False) -> tf.Tensor:
         """x in the eigenbasis (x times Q_a along each axis a), or back from it."""
