@@ -106,5 +106,13 @@ def write_png(path: str, array: np.ndarray) -> None:
 
 
 def to_float(array: np.ndarray) -> np.ndarray:
-    """uint8 image -> float32 in [0, 1]."""
-    return np.asarray(array, np.float32) / 255.0
+    """8-bit image (uint8, or integers in 0 ... 255) -> float32 in [0, 1].
+
+    A float image is refused: one already on [0, 1] divided by 255 again would be fitted
+    as a black image without a word (the codecs take the 8-bit values they code)."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"expected an 8-bit image (uint8 values 0 ... 255), got {array.dtype}")
+    if array.dtype != np.uint8 and (array.min(initial=0) < 0 or array.max(initial=0) > 255):
+        raise ValueError("expected 8-bit values 0 ... 255")
+    return array.astype(np.float32) / 255.0

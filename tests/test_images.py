@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from common.errors import ImageError
-from common.images import decode_image, read_image
+from common.images import decode_image, read_image, to_float
 
 
 def _png(image: Image.Image) -> bytes:
@@ -47,3 +47,14 @@ def test_corrupt_and_missing_files(tmp_path):
         decode_image(data[:40])
     with pytest.raises(ImageError, match="no such file"):
         read_image(str(tmp_path / "missing.png"))
+
+
+def test_to_float_takes_8_bit_values_only():
+    """A float image (e.g. already on [0, 1]) is refused, not divided by 255 again."""
+    array = np.array([[[0, 128, 255]]], np.uint8)
+    np.testing.assert_allclose(to_float(array), [[[0.0, 128 / 255, 1.0]]], rtol=1e-7)
+    np.testing.assert_array_equal(to_float(array.astype(np.int64)), to_float(array))
+    with pytest.raises(TypeError, match="8-bit"):
+        to_float(to_float(array))
+    with pytest.raises(ValueError, match="0 ... 255"):
+        to_float(np.array([[[0, 256, 1]]]))
