@@ -91,3 +91,50 @@ def test_c3_plus_fits_and_its_file_decodes_like_any_c3_file():
     encoding = codec.fit_and_encode(image)
     np.testing.assert_array_equal(codec.decode(encoding.encoded.data), encoding.decoded.image)
     assert encoding.fit.loss < 0.5 * before and encoding.fit.psnr > 10  # SOAP learns
+
+
+def test_soap_rotates_each_gradient_by_the_basis_of_the_steps_before_it():
+    """SOAP's reference order (C3Fitter._adam_update): step 1 only sets up the
+    statistics and bases (no moments, no update); at step 2 the gradient is rotated by
+    step 1's basis and only then accumulated, so the update is Adam's first step (the
+    rotated gradient's sign) in that basis, plus the decoupled weight decay."""
+    from configs import c3_plus
+    from pipelines.per_image import C3Codec
+    from tests.helpers import smooth_image
+
+    config = c3_plus.get_config()
+    config.fit.grad_clip = 1e9  # no clipping: the update is the gradient's alone
+    config.fit.soap_precondition_every = 1
+    codec = C3Codec(config, jit=False)
+    fitter = codec.fitter(16, 16)
+    fitter.reset(smooth_image(16, 16, seed=1) / 255.0, config.model.lmbda, config.seed)
+    i = next(k for k, pre in enumerate(fitter.soap) if pre is not None)
+    pre, p = fitter.soap[i], fitter.params[i]
+    rng = np.random.default_rng(0)
+    grads = lambda: [tf.constant(rng.normal(size=v.shape), tf.float32) for v in fitter.params]  # noqa: E731
+    norm, lr = tf.constant(1.0), 1e-2
+
+    p0 = p.numpy()
+    first = grads()
+    fitter._adam_update(first, norm, lr)
+    np.testing.assert_array_equal(p.numpy(), p0)
+    assert not fitter.adam_m[i].numpy().any() and not fitter.adam_v[i].numpy().any()
+    assert len(p.shape) == 2  # a dense kernel: axis 0's statistics are (1 - beta) g g^T
+    g1 = first[i].numpy()
+    np.testing.assert_allclose(
+        pre.stats[0].numpy(), (1 - pre.beta) * g1 @ g1.T, rtol=1e-5, atol=1e-6
+    )
+
+    bases = [q.numpy() for q in pre.bases]
+    second = grads()
+    rotated = pre.rotate(second[i]).numpy()  # by step 1's bases
+    fitter._adam_update(second, norm, lr)
+    for q, before in zip(pre.bases, bases, strict=True):  # refreshed after the update
+        assert not np.allclose(q.numpy(), before)
+    for q, before in zip(pre.bases, bases, strict=True):
+        q.assign(before)
+    expected = pre.rotate(
+        tf.constant(rotated / (np.abs(rotated) + config.fit.soap_eps)), back=True
+    ).numpy()
+    expected = p0 - lr * (expected + config.fit.soap_weight_decay * p0)
+    np.testing.assert_allclose(p.numpy(), expected, rtol=1e-4, atol=1e-6)

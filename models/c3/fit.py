@@ -447,23 +447,29 @@ class C3Fitter(tf.Module):
             b1, b2 = (
                 (c.soap_b1, c.soap_b2) if soap and self.is_network[i] else (c.adam_b1, c.adam_b2)
             )
-            correction1, correction2 = 1.0 - tf.pow(b1, t), 1.0 - tf.pow(b2, t)
-            m.assign(b1 * m + (1.0 - b1) * g)
             pre = self.soap[i]
             if pre is None:
+                correction1, correction2 = 1.0 - tf.pow(b1, t), 1.0 - tf.pow(b2, t)
+                m.assign(b1 * m + (1.0 - b1) * g)
                 v.assign(b2 * v + (1.0 - b2) * tf.square(g))
                 update = (m / correction1) / (tf.sqrt(v / correction2) + c.adam_eps)
                 p.assign_sub(learning_rate * self.lr_factors[i] * update)
                 continue
-            pre.accumulate(g)
+            # SOAP's reference order: its first step only sets up the preconditioner (no
+            # moments, no update), so its own count is t - 1; after that the gradient is
+            # rotated by the basis of the previous steps' statistics, and accumulated into
+            # them after the update.
             first = tf.equal(t, 1.0)
-            if first or tf.equal(tf.math.floormod(t, float(c.soap_precondition_every)), 0.0):
-                pre.refresh(first, v)
-            v.assign(b2 * v + (1.0 - b2) * tf.square(pre.rotate(g)))
+            ts = tf.maximum(t - 1.0, 1.0)
+            correction1, correction2 = 1.0 - tf.pow(b1, ts), 1.0 - tf.pow(b2, ts)
+            m.assign(tf.where(first, m, b1 * m + (1.0 - b1) * g))
+            v.assign(tf.where(first, v, b2 * v + (1.0 - b2) * tf.square(pre.rotate(g))))
             rotated = (pre.rotate(m) / correction1) / (tf.sqrt(v / correction2) + c.soap_eps)
             update = pre.rotate(rotated, back=True) + c.soap_weight_decay * p
-            # The first step only sets up the preconditioner (as SOAP's reference code).
             p.assign_sub(tf.where(first, 0.0, learning_rate * self.lr_factors[i]) * update)
+            pre.accumulate(g)
+            if first or tf.equal(tf.math.floormod(ts, float(c.soap_precondition_every)), 0.0):
+                pre.refresh(first, v)
 
     @staticmethod
     def _copy(destination, source) -> None:
