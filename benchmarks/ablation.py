@@ -11,9 +11,13 @@ steps, a warm-up's extra candidate steps taken from stage 1). Every row is a fil
 fit, its bitstream, the decoded 8-bit image (`rd_small.run_one`). The summary gives each
 row's RD loss against the recipe's on the same crop and seed.
 
-Rows are written as they finish; a rerun with the same --out and commit skips the rows
-it already has, so the table can be filled across sessions (or split over processes
-with one --out each: --protocols crop23 and --protocols crop01).
+Rows are written as they finish, each with its commit; a rerun with the same --out and
+commit skips the rows it already has, so the table can be filled across sessions (or
+split over processes with one --out each: --protocols crop23 and --protocols crop01).
+When a change moves only some rows (e.g. SOAP's code: the `soap` and `c3_plus` rows),
+`--tools soap,c3_plus --reuse-commit C` reruns those and keeps the other rows measured at
+commit C, each still naming its commit; say in the JSON's note why their fits are the
+same at both commits (e.g. a short fit compared to the last bit).
 """
 
 import argparse
@@ -79,6 +83,20 @@ TOOLS = {
 }
 
 
+def kept_rows(old: dict, commit: str, reuse_commit: str | None, rerun: list[str]) -> list[dict]:
+    """The rows of an earlier report that a run at `commit` keeps: those of the same
+    commit, and with `reuse_commit`, those of that commit whose tool is not rerun. Rows
+    from before rows had their own commit take the report's."""
+    kept = []
+    for row in old.get("results", []):
+        row = {"commit": old.get("commit")} | row
+        same = row["commit"] == commit
+        reused = bool(reuse_commit) and str(row["commit"]).startswith(reuse_commit)
+        if same or (reused and row["tool"] not in rerun):
+            kept.append(row)
+    return kept
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Per crop and seed: each tool's RD loss, PSNR and bpp, and its change against the
     recipe's RD loss in percent (negative: better)."""
@@ -97,6 +115,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "change_vs_recipe_percent": None
                 if base is None
                 else 100 * (r["rd_loss"] / base - 1),
+                "commit": r.get("commit"),
             }
         )
     return table
@@ -109,6 +128,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated fit seeds")
     parser.add_argument("--tools", default=",".join(TOOLS), help="rows, from: " + ", ".join(TOOLS))
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/ablation.json"))
+    parser.add_argument(
+        "--reuse-commit",
+        default=None,
+        help="keep the rows of --out measured at this commit (a prefix) for the tools not "
+        "in --tools",
+    )
     args = parser.parse_args()
     tools = args.tools.split(",")
     unknown = [t for t in tools if t not in TOOLS]
@@ -124,16 +149,15 @@ def main() -> None:
 
     recorded = provenance(ROOT)
     rows = []
-    if os.path.exists(args.out):  # resume: keep the rows of the same commit
+    if os.path.exists(args.out):  # resume: keep the rows of the same commit (or reused)
         with open(args.out) as f:
-            old = json.load(f)
-        if old.get("commit") == recorded["commit"]:
-            rows = old["results"]
+            rows = kept_rows(json.load(f), recorded["commit"], args.reuse_commit, tools)
     done = {(r["tool"], r["protocol"], r["seed"]) for r in rows}
+    listed = [t for t in TOOLS if t in tools or any(r["tool"] == t for r in rows)]
     report = {
         "benchmark": "Ablation of the Cool-chic 5 tools on C3's recipe, files, 2000 iterations",
         **recorded,
-        "tools": {t: {"config": TOOLS[t][0], "overrides": TOOLS[t][1]} for t in tools},
+        "tools": {t: {"config": TOOLS[t][0], "overrides": TOOLS[t][1]} for t in listed},
         "machine": "2-core CPU, no GPU",
         "rd_loss": "MSE of the decoded 8-bit image on the [0, 1] scale + lambda * file bpp",
     }
@@ -151,7 +175,10 @@ def main() -> None:
                 row = rd_small.run_one(
                     config, image, name, lmbda, noise_steps, ste_steps, seed, overridden
                 )
-                rows.append(row | {"protocol": protocol, "tool": tool})
+                rows.append(
+                    row | {"protocol": protocol, "tool": tool, "commit": recorded["commit"]}
+                )
+                rows.sort(key=lambda r: (r["protocol"], r["seed"], list(TOOLS).index(r["tool"])))
                 atomic_write_json(args.out, report | {"summary": summarise(rows), "results": rows})
     atomic_write_json(args.out, report | {"summary": summarise(rows), "results": rows})
     print(f"wrote {args.out}")

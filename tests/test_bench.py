@@ -217,3 +217,27 @@ def test_lossless_cli_aggregate_and_bar_chart(tmp_path, capsys, codec_tools):
     args = ["--codecs", "png", "--qualities", "3", "--images", str(images), "--out", str(out)]
     assert classical.main(args) == 2
     assert "no quality settings" in capsys.readouterr().err
+
+
+def test_ablation_resume_keeps_its_commit_and_declared_reuse():
+    """benchmarks/ablation.py's resume: rows of the run's commit are kept; rows of a
+    reused commit only for tools not rerun; rows without a commit take the report's."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "ablation.py")
+    spec = importlib.util.spec_from_file_location("ablation_under_test", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+
+    def row(tool, commit=None):
+        r = {"tool": tool, "protocol": "crop23", "seed": 0, "rd_loss": 1.0}
+        return r if commit is None else r | {"commit": commit}
+
+    old = {"commit": "aaa111", "results": [row("recipe"), row("soap"), row("rdoq", "bbb222")]}
+    tools = lambda rows: sorted(r["tool"] for r in rows)  # noqa: E731
+    assert tools(ablation.kept_rows(old, "bbb222", None, ["soap"])) == ["rdoq"]
+    assert ablation.kept_rows(old, "ccc333", None, ["soap"]) == []
+    reused = ablation.kept_rows(old, "ccc333", "aaa", ["soap", "c3_plus"])
+    assert tools(reused) == ["recipe"] and reused[0]["commit"] == "aaa111"
+    assert tools(ablation.kept_rows(old, "aaa111", None, ["soap"])) == ["recipe", "soap"]
