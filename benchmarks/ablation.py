@@ -161,6 +161,11 @@ def main() -> None:
         "machine": "2-core CPU, no GPU",
         "rd_loss": "MSE of the decoded 8-bit image on the [0, 1] scale + lambda * file bpp",
     }
+
+    def save() -> None:  # rows in the tools' order, whatever order they were run or kept in
+        rows.sort(key=lambda r: (r["protocol"], r["seed"], list(TOOLS).index(r["tool"])))
+        atomic_write_json(args.out, report | {"summary": summarise(rows), "results": rows})
+
     seeds = [int(s) for s in args.seeds.split(",")]
     for protocol in protocols:
         (name,), (lmbda,), noise_steps, ste_steps = rd_small.PROTOCOLS[protocol]
@@ -178,9 +183,8 @@ def main() -> None:
                 rows.append(
                     row | {"protocol": protocol, "tool": tool, "commit": recorded["commit"]}
                 )
-                rows.sort(key=lambda r: (r["protocol"], r["seed"], list(TOOLS).index(r["tool"])))
-                atomic_write_json(args.out, report | {"summary": summarise(rows), "results": rows})
-    atomic_write_json(args.out, report | {"summary": summarise(rows), "results": rows})
+                save()
+    save()
     print(f"wrote {args.out}")
 
 
