@@ -60,6 +60,7 @@ TOOLS = {
     ),
     "soap": (RECIPE, ["fit.optimizer=soap"]),
     "per_module_steps": (RECIPE, ["fit.per_module_steps=true"]),
+    "per_tensor_steps": (RECIPE, ["fit.per_tensor_steps=true"]),
     "rdoq": (RECIPE, ["fit.rdoq=true"]),
     # Cool-chic 5's warm-up: 5 x 50 candidate steps, the best 2 x 50 more; the winner's
     # 100 steps are its stage 1's, the other 250 come out of stage 1's 1800.
@@ -85,13 +86,15 @@ TOOLS = {
 
 def kept_rows(old: dict, commit: str, reuse_commit: str | None, rerun: list[str]) -> list[dict]:
     """The rows of an earlier report that a run at `commit` keeps: those of the same
-    commit, and with `reuse_commit`, those of that commit whose tool is not rerun. Rows
+    commit, and with `reuse_commit` (commits, comma-separated), those of these commits
+    whose tool is not rerun. Rows
     from before rows had their own commit take the report's."""
+    reused_commits = [c for c in (reuse_commit or "").split(",") if c]
     kept = []
     for row in old.get("results", []):
         row = {"commit": old.get("commit")} | row
         same = row["commit"] == commit
-        reused = bool(reuse_commit) and str(row["commit"]).startswith(reuse_commit)
+        reused = any(str(row["commit"]).startswith(c) for c in reused_commits)
         if same or (reused and row["tool"] not in rerun):
             kept.append(row)
     return kept
@@ -131,8 +134,8 @@ def main() -> None:
     parser.add_argument(
         "--reuse-commit",
         default=None,
-        help="keep the rows of --out measured at this commit (a prefix) for the tools not "
-        "in --tools",
+        help="keep the rows of --out measured at these commits (prefixes, comma-separated) "
+        "for the tools not in --tools",
     )
     args = parser.parse_args()
     tools = args.tools.split(",")

@@ -135,6 +135,10 @@ def get_base_config() -> config_dict.ConfigDict:
     # the context model, then one for the synthesis (greedy; 2 header bytes). Off: C3's
     # one pair for all networks.
     config.fit.per_module_steps = False
+    # Per-tensor steps (ours): after the module steps, each tensor's step x 1/4 ... 4 while
+    # the RD loss falls, in up to `tensor_step_sweeps` sweeps (4-bit shifts in the header).
+    config.fit.per_tensor_steps = False
+    config.fit.tensor_step_sweeps = 2
     # The network bits the quantisation search minimises: "laplace" (C3's estimate) or
     # "file" (the exact bits of the code the file writes for each tensor).
     config.fit.network_rate = "laplace"

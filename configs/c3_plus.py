@@ -4,7 +4,9 @@ Today: C3's Kodak recipe with SOAP on the network weights (`fit.optimizer = "soa
 Vyas et al. 2024), Cool-chic 5's learned upsampling (`model.upsampling = "learned"`:
 a cascade of separable symmetric filters, bicubic at init, in place of bilinear
 resizing), its per-module network steps (`fit.per_module_steps`: the context model gets
-its own (weight, bias) step pair, greedy after the shared pair), RDOQ of the network
+its own (weight, bias) step pair, greedy after the shared pair), then per-tensor steps
+(`fit.per_tensor_steps`, ours: each tensor's step x 1/4 ... 4 while the RD loss falls;
+4 bits per tensor in the header, 3.2-3.6 % lower RD loss on the kodim23 crop), RDOQ of the network
 integers (`fit.rdoq`: each integer moved by up to +-15 steps while the RD loss, counted
 with the file's bits, falls), and Cool-chic 5's decoder shapes: its "hop" synthesis
 (7 -> 48 ReLU -> 3, two 3x3 residual convolutions, a linear stabiliser, its init), its
@@ -35,6 +37,7 @@ def get_config():
     config.fit.optimizer = "soap"
     config.model.upsampling = "learned"
     config.fit.per_module_steps = True
+    config.fit.per_tensor_steps = True
     config.fit.rdoq = True
     config.model.synthesis_hidden = (48,)
     config.model.synthesis_activation = "relu"

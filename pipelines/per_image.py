@@ -389,6 +389,7 @@ def c3_row(
         bias_step=fit.bias_step,
         upsampling_step=fit.upsampling_step,
         arm_steps=list(fit.arm_steps) if fit.arm_steps else None,
+        step_shifts=list(fit.step_shifts) if fit.step_shifts else None,
         bits_per_grid=fit.bits_per_grid,
         bits_per_network=fit.bits_per_network,
         nan_recoveries=fit.nan_recoveries,

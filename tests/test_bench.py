@@ -241,3 +241,6 @@ def test_ablation_resume_keeps_its_commit_and_declared_reuse():
     reused = ablation.kept_rows(old, "ccc333", "aaa", ["soap", "c3_plus"])
     assert tools(reused) == ["recipe"] and reused[0]["commit"] == "aaa111"
     assert tools(ablation.kept_rows(old, "aaa111", None, ["soap"])) == ["recipe", "soap"]
+    # Rows kept from two commits at once (comma-separated).
+    both = ablation.kept_rows(old, "ccc333", "aaa,bbb", ["soap"])
+    assert tools(both) == ["rdoq", "recipe"]

@@ -103,7 +103,7 @@ def test_unknown_header_flags_are_refused():
     assert header[flags_at] == 2 | 16 | 32  # gelu_approximate, relu synthesis, stabiliser
     header[flags_at] |= 128  # a second flags byte follows: with an unknown bit
     with pytest.raises(BitstreamError, match="unknown flags"):
-        C3Architecture.from_bytes(bytes(header) + bytes([32]))
+        C3Architecture.from_bytes(bytes(header) + bytes([64]))
     # Its bit 1 (the pipelined inter-grid order) without the inter-grid context.
     with pytest.raises(BitstreamError):
         C3Architecture.from_bytes(bytes(header) + bytes([2]))

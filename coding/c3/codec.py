@@ -152,6 +152,7 @@ def encode(
     upsampling_step=None,
     arm_steps=None,
     pixel_steps=None,
+    step_shifts=None,
     image: np.ndarray | None = None,
 ) -> EncodedC3:
     """Writes the bitstream of a fitted `C3Model` whose networks are quantised.
@@ -162,11 +163,13 @@ def encode(
       upsampling_step: the learned upsampling's (the weight step when None).
       arm_steps: the context model's (weight, bias) steps (the pair above when None).
       pixel_steps: lossless C3's pixel context's (weight, bias) steps (likewise).
+      step_shifts: the per-tensor steps (one int per network tensor: its step is the
+        module's times 2^-shift), or None.
       image: the 8-bit image (H, W, 3) a lossless model codes (its pixels are in the
         file); None for a lossy model.
     """
     start = time.perf_counter()
-    steps = (weight_step, bias_step, upsampling_step, arm_steps, pixel_steps)
+    steps = (weight_step, bias_step, upsampling_step, arm_steps, pixel_steps, step_shifts)
     arch = C3Architecture.from_model_config(model.get_config(), *steps)
     integers = model.network_integers(*steps)
     return write(arch, integers, model.symbols(), start, image)

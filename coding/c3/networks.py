@@ -51,11 +51,12 @@ _NO_STEPS = dict(
     separate_pixel_steps=False,
     pixel_weight_bits=0,
     pixel_bias_bits=0,
+    step_shifts=(),
 )
 _SIZE_AND_STEPS = ("height", "width", *_NO_STEPS)
-# The weight steps that follow the parameters (`prepare_parameters`): the synthesis's,
-# the context model's and the pixel context's.
-NUM_WEIGHT_STEPS = 3
+# Per-tensor steps (`C3Architecture.step_shifts`): each tensor's step is its module's
+# times 2^-shift, shift in [MIN_STEP_SHIFT, MAX_STEP_SHIFT] (a 4-bit field).
+MIN_STEP_SHIFT, MAX_STEP_SHIFT = -8, 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +124,11 @@ class C3Architecture:
     separate_pixel_steps: bool = False
     pixel_weight_bits: int = 0
     pixel_bias_bits: int = 0
+    # Per-tensor network steps (preset header: bit 6 of the weight step byte; explicit
+    # header: second flags byte, bit 5; then one 4-bit field per tensor): tensor i of
+    # `network_shapes()` has the step of its module (above) times 2^-step_shifts[i].
+    # Empty: every tensor at its module's step.
+    step_shifts: tuple[int, ...] = ()
 
     @property
     def arm_bits(self) -> tuple[int, int]:
@@ -147,11 +153,13 @@ class C3Architecture:
         upsampling_step=None,
         arm_steps: tuple[float, float] | None = None,
         pixel_steps: tuple[float, float] | None = None,
+        step_shifts: tuple[int, ...] | None = None,
     ):
         """From `C3Model.get_config()` and the network quantisation steps (the learned
         upsampling's step is the weight step when None; `arm_steps`, the context model's
         (weight, bias) steps, and `pixel_steps`, lossless C3's pixel context's, are the
-        synthesis's when None)."""
+        synthesis's when None; `step_shifts`, one per tensor, refine those per tensor,
+        None or all zero: none)."""
         learned = config.get("upsampling", "bilinear") == "learned"
         upsampling_step = weight_step if upsampling_step is None else upsampling_step
         arm = arm_steps is not None
@@ -204,6 +212,7 @@ class C3Architecture:
             separate_pixel_steps=pixel,
             pixel_weight_bits=pixel_bits[0],
             pixel_bias_bits=pixel_bits[1],
+            step_shifts=tuple(int(k) for k in step_shifts) if any(step_shifts or ()) else (),
         )
         problem = arch.problem()
         if problem:
@@ -269,7 +278,39 @@ class C3Architecture:
         for ok, what in checks:
             if not ok:
                 return f"invalid {what}"
+        return self._step_shifts_problem()
+
+    def _step_shifts_problem(self) -> str | None:
+        """What is wrong with the per-tensor steps (checked once the shapes are valid)."""
+        if not self.step_shifts:
+            return None
+        if len(self.step_shifts) != len(self.network_shapes()):
+            return "invalid number of per-tensor steps"
+        if not all(MIN_STEP_SHIFT <= k <= MAX_STEP_SHIFT for k in self.step_shifts):
+            return "invalid per-tensor step"
+        bits = self.tensor_bits()
+        if not all(0 <= b <= MAX_STEP_BITS for b in bits):
+            return "invalid per-tensor step"
+        for layer in range(self.num_layers):
+            if fp.ACTIVATION_BITS + bits[2 * layer] < bits[2 * layer + 1]:
+                return "invalid per-tensor step (bias step too fine)"
         return None
+
+    @property
+    def num_layers(self) -> int:
+        """Layers (a kernel and a bias each) in `network_shapes()`, before any taps."""
+        return (len(self.network_shapes()) - 2 * int(self.learned_upsampling)) // 2
+
+    def tensor_bits(self) -> list[int]:
+        """The step exponent k (step 2^-k) of each tensor of `network_shapes()`: its
+        module's weight or bias step, then `step_shifts`."""
+        bits = []
+        for layer in range(self.num_layers):
+            bits += list(_module_layer_bits(self, layer))
+        bits += [self.upsampling_bits] * (2 * int(self.learned_upsampling))
+        if self.step_shifts:
+            bits = [b + k for b, k in zip(bits, self.step_shifts, strict=True)]
+        return bits
 
     def shape_fields(self) -> dict:
         """Every field but the image size and the network steps: what a preset names."""
@@ -285,13 +326,33 @@ class C3Architecture:
         if not number:
             return bytes([0]) + self._explicit_bytes()
         out = bytearray([number]) + pack_u16(self.height) + pack_u16(self.width)
-        # Bit 7 of the weight step's byte: the context model's own pair follows.
-        out += bytes([self.weight_bits | (int(self.separate_arm_steps) << 7), self.bias_bits])
+        # Bit 7 of the weight step's byte: the context model's own pair follows; bit 6:
+        # the per-tensor steps end the header.
+        weight_byte = self.weight_bits | (int(self.separate_arm_steps) << 7)
+        weight_byte |= int(bool(self.step_shifts)) << 6
+        out += bytes([weight_byte, self.bias_bits])
         if self.learned_upsampling:
             out += bytes([self.upsampling_bits])
         if self.separate_arm_steps:
             out += bytes([self.arm_weight_bits, self.arm_bias_bits])
-        return bytes(out)
+        return bytes(out + self._step_shift_bytes())
+
+    def _step_shift_bytes(self) -> bytes:
+        """The per-tensor steps: a 4-bit field (shift - MIN_STEP_SHIFT) per tensor, two
+        per byte, high nibble first (the tensors come in pairs: kernel and bias, or the
+        upsampling's two tap matrices)."""
+        fields = [k - MIN_STEP_SHIFT for k in self.step_shifts]
+        return bytes((a << 4) | b for a, b in zip(fields[0::2], fields[1::2], strict=True))
+
+    def _read_step_shifts(self, r: Reader, what: str):
+        """This architecture with the per-tensor steps read from `r` (`_step_shift_bytes`)."""
+        if self.problem():  # the shapes must be valid to count the tensors
+            raise BitstreamError(f"{what}: C3 header has an {self.problem()}.")
+        data = r.take(len(self.network_shapes()) // 2, "per-tensor steps")
+        shifts = tuple(f + MIN_STEP_SHIFT for byte in data for f in (byte >> 4, byte & 15))
+        if not any(shifts):
+            raise BitstreamError(f"{what}: per-tensor steps flagged but all zero.")
+        return dataclasses.replace(self, step_shifts=shifts)
 
     def _explicit_bytes(self) -> bytes:
         """Format versions 1 and 2's header; in version 3 after a 0 byte."""
@@ -307,6 +368,7 @@ class C3Architecture:
         flags2 |= int(self.lossless) << 2
         flags2 |= int(self.pixel_neighbours > 0) << 3
         flags2 |= int(self.separate_pixel_steps) << 4
+        flags2 |= int(bool(self.step_shifts)) << 5
         flags |= int(flags2 > 0) << 7
         out = bytearray(pack_u16(self.height) + pack_u16(self.width))
         out += bytes([self.num_grids]) + pack_f32(self.q_step)
@@ -331,7 +393,7 @@ class C3Architecture:
             out += bytes([self.pixel_neighbours, len(self.pixel_hidden), *self.pixel_hidden])
         if flags2 & 16:
             out += bytes([self.pixel_weight_bits, self.pixel_bias_bits])
-        return bytes(out)
+        return bytes(out + self._step_shift_bytes())
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "bitstream", version: int = FORMAT_VERSION):
@@ -360,11 +422,10 @@ class C3Architecture:
             if separate
             else (0, 0)
         )
-        r.expect_end()
-        return cls(
+        arch = cls(
             height=height,
             width=width,
-            weight_bits=weight_byte & 127,
+            weight_bits=weight_byte & 63,
             bias_bits=bias_bits,
             upsampling_bits=upsampling_bits,
             separate_arm_steps=separate,
@@ -372,6 +433,10 @@ class C3Architecture:
             arm_bias_bits=arm_bits[1],
             **fields,
         )
+        if weight_byte & 64:
+            arch = arch._read_step_shifts(r, what)
+        r.expect_end()
+        return arch
 
     @classmethod
     def _from_explicit(cls, r: Reader, what: str):
@@ -414,13 +479,12 @@ class C3Architecture:
             if not flags2 & 8:
                 raise BitstreamError(f"{what}: pixel context steps without a pixel context.")
             pixel_bits = (r.u8("pixel context weight step"), r.u8("pixel context bias step"))
-        r.expect_end()
-        if flags2 > 31 or (flags & 128 and flags2 == 0):
+        if flags2 > 63 or (flags & 128 and flags2 == 0):
             raise BitstreamError(f"{what}: unknown flags {flags2:#x} in the C3 header (byte 2).")
         bad_arm = flags2 & 1 and (arm_shape == (0, 0) or arm_shape[1] > 1)
         if bad_arm or (flags & 64 and inter_grid[1] == 0):
             raise BitstreamError(f"{what}: invalid Cool-chic 5 context fields in the C3 header.")
-        return cls(
+        arch = cls(
             height,
             width,
             num_grids,
@@ -455,6 +519,10 @@ class C3Architecture:
             pixel_weight_bits=pixel_bits[0],
             pixel_bias_bits=pixel_bits[1],
         )
+        if flags2 & 32:
+            arch = arch._read_step_shifts(r, what)
+        r.expect_end()
+        return arch
 
     @property
     def num_synthesis_layers(self) -> int:
@@ -530,8 +598,8 @@ class C3Architecture:
 
     def parameter_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of what `prepare_parameters` returns: `network_shapes()`, then the
-        weight steps of the synthesis, the context model and the pixel context."""
-        return self.network_shapes() + [()] * NUM_WEIGHT_STEPS
+        weight step of each layer."""
+        return self.network_shapes() + [()] * self.num_layers
 
 
 def integer_bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -626,27 +694,28 @@ def prepare_parameters(arch: C3Architecture, integers: list[np.ndarray]) -> list
     """Checks the quantised parameters and converts them for `IntegerC3` (float64).
 
     Returns kernels and accumulator biases in `network_shapes()` order, the learned
-    upsampling's taps if any, then the weight steps (2^-weight_bits) of the synthesis,
-    the context model and the pixel context, as scalars. Raises ValueError when they do
-    not fit the architecture or the format's range.
+    upsampling's taps if any, then the weight step (2^-weight_bits) of each layer, as
+    scalars. Raises ValueError when they do not fit the architecture or the format's
+    range.
     """
     if [tuple(np.shape(q)) for q in integers] != arch.network_shapes():
         raise ValueError("network parameters do not match the architecture")
+    bits = arch.tensor_bits()
     taps = []
-    if arch.learned_upsampling:  # integers * 2^-upsampling_bits: exact in float64
+    if arch.learned_upsampling:  # integers * 2^-bits: exact in float64
         integers, taps = integers[:-2], [np.asarray(q, np.int64) for q in integers[-2:]]
         if max(np.abs(t).max(initial=0) for t in taps) > fp.WEIGHT_LIMIT:
             raise ValueError("upsampling taps beyond the format's range")
-        taps = [np.ldexp(t.astype(np.float64), -arch.upsampling_bits) for t in taps]
-    parameters = []
-    for i in range(0, len(integers), 2):
-        weight_bits, bias_bits = layer_bits(arch, i // 2)
+        taps = [np.ldexp(t.astype(np.float64), -b) for t, b in zip(taps, bits[-2:], strict=True)]
+    parameters, weight_steps = [], []
+    for layer in range(arch.num_layers):
+        weight_bits, bias_bits = bits[2 * layer], bits[2 * layer + 1]
         kernel, bias = fp.layer_parameters(
-            integers[i], integers[i + 1], weight_bits, bias_bits, f"layer {i // 2}"
+            integers[2 * layer], integers[2 * layer + 1], weight_bits, bias_bits, f"layer {layer}"
         )
         parameters += [kernel, bias]
-    weight_bits = (arch.weight_bits, arch.arm_bits[0], arch.pixel_bits[0])
-    return parameters + taps + [np.float64(np.ldexp(1.0, -b)) for b in weight_bits]
+        weight_steps.append(np.float64(np.ldexp(1.0, -weight_bits)))
+    return parameters + taps + weight_steps
 
 
 def layer_module(arch: C3Architecture, layer: int) -> str:
@@ -659,8 +728,9 @@ def layer_module(arch: C3Architecture, layer: int) -> str:
     return "pixel" if layer >= num_synthesis - arch.num_pixel_layers else "synthesis"
 
 
-def layer_bits(arch: C3Architecture, layer: int) -> tuple[int, int]:
-    """The (weight bits, bias bits) of a layer in `network_shapes()` order."""
+def _module_layer_bits(arch: C3Architecture, layer: int) -> tuple[int, int]:
+    """The (weight bits, bias bits) of a layer's module (`C3Architecture.tensor_bits`
+    adds the per-tensor shifts)."""
     module = layer_module(arch, layer)
     if module == "arm":
         return arch.arm_bits
@@ -710,10 +780,8 @@ class IntegerC3:
     def __init__(self, arch: C3Architecture, parameters):
         self.arch = arch
         self.gelu_table = tf.constant(fp.gelu_lookup_table(arch.gelu_approximate))
-        layer_parameters = parameters[:-NUM_WEIGHT_STEPS]
-        weight_steps = dict(
-            zip(("synthesis", "arm", "pixel"), parameters[-NUM_WEIGHT_STEPS:], strict=True)
-        )
+        num_layers = arch.num_layers
+        layer_parameters, weight_steps = parameters[:-num_layers], parameters[-num_layers:]
         if arch.learned_upsampling:
             self.transposed, self.prefilter = layer_parameters[-2:]
             layer_parameters = layer_parameters[:-2]
@@ -721,9 +789,9 @@ class IntegerC3:
         num_res = arch.num_residual_layers
         num_synthesis = arch.num_synthesis_layers
         layers = [
-            fp.FixedPointLayer(kernel, bias, weight_steps[layer_module(arch, i)])
-            for i, (kernel, bias) in enumerate(
-                zip(layer_parameters[0::2], layer_parameters[1::2], strict=True)
+            fp.FixedPointLayer(kernel, bias, step)
+            for kernel, bias, step in zip(
+                layer_parameters[0::2], layer_parameters[1::2], weight_steps, strict=True
             )
         ]
         self.synthesis_layers = layers[:num_mlp]
@@ -779,21 +847,24 @@ class IntegerC3:
         """
         num, features = len(self.arch.grid_shapes), self.arch.inter_grid_features
         width = inputs.shape[1]
-        kernels, biases = [], []
+        kernels, biases, steps = [], [], []
         for k in range(num):
             if k < len(self.inter_grid_layers):
                 layer = self.inter_grid_layers[k]
                 fan_in = layer.weights.shape[0]
                 kernels.append(tf.pad(layer.weights, [[0, width - fan_in], [0, 0]]))
                 biases.append(tf.reshape(layer.bias, [features]))
+                steps.append(tf.cast(layer.weight_step, tf.float64))
             else:
                 kernels.append(tf.zeros([width, features], tf.float64))
                 biases.append(tf.zeros([features], tf.float64))
+                steps.append(tf.constant(1.0, tf.float64))
         kernel = tf.gather(tf.stack(kernels), grid_ids)  # (n, m, F)
         bias = tf.gather(tf.stack(biases), grid_ids)
+        # Each layer's own weight step (per-tensor steps can differ between them).
+        step = tf.gather(tf.stack(steps), grid_ids)[:, None]
         x = self._value_inputs(inputs, 0)
         accumulator = tf.einsum("ni,nif->nf", x, kernel)
-        step = self.inter_grid_layers[0].weight_step  # one step for all feature layers
         return fp.FixedPointLayer(None, bias, step).rescale(accumulator)
 
     def context_rows(

@@ -90,7 +90,7 @@ def warmup_extra_steps(config) -> int:
 
 def describe_steps(steps: tuple) -> str:
     """`QuantizedNetworks.steps` for a log line."""
-    weight, bias, upsampling, arm, pixel = steps
+    weight, bias, upsampling, arm, pixel, *shifts = steps
     text = f"weight {weight:g}, bias {bias:g}"
     if arm is not None or pixel is not None:
         text += " (synthesis)"
@@ -98,7 +98,10 @@ def describe_steps(steps: tuple) -> str:
         text += f"; context model weight {arm[0]:g}, bias {arm[1]:g}"
     if pixel is not None:
         text += f"; pixel context weight {pixel[0]:g}, bias {pixel[1]:g}"
-    return text + (f"; upsampling {upsampling:g}" if upsampling is not None else "")
+    text += f"; upsampling {upsampling:g}" if upsampling is not None else ""
+    if shifts and shifts[0]:
+        text += "; per-tensor shifts " + ",".join(str(k) for k in shifts[0])
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +135,7 @@ class QuantizedNetworks:
     upsampling_step: float | None  # of the learned upsampling's taps; None: bilinear
     arm_steps: tuple[float, float] | None  # the context model's own pair; None: shared
     pixel_steps: tuple[float, float] | None  # lossless C3's pixel context's; None: shared
+    step_shifts: tuple[int, ...] | None  # per tensor: step x 2^-shift; None: the modules'
     bits_latents: float
     bits_networks: float
     bits_per_grid: list[float]
@@ -151,6 +155,7 @@ class QuantizedNetworks:
             self.upsampling_step,
             self.arm_steps,
             self.pixel_steps,
+            self.step_shifts,
         )
 
 
@@ -304,6 +309,8 @@ class C3Fitter(tf.Module):
             problems.append("fit.mean_anchor must be >= 0")
         if config.rdoq_max_delta < 1 or config.rdoq_passes < 1:
             problems.append("fit.rdoq_max_delta and fit.rdoq_passes must be >= 1")
+        if config.per_tensor_steps and config.tensor_step_sweeps < 1:
+            problems.append("fit.tensor_step_sweeps must be >= 1 with fit.per_tensor_steps")
         if config.warmup_candidates > 1 and not (
             1 <= config.warmup_keep <= config.warmup_candidates and config.warmup_steps >= 1
         ):
@@ -886,6 +893,8 @@ class C3Fitter(tf.Module):
         context model pair): (QuantizedNetworks, integers), the float parameters restored
         afterwards; None if the integers are beyond the format's range or the loss is not
         finite."""
+        if self.model.network_steps_problem(*steps):
+            return None  # steps the file cannot carry
         integers = self.model.network_integers(*steps)
         if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
             return None  # too fine a step for these parameters
@@ -913,6 +922,7 @@ class C3Fitter(tf.Module):
             upsampling_step=steps[2],
             arm_steps=steps[3],
             pixel_steps=steps[4],
+            step_shifts=steps[5] if len(steps) > 5 and any(steps[5] or ()) else None,
             bits_latents=bits,
             bits_networks=bits_networks,
             bits_per_grid=[float(b) for b in bits_per_grid.numpy()],
@@ -951,6 +961,39 @@ class C3Fitter(tf.Module):
                 found[0].loss,
             )
         return best
+
+    def _search_tensor_steps(self, best, float_params):
+        """Per-tensor steps (`fit.per_tensor_steps`; ours, neither C3 nor Cool-chic 5):
+        from the module steps found, each tensor's step in turn times 1/4, 1/2, 2 and 4
+        (a shift of 2, 1, -1, -2), kept when the RD loss falls; sweeps over all tensors
+        until one changes nothing (at most `fit.tensor_step_sweeps`). A module's kernels
+        (and its biases) share one step, but its first and last layers want different
+        ones: on a c3_plus crop the synthesis's first kernel and the context model's took
+        steps 2x coarser than their module's, one residual bias 4x finer (docs/c3.md)."""
+        start, steps = best, best[0].steps
+        shifts = list(steps[5] or (0,) * len(self.model.network_variables))
+        progress = Progress(int(self.config.tensor_step_sweeps) * len(shifts))
+        for _ in range(int(self.config.tensor_step_sweeps)):
+            changed = False
+            for i in range(len(shifts)):
+                for delta in (2, 1, -1, -2):
+                    trial = list(shifts)
+                    trial[i] += delta
+                    found = self._quantized((*steps[:5], tuple(trial)), float_params)
+                    if found is not None and found[0].loss < best[0].loss:
+                        best, shifts, changed = found, trial, True
+                progress.update(progress.done + 1)
+            logging.info(
+                "Network quantisation: per-tensor steps %s (shifts %s: RD loss %.5g).",
+                progress,
+                ",".join(map(str, shifts)),
+                best[0].loss,
+            )
+            if not changed:
+                break
+        # The shifts cost 4 bits per tensor in the header: kept only if they pay for it.
+        header = float(self.lmbda.numpy()) * 4 * len(shifts) / self._pixels
+        return best if best[0].loss + header < start[0].loss else start
 
     def _rdoq(self, quantized: QuantizedNetworks, integers, float_params):
         """Cool-chic 5's RDOQ of the chosen integers (`models.c3.rdoq`), scored with the
@@ -1022,6 +1065,8 @@ class C3Fitter(tf.Module):
             steps = best[0].steps
             others = [(*steps[:2], s, *steps[3:]) for s in upsampling_steps if s != held]
             best = self._search("upsampling step", others, float_params, best)
+        if c.per_tensor_steps:
+            best = self._search_tensor_steps(best, float_params)
         quantized, integers = best
         # A module at the synthesis's pair needs no header bytes of its own.
         if quantized.arm_steps == quantized.steps[:2]:

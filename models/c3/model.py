@@ -34,6 +34,11 @@ QUANTIZATION_MODES = ("noise", "gaussian", "ste", "round")
 OUTPUTS = ("image", "lossless")
 # The bitstream format's limit on a quantised network parameter (`coding.fixed_point`).
 MAX_NETWORK_INTEGER = 2**19
+# ... and on its steps (`coding.c3.networks`): 2^-24 ... 1, a bias step at least 2^-12 x
+# its layer's weight step, a per-tensor shift of -8 ... 7 (x 2^-shift).
+MAX_STEP_BITS = 24
+MAX_BIAS_BITS_ABOVE_WEIGHT = 12
+STEP_SHIFTS = (-8, 7)
 
 
 class C3Model(tf.keras.Model):
@@ -264,8 +269,9 @@ class C3Model(tf.keras.Model):
         return [p.reshape(s) for p, s in zip(parts, shapes, strict=True)]
 
     # Network quantisation (C3 Sec. 3: one (weight step, bias step) pair for all
-    # networks; Cool-chic 5: a pair per module). `steps` below are what
-    # `network_steps` takes: (weight, bias[, upsampling[, arm_steps[, pixel_steps]]]).
+    # networks; Cool-chic 5: a pair per module; ours: then a power of two per tensor).
+    # `steps` below are what `network_steps` takes:
+    # (weight, bias[, upsampling[, arm_steps[, pixel_steps[, step_shifts]]]]).
 
     def network_steps(
         self,
@@ -274,11 +280,14 @@ class C3Model(tf.keras.Model):
         upsampling_step=None,
         arm_steps: tuple[float, float] | None = None,
         pixel_steps: tuple[float, float] | None = None,
+        step_shifts: tuple[int, ...] | None = None,
     ):
         """The quantisation step of each of `network_variables`: kernels the weight
         step, biases the bias step, learned-upsampling taps their own step (the weight
         step when None), the context model's kernels and biases `arm_steps` (weight,
-        bias) when given, lossless C3's pixel context's `pixel_steps` when given."""
+        bias) when given, lossless C3's pixel context's `pixel_steps` when given; then,
+        with `step_shifts` (one int per variable), variable i's step times
+        2^-step_shifts[i] (the file's per-tensor steps)."""
         taps = {id(v) for v in self.upsampling.trainable_variables}
         own = {}
         if arm_steps:
@@ -290,7 +299,27 @@ class C3Model(tf.keras.Model):
         for v in self.network_variables:
             weight, bias = own.get(id(v), (weight_step, bias_step))
             steps.append(upsampling_step if id(v) in taps else weight if len(v.shape) > 1 else bias)
+        if step_shifts:
+            steps = [s * 2.0 ** -int(k) for s, k in zip(steps, step_shifts, strict=True)]
         return steps
+
+    def network_steps_problem(self, *steps) -> str | None:
+        """What keeps `steps` (as `network_steps` takes them) out of the file format,
+        or None: a step outside 2^-24 ... 1, a bias step finer than 2^-12 x its layer's
+        weight step, a per-tensor shift outside -8 ... 7."""
+        shifts = steps[5] if len(steps) > 5 and steps[5] else ()
+        if not all(STEP_SHIFTS[0] <= int(k) <= STEP_SHIFTS[1] for k in shifts):
+            return "a per-tensor step shift outside -8 ... 7"
+        per_variable = self.network_steps(*steps)
+        if not all(2.0**-MAX_STEP_BITS <= s <= 1.0 for s in per_variable):
+            return "a step outside 2^-24 ... 1"
+        taps = {id(v) for v in self.upsampling.trainable_variables}
+        layers = [s for v, s in zip(self.network_variables, per_variable, strict=True)
+                  if id(v) not in taps]  # fmt: skip
+        for weight, bias in zip(layers[0::2], layers[1::2], strict=True):
+            if bias < weight * 2.0**-MAX_BIAS_BITS_ABOVE_WEIGHT:
+                return "a bias step finer than 2^-12 x its layer's weight step"
+        return None
 
     def network_integers(self, *steps) -> list[np.ndarray]:
         """Each network parameter divided by its step and rounded (`network_steps`)."""
