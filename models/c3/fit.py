@@ -889,10 +889,11 @@ class C3Fitter(tf.Module):
         return bits
 
     def _quantized(self, steps: tuple, float_params: list[np.ndarray]):
-        """The model with its networks quantised at `steps` (weight, bias, upsampling,
-        context model pair): (QuantizedNetworks, integers), the float parameters restored
-        afterwards; None if the integers are beyond the format's range or the loss is not
-        finite."""
+        """The model with its networks quantised at `steps` (as `C3Model.network_steps`
+        takes them: weight, bias, upsampling, context model pair, pixel context pair,
+        per-tensor shifts): (QuantizedNetworks, integers), the float parameters restored
+        afterwards; None if the steps are outside the format's, the integers beyond its
+        range or the loss is not finite."""
         if self.model.network_steps_problem(*steps):
             return None  # steps the file cannot carry
         integers = self.model.network_integers(*steps)
