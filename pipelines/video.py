@@ -103,6 +103,12 @@ def encode_video(
 ) -> CodedVideo:
     """Fits the patches of a video (T, H, W, 3) uint8 (all, or the given indices) and
     writes its file; `workdir`: checkpoints and TensorBoard logs (`fit_patch`)."""
+    if config.fit.per_module_steps or config.fit.per_tensor_steps:
+        # A video patch's header carries one (weight, bias) pair (coding.c3.video).
+        raise ConfigError(
+            "C3 video files have one network step pair: set fit.per_module_steps and "
+            "fit.per_tensor_steps to false."
+        )
     start = time.perf_counter()
     size = tuple(frames.shape[:3])
     lmbda = float(config.model.lmbda)

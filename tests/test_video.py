@@ -343,3 +343,15 @@ def test_train_fits_selected_patches_and_skips_finished_ones(tmp_path):
     assert video_coding.decode_patch(patch.sections[1]).shape == (2, 16, 16, 3)
     again = run_in_process("train.py", *command)
     assert again.returncode == 0 and "already finished" in again.stderr
+
+
+@pytest.mark.parametrize("switch", ["per_module_steps", "per_tensor_steps"])
+def test_video_refuses_network_steps_its_file_cannot_carry(switch):
+    from common.errors import ConfigError
+    from configs import c3_video_small
+    from pipelines.video import encode_video
+
+    config = c3_video_small.get_config()
+    setattr(config.fit, switch, True)
+    with pytest.raises(ConfigError, match="one network step pair"):
+        encode_video(config, made_video())
