@@ -108,9 +108,8 @@ def run_one(config, image, name, lmbda, noise_steps, ste_steps, seed, overridden
         "bpp_header", "bpp_latents_coded", "bpp_networks_coded", "psnr_fit", "noise_steps",
         "ste_steps", "iterations", "seconds_warmup", "seconds_noise", "seconds_ste",
         "seconds_quantization", "entropy_coding_seconds", "decode_seconds", "macs_per_pixel",
-        "weight_step", "bias_step", "upsampling_step", "arm_steps", "step_shifts", "nan_recoveries",
-        "restarts",
-        "config_hash",
+        "weight_step", "bias_step", "upsampling_step", "arm_steps", "step_shifts",
+        "nan_recoveries", "restarts", "config_hash",
     )  # fmt: skip
     out = {k: row[k] for k in keep}
     out["rdoq"] = row["rdoq"]  # what RDOQ changed (None when off)

@@ -24,6 +24,7 @@ from absl import logging
 
 from coding import weights
 from coding.c3 import codec as c3_codec
+from coding.c3 import networks as c3_networks
 from coding.interface import Codec
 from common import device, preemption, results
 from common.config import config_hash
@@ -44,8 +45,10 @@ BITSTREAM_SUFFIX = ".c3"
 def make_fitter(model, fit_config) -> C3Fitter:
     """A `C3Fitter` that knows the exact bits of the code the file writes for each
     network tensor (`coding.weights.code_costs`): the network quantisation search counts
-    them with `fit.network_rate = "file"` (else C3's Laplace estimate), RDOQ always."""
-    return C3Fitter(model, fit_config, weights.code_costs)
+    them with `fit.network_rate = "file"` (else C3's Laplace estimate), RDOQ always; and
+    the steps the file can carry (`coding.c3.networks.steps_problem`)."""
+    steps_problem = functools.partial(c3_networks.steps_problem, model.get_config())
+    return C3Fitter(model, fit_config, weights.code_costs, steps_problem)
 
 
 def fitter_steps(fitter: C3Fitter | list[C3Fitter]) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from coding.c3 import codec as c3_codec
-from coding.c3.networks import C3Architecture
+from coding.c3.networks import C3Architecture, steps_problem
 from coding.container import f32
 from common.errors import BitstreamError
 from common.images import to_float
@@ -45,14 +45,15 @@ def test_network_steps_apply_the_shifts():
     base = model.network_steps(*PLUS_STEPS)
     shifted = model.network_steps(*PLUS_STEPS, None, shifts)
     assert shifted == [s * 2.0**-k for s, k in zip(base, shifts, strict=True)]
-    assert model.network_steps_problem(*PLUS_STEPS, None, shifts) is None
+    config = model.get_config()
+    assert steps_problem(config, *PLUS_STEPS, None, shifts) is None
     too_far = (8,) + shifts[1:]
-    assert "shift" in model.network_steps_problem(*PLUS_STEPS, None, too_far)
+    assert "shift" in steps_problem(config, *PLUS_STEPS, None, too_far)
     coarse = (1.0, 1.0, 1.0, (1.0, 1.0), None, (-1,) * len(shifts))
-    assert "outside" in model.network_steps_problem(*coarse)
+    assert "outside" in steps_problem(config, *coarse)
     # The first layer's kernel 2^-1, its bias 2^-17: finer than 2^-12 x the kernel's.
     fine_bias = (-7, 7) + (0,) * (len(shifts) - 2)
-    assert "bias" in model.network_steps_problem(*PLUS_STEPS, None, fine_bias)
+    assert "bias" in steps_problem(config, *PLUS_STEPS, None, fine_bias)
 
 
 def test_header_round_trip_with_step_shifts():

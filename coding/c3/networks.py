@@ -287,13 +287,13 @@ class C3Architecture:
         if len(self.step_shifts) != len(self.network_shapes()):
             return "invalid number of per-tensor steps"
         if not all(MIN_STEP_SHIFT <= k <= MAX_STEP_SHIFT for k in self.step_shifts):
-            return "invalid per-tensor step"
+            return f"invalid per-tensor step: a shift outside {MIN_STEP_SHIFT} ... {MAX_STEP_SHIFT}"
         bits = self.tensor_bits()
         if not all(0 <= b <= MAX_STEP_BITS for b in bits):
-            return "invalid per-tensor step"
+            return f"invalid per-tensor step: a step outside 2^-{MAX_STEP_BITS} ... 1"
         for layer in range(self.num_layers):
             if fp.ACTIVATION_BITS + bits[2 * layer] < bits[2 * layer + 1]:
-                return "invalid per-tensor step (bias step too fine)"
+                return "invalid per-tensor step: bias step too fine for its layer's weight step"
         return None
 
     @property
@@ -346,8 +346,9 @@ class C3Architecture:
 
     def _read_step_shifts(self, r: Reader, what: str):
         """This architecture with the per-tensor steps read from `r` (`_step_shift_bytes`)."""
-        if self.problem():  # the shapes must be valid to count the tensors
-            raise BitstreamError(f"{what}: C3 header has an {self.problem()}.")
+        problem = self.problem()  # the shapes must be valid to count the tensors
+        if problem:
+            raise BitstreamError(f"{what}: C3 header has an {problem}.")
         data = r.take(len(self.network_shapes()) // 2, "per-tensor steps")
         shifts = tuple(f + MIN_STEP_SHIFT for byte in data for f in (byte >> 4, byte & 15))
         if not any(shifts):
@@ -600,6 +601,18 @@ class C3Architecture:
         """Shapes of what `prepare_parameters` returns: `network_shapes()`, then the
         weight step of each layer."""
         return self.network_shapes() + [()] * self.num_layers
+
+
+def steps_problem(model_config: dict, *steps) -> str | None:
+    """What keeps network `steps` (as `C3Model.network_steps` takes them) out of a file
+    of the model of `model_config` (`C3Model.get_config()`), or None: the format's rules,
+    for encoders that search steps (`models.c3.fit.C3Fitter`, which does not import the
+    coder)."""
+    try:
+        C3Architecture.from_model_config(model_config, *steps)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def integer_bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -190,6 +190,7 @@ class C3Fitter(tf.Module):
         model: C3Model,
         config,
         code_costs: Callable[[np.ndarray], np.ndarray] | None = None,
+        steps_problem: Callable[..., str | None] | None = None,
         name: str = "c3_fitter",
     ):
         """`code_costs` gives the exact bits of one quantised network tensor under each
@@ -197,7 +198,10 @@ class C3Fitter(tf.Module):
         (`coding.weights.code_costs`, passed by `pipelines.per_image.make_fitter`;
         models/ does not import the coder). The network quantisation search counts the
         file's bits with `fit.network_rate = "file"`, else C3's Laplace estimate
-        (`rate.parameter_bits`); RDOQ (`fit.rdoq`) always counts the file's."""
+        (`rate.parameter_bits`); RDOQ (`fit.rdoq`) always counts the file's.
+        `steps_problem(*steps)` says what keeps network steps out of the file, or None
+        (`coding.c3.networks.steps_problem`): the per-tensor search (`fit.per_tensor_steps`)
+        skips such candidates."""
         super().__init__(name=name)
         self.model = model
         self.config = config
@@ -207,7 +211,13 @@ class C3Fitter(tf.Module):
                 'fit.network_rate = "file" and fit.rdoq need the coder\'s code_costs '
                 "(pipelines.per_image.make_fitter)."
             )
+        if steps_problem is None and config.per_tensor_steps:
+            raise FitError(
+                "fit.per_tensor_steps needs the coder's steps_problem "
+                "(pipelines.per_image.make_fitter)."
+            )
         self.code_costs = code_costs
+        self.steps_problem = steps_problem
         self.tensor_bits = (
             (lambda q: float(code_costs(q).min()))
             if config.network_rate == "file"
@@ -894,7 +904,7 @@ class C3Fitter(tf.Module):
         per-tensor shifts): (QuantizedNetworks, integers), the float parameters restored
         afterwards; None if the steps are outside the format's, the integers beyond its
         range or the loss is not finite."""
-        if self.model.network_steps_problem(*steps):
+        if self.steps_problem is not None and self.steps_problem(*steps):
             return None  # steps the file cannot carry
         integers = self.model.network_integers(*steps)
         if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:

@@ -34,11 +34,6 @@ QUANTIZATION_MODES = ("noise", "gaussian", "ste", "round")
 OUTPUTS = ("image", "lossless")
 # The bitstream format's limit on a quantised network parameter (`coding.fixed_point`).
 MAX_NETWORK_INTEGER = 2**19
-# ... and on its steps (`coding.c3.networks`): 2^-24 ... 1, a bias step at least 2^-12 x
-# its layer's weight step, a per-tensor shift of -8 ... 7 (x 2^-shift).
-MAX_STEP_BITS = 24
-MAX_BIAS_BITS_ABOVE_WEIGHT = 12
-STEP_SHIFTS = (-8, 7)
 
 
 class C3Model(tf.keras.Model):
@@ -302,24 +297,6 @@ class C3Model(tf.keras.Model):
         if step_shifts:
             steps = [s * 2.0 ** -int(k) for s, k in zip(steps, step_shifts, strict=True)]
         return steps
-
-    def network_steps_problem(self, *steps) -> str | None:
-        """What keeps `steps` (as `network_steps` takes them) out of the file format,
-        or None: a step outside 2^-24 ... 1, a bias step finer than 2^-12 x its layer's
-        weight step, a per-tensor shift outside -8 ... 7."""
-        shifts = steps[5] if len(steps) > 5 and steps[5] else ()
-        if not all(STEP_SHIFTS[0] <= int(k) <= STEP_SHIFTS[1] for k in shifts):
-            return "a per-tensor step shift outside -8 ... 7"
-        per_variable = self.network_steps(*steps)
-        if not all(2.0**-MAX_STEP_BITS <= s <= 1.0 for s in per_variable):
-            return "a step outside 2^-24 ... 1"
-        taps = {id(v) for v in self.upsampling.trainable_variables}
-        layers = [s for v, s in zip(self.network_variables, per_variable, strict=True)
-                  if id(v) not in taps]  # fmt: skip
-        for weight, bias in zip(layers[0::2], layers[1::2], strict=True):
-            if bias < weight * 2.0**-MAX_BIAS_BITS_ABOVE_WEIGHT:
-                return "a bias step finer than 2^-12 x its layer's weight step"
-        return None
 
     def network_integers(self, *steps) -> list[np.ndarray]:
         """Each network parameter divided by its step and rounded (`network_steps`)."""
