@@ -902,10 +902,8 @@ class C3Fitter(tf.Module):
         """The model with its networks quantised at `steps` (as `C3Model.network_steps`
         takes them: weight, bias, upsampling, context model pair, pixel context pair,
         per-tensor shifts): (QuantizedNetworks, integers), the float parameters restored
-        afterwards; None if the steps are outside the format's, the integers beyond its
-        range or the loss is not finite."""
-        if self.steps_problem is not None and self.steps_problem(*steps):
-            return None  # steps the file cannot carry
+        afterwards; None if the integers are beyond the format's range or the loss is
+        not finite."""
         integers = self.model.network_integers(*steps)
         if max(np.abs(q).max(initial=0) for q in integers) > MAX_NETWORK_INTEGER:
             return None  # too fine a step for these parameters
@@ -990,7 +988,10 @@ class C3Fitter(tf.Module):
                 for delta in (2, 1, -1, -2):
                     trial = list(shifts)
                     trial[i] += delta
-                    found = self._quantized((*steps[:5], tuple(trial)), float_params)
+                    candidate = (*steps[:5], tuple(trial))
+                    if self.steps_problem(*candidate):
+                        continue  # steps the file cannot carry
+                    found = self._quantized(candidate, float_params)
                     if found is not None and found[0].loss < best[0].loss:
                         best, shifts, changed = found, trial, True
                 progress.update(progress.done + 1)
