@@ -375,6 +375,38 @@ def test_the_network_search_gives_the_pixel_context_its_own_pair(fitted):
         v.assign(value)  # the module's fitted model, as the fixture left it
 
 
+@pytest.mark.parametrize("fitted", [12], indirect=True, ids=["pixel_context"])
+def test_per_tensor_steps_lower_the_total_bits_and_the_file_decodes_exactly(fitted):
+    """`fit.per_tensor_steps` on lossless C3 (on in configs/c3_lossless.py): each tensor's
+    step around its module's, the pixel context's tensors included, searched on the total
+    bits; the file carries the shifts and the decoder's distributions are the encoder's
+    (the CRC would fail otherwise); the header bits are paid."""
+    image, model, _, _, _ = fitted
+    fit_config = tiny_fit_config(0, 0)
+    fit_config.rdoq = False
+    fit_config.per_module_steps = True
+    parameters = [v.numpy() for v in model.trainable_variables]
+    fitter = make_fitter(model, fit_config)
+    fitter.reset(to_float(image), 1e-4)
+    results = []
+    for per_tensor in (False, True):
+        for v, value in zip(model.trainable_variables, parameters, strict=True):
+            v.assign(value)
+        fit_config.per_tensor_steps = per_tensor
+        quantized = fitter.quantize_networks()
+        encoded = c3_codec.encode(model, *quantized.steps, image=image)
+        decoded = c3_codec.decode(encoded.data)
+        np.testing.assert_array_equal(decoded.image, image)
+        results.append((quantized, encoded, decoded.arch))
+    (module, module_file, _), (tensor, tensor_file, arch) = results
+    assert tensor.step_shifts is not None and arch.step_shifts == tensor.step_shifts
+    assert len(arch.step_shifts) == len(model.network_variables)  # pixel context included
+    assert tensor.loss < module.loss
+    assert tensor_file.num_bits < module_file.num_bits
+    for v, value in zip(model.trainable_variables, parameters, strict=True):
+        v.assign(value)  # the module's fitted model, as the fixture left it
+
+
 def test_pixel_context_header_fields_round_trip_and_are_checked():
     config = registry.build_model(lossless_model_config(12), height=16, width=24).get_config()
     arch = C3Architecture.from_model_config(config, 2.0**-8, 2.0**-10)
