@@ -18,7 +18,8 @@
    of a crop; the networks' bits spread over 6x the pixels). --c3-set overrides fields
    of the C3 config (e.g. fit.rdoq=true: RDOQ of the network integers on the total bits).
    Each image's entry is kept in OUT/c3_lossless/ when done: a rerun with the same
-   steps, seed and overrides resumes after it (a long list can span sessions).
+   steps, seed, overrides and resolved config (its hash: a changed configs/c3_lossless.py
+   refits) resumes after it (a long list can span sessions).
 
 3. With --rc-workdir RUN (repeatable): RC with the trained residual network of that run
    (train.py with configs/rc_hevc.py or rc_c3.py) codes the 24 images (`eval.py
@@ -73,14 +74,28 @@ def distances(bpsp: dict[str, float]) -> dict[str, dict]:
     return out
 
 
-def c3_on(image, name: str, steps: int, seed: int, overrides=()) -> dict:
-    """Lossless C3 fitted to one crop, its file decoded and checked: the results row."""
-    from pipelines.per_image import C3Codec, c3_row
-
+def c3_config(steps: int, seed: int, overrides=()):
+    """The lossless C3 config of a run: `C3_CONFIG`, the overrides, seed and steps."""
     config = rd_small.make_config(os.path.join(ROOT, C3_CONFIG), list(overrides))
     config.seed = seed
     config.fit.num_noise_steps = steps - steps // 10
     config.fit.max_ste_steps = steps // 10
+    return config
+
+
+def c3_config_hash(steps: int, seed: int, overrides=()) -> str:
+    """The hash of `c3_config`: a kept entry resumes only under the very same config (a
+    changed `configs/c3_lossless.py` refits)."""
+    from common.config import config_hash
+
+    return config_hash(c3_config(steps, seed, overrides))
+
+
+def c3_on(image, name: str, steps: int, seed: int, overrides=()) -> dict:
+    """Lossless C3 fitted to one crop, its file decoded and checked: the results row."""
+    from pipelines.per_image import C3Codec, c3_row
+
+    config = c3_config(steps, seed, overrides)
     encoding = C3Codec(config).fit_and_encode(image, what=name)
     row = c3_row(config, name, image, encoding, bitstream=None)
     keep = (
@@ -112,7 +127,12 @@ def crops(args, names: list[str]) -> dict:
         # Each image's entry is kept in OUT/c3_lossless/ as it is done: a rerun with the
         # same settings (a later session, a requeued job) resumes after the last one.
         done = os.path.join(args.out, "c3_lossless", f"{crop_name}.json")
-        settings = {"steps": args.c3_steps, "seed": args.seed, "set": list(args.c3_set)}
+        settings = {
+            "steps": args.c3_steps,
+            "seed": args.seed,
+            "set": list(args.c3_set),
+            "config_hash": c3_config_hash(args.c3_steps, args.seed, args.c3_set),
+        }
         kept = None
         if os.path.isfile(done):
             with open(done) as f:
