@@ -54,6 +54,7 @@ import rd_small  # noqa: E402
 
 from bench import classical, plot  # noqa: E402
 from bench.curves import read_lossless  # noqa: E402
+from common.config import config_hash  # noqa: E402
 from common.files import atomic_write_json  # noqa: E402
 from common.images import image_files  # noqa: E402
 from common.rundir import provenance  # noqa: E402
@@ -81,14 +82,6 @@ def c3_config(steps: int, seed: int, overrides=()):
     config.fit.num_noise_steps = steps - steps // 10
     config.fit.max_ste_steps = steps // 10
     return config
-
-
-def c3_config_hash(steps: int, seed: int, overrides=()) -> str:
-    """The hash of `c3_config`: a kept entry resumes only under the very same config (a
-    changed `configs/c3_lossless.py` refits)."""
-    from common.config import config_hash
-
-    return config_hash(c3_config(steps, seed, overrides))
 
 
 def c3_on(image, name: str, steps: int, seed: int, overrides=()) -> dict:
@@ -121,18 +114,20 @@ def crops(args, names: list[str]) -> dict:
     """Part 2: C3 and the classical codecs on the same crops (or whole images)."""
     table = {"crop": None if args.c3_full else list(rd_small.CROP), "images": {}}
     commit = provenance(ROOT)["commit"]  # recorded in each kept entry
+    # A kept entry resumes only under the very same settings, the resolved config's hash
+    # among them (a changed configs/c3_lossless.py refits).
+    settings = {
+        "steps": args.c3_steps,
+        "seed": args.seed,
+        "set": list(args.c3_set),
+        "config_hash": config_hash(c3_config(args.c3_steps, args.seed, args.c3_set)),
+    }
     for image_name in args.c3_images.split(","):
         crop_name = image_name if args.c3_full else f"{image_name}_crop"
         image = rd_small.load_image(args.kodak, crop_name)
         # Each image's entry is kept in OUT/c3_lossless/ as it is done: a rerun with the
         # same settings (a later session, a requeued job) resumes after the last one.
         done = os.path.join(args.out, "c3_lossless", f"{crop_name}.json")
-        settings = {
-            "steps": args.c3_steps,
-            "seed": args.seed,
-            "set": list(args.c3_set),
-            "config_hash": c3_config_hash(args.c3_steps, args.seed, args.c3_set),
-        }
         kept = None
         if os.path.isfile(done):
             with open(done) as f:
